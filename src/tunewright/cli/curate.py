@@ -1,0 +1,35 @@
+"""`tunewright curate`: raw sources -> curated splits, quarantine and data card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_path, workspace_path
+from tunewright.core.config import load_config
+from tunewright.core.runs import start_run
+
+
+def register(app: typer.Typer) -> None:
+    app.command("curate")(curate_cmd)
+
+
+def curate_cmd(
+    config: Path = typer.Option(None, "--config", "-c", help="Curation config (default: configs/curate.yaml)."),
+    workspace: Path = WORKSPACE,
+    overrides: list[str] = OVERRIDES,
+) -> None:
+    """Normalise, clean, deduplicate, decontaminate and split raw data."""
+    from tunewright.curate.config import CurateConfig
+    from tunewright.curate.stage import curate
+
+    ws = workspace_path(workspace)
+    cfg = load_config(config_path(ws, config, "curate.yaml"), CurateConfig, overrides)
+    with start_run(ws, "curate", command_line(), cfg.model_dump(), seed=cfg.split.seed) as run:
+        result = curate(cfg, ws, run)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in result.splits.items())
+    typer.echo(
+        f"curated {result.lines_read} lines: {sizes}; {result.quarantine.count()} quarantined. "
+        f"Run {run.run_id}; data card {cfg.output.data_card}"
+    )

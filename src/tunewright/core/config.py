@@ -1,0 +1,129 @@
+"""YAML -> typed config, with dotted command-line overrides and a `_target_` allowlist.
+
+Precedence is code defaults < YAML < `key.path=value` overrides. Every stage declares its
+config as a pydantic model whose sub-models forbid unknown keys; a validation failure
+becomes a `ConfigError` that names the file, the key path, what was expected and what was
+found. YAML is user input, so `_target_` only resolves against trusted import prefixes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tunewright.core.errors import ConfigError
+
+ALLOWED_TARGET_PREFIXES: tuple[str, ...] = ("tunewright.", "torch.", "transformers.", "peft.")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into its key path and a YAML-typed value (`3` is an int)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each `key.path=value` override applied."""
+    result = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"override {text!r}: {where} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning a missing file or a syntax error into a `ConfigError`."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def validate(data: dict[str, Any], model: type[M], source: str) -> M:
+    """Validate `data` into `model`, reporting every problem with its key path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def load_config(path: Path | None, model: type[M], overrides: list[str] | None = None) -> M:
+    """Load a YAML file (or only defaults when `path` is None) and apply overrides."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    return validate(data, model, str(path) if path is not None else "<defaults>")
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (found {err['input']!r})")
+        elif err["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {err['msg']} (found {err['input']!r})")
+    return "\n".join(lines)
+
+
+def resolve_target(target: str, allow_any: bool = False) -> Any:
+    """Import the object named by a `_target_` string, only from trusted prefixes."""
+    if not allow_any and not target.startswith(ALLOWED_TARGET_PREFIXES):
+        allowed = ", ".join(ALLOWED_TARGET_PREFIXES)
+        raise ConfigError(
+            f"_target_ {target!r} is not under an allowed prefix ({allowed}); "
+            "set allow_any_target: true to opt in"
+        )
+    module_name, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"_target_ {target!r} cannot be imported") from None
+
+
+def dump_yaml(data: Any) -> str:
+    """Serialise a resolved config for a run directory, keys in declaration order."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

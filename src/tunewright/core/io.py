@@ -1,0 +1,158 @@
+"""Readers that report bad lines instead of crashing, and writers that never leave half files.
+
+Readers yield one `Line` per input line or row, carrying either the parsed value or the
+reason it could not be parsed, with the file and the 1-based line number, so the caller
+can quarantine it. Writers go through a temporary file in the same directory followed by
+`os.replace`, which is atomic on POSIX: a reader sees the old file or the new one, never
+a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from tunewright.core.errors import DataError
+
+
+@dataclass
+class Line:
+    path: str
+    lineno: int
+    value: Any = None
+    error: str | None = None
+    raw: str | None = None
+
+
+def iter_jsonl(path: Path) -> Iterator[Line]:
+    """Parse a JSONL file line by line; malformed, empty or non-UTF-8 lines carry an error."""
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Line(str(path), lineno, error=f"invalid UTF-8 at byte {exc.start}",
+                           raw=raw.decode("utf-8", "replace").rstrip("\n"))
+                continue
+            text = text.rstrip("\r\n")
+            if not text.strip():
+                yield Line(str(path), lineno, error="empty line", raw=text)
+                continue
+            try:
+                yield Line(str(path), lineno, value=json.loads(text))
+            except json.JSONDecodeError as exc:
+                yield Line(str(path), lineno, error=f"malformed JSON: {exc.msg} at column {exc.colno}",
+                           raw=text)
+
+
+def iter_parquet(path: Path) -> Iterator[Line]:
+    """Read a Parquet file row by row (row numbers are 1-based); a corrupt file is a DataError."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+    lineno = 0
+    for batch in pf.iter_batches():
+        for row in batch.to_pylist():
+            lineno += 1
+            yield Line(str(path), lineno, value=row)
+
+
+def iter_records_file(path: Path, fmt: str | None = None) -> Iterator[Line]:
+    """Dispatch on format (or the file suffix): jsonl or parquet."""
+    fmt = fmt or ("parquet" if path.suffix == ".parquet" else "jsonl")
+    if fmt == "parquet":
+        return iter_parquet(path)
+    if fmt == "jsonl":
+        return iter_jsonl(path)
+    raise DataError(f"unsupported input format {fmt!r} for {path} (expected jsonl or parquet)")
+
+
+def read_jsonl_strict(path: Path) -> list[Any]:
+    """Read a JSONL file our own tools wrote; any bad line is a DataError naming it."""
+    out = []
+    for line in iter_jsonl(path):
+        if line.error:
+            raise DataError(f"{line.path}:{line.lineno}: {line.error}")
+        out.append(line.value)
+    return out
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write `path` through a temp file that replaces it only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically write a text file."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write pretty JSON."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
+    """Atomically write one JSON object per line; returns the number of rows."""
+    n = 0
+    with atomic_write(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Build a directory in a temp sibling; it replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

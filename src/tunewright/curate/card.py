@@ -1,0 +1,65 @@
+"""The data card: where the data came from, what was removed and why, what remains at risk."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from tunewright.curate.config import CurateConfig
+
+if TYPE_CHECKING:
+    from tunewright.curate.stage import CurationResult
+
+EXAMPLES_PER_STEP = 3
+
+
+def _clip(text: str, n: int = 100) -> str:
+    text = text.replace("\n", " ").replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def render_card(cfg: CurateConfig, result: CurationResult) -> str:
+    """Markdown data card for one curation run."""
+    lines = ["# Data card", "", "## Sources", "",
+             "| source | path | license | training allowed | lines read |", "|---|---|---|---|---|"]
+    for s in cfg.sources:
+        lines.append(f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} "
+                     f"| {result.lines_by_source.get(s.name, 0)} |")
+    lines += ["", "## What each step removed", "", "| step | in | out | removed |", "|---|---|---|---|"]
+    q = result.quarantine.entries
+    read_removed = len(q.get("read", [])) + len(q.get("normalise", []))
+    lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} "
+                 f"| {read_removed} |")
+    for step in result.steps:
+        st = step.stats
+        lines.append(f"| {st.name} | {st.records_in} | {st.records_out} | {st.records_in - st.records_out} |")
+    kept = sum(len(v) for v in result.splits.values())
+    lines += ["", f"Every input line is accounted for: {result.lines_read} read = {kept} kept + "
+              f"{result.quarantine.count()} quarantined (see `{cfg.output.quarantine_dir}/`).", ""]
+    lines += ["## Examples of removed records", ""]
+    for step, entries in q.items():
+        lines.append(f"**{step}** ({len(entries)}):")
+        lines.append("")
+        for e in entries[:EXAMPLES_PER_STEP]:
+            shown = e.get("record", {}).get("messages") or e.get("raw")
+            text = json.dumps(shown, ensure_ascii=False) if not isinstance(shown, str) else shown
+            lines.append(f"- `{e.get('path')}:{e.get('line')}` — {e['reason']} — {_clip(text or '')}")
+        lines.append("")
+    lines += ["## Splits", "", "| split | records | sha256 |", "|---|---|---|"]
+    for name, records in result.splits.items():
+        lines.append(f"| {name} | {len(records)} | `{result.split_hashes.get(name, '')}` |")
+    lines += ["", f"Split seed {cfg.split.seed}; validation {cfg.split.validation}, test {cfg.split.test}.", ""]
+    decon = [s for s in result.steps if s.name == "decontaminate"]
+    lines += ["## Remaining risks", ""]
+    if decon:
+        lines.append(f"- Decontamination compared prompts exactly (after normalisation) with "
+                     f"{', '.join(cfg.decontaminate.eval_sets)}; paraphrased eval items are not detected.")
+    else:
+        lines.append("- No decontamination against eval sets was configured: eval results may be inflated.")
+    lines += [
+        "- Personal data (emails, phone numbers, identifiers) was not scanned or redacted by this pipeline.",
+        "- Near duplicates that differ by more than case and whitespace remain (no fuzzy or semantic dedup).",
+        "- No quality or language filters were applied beyond removing empty and malformed records.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""Build the embedded tiny base model: a BPE tokenizer with a chat template and a small Llama.
+
+No pretrained LLM can be downloaded at run time, so the quickstart and the tests make
+their own: a byte-level BPE tokenizer trained with `tokenizers` on the domain text (with
+real special tokens and a ChatML template), and a Llama-architecture `transformers` model
+of about a million parameters, pre-trained for a short while on the domain handbook so it
+is a base model that knows the vocabulary but not the assistant's answer format. The
+result is an ordinary Hugging Face model directory, loaded through `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from tunewright.core.progress import progress_bar
+
+PAD, EOT, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `texts` and wrap it with a chat template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, EOT, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        eos_token=IM_END,
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=[EOT, IM_START],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=512,
+        padding_side="left",
+    )
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
+    """A small randomly initialised Llama sized for fast CPU training."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    return LlamaForCausalLM(config)
+
+
+def pretrain(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    documents: list[str],
+    steps: int = 300,
+    seq_len: int = 128,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> list[float]:
+    """Next-token pre-training on documents packed into fixed windows; returns the losses."""
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    stream: list[int] = []
+    for doc in documents:
+        stream.extend(tokenizer(doc, add_special_tokens=False)["input_ids"] + [eot])
+    windows = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len, seq_len // 2)]
+    rng = random.Random(seed)
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
+    )
+    losses = []
+    model.train()
+    with progress_bar("pre-training the tiny base model", total=steps) as advance:
+        for _ in range(steps):
+            batch = torch.tensor(rng.sample(windows, min(batch_size, len(windows))))
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            optim.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            advance(1)
+    model.eval()
+    return losses
+
+
+def save_base(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    """Save model, tokenizer (with chat template) and a greedy generation config."""
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)],
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_new_tokens=64,
+    )
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
