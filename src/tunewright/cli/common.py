@@ -28,6 +28,14 @@ def config_path(workspace: Path, given: Path | None, default_name: str) -> Path:
     return workspace / given
 
 
+_argv: list[str] = []
+
+
+def set_command_line(argv: list[str] | None) -> None:
+    """Remember the arguments of the command being run (main() calls this)."""
+    _argv[:] = sys.argv[1:] if argv is None else argv
+
+
 def command_line() -> list[str]:
-    """The argv that started this command, for the manifest."""
-    return ["tunewright", *sys.argv[1:]]
+    """The command line that started this command, for the manifest."""
+    return ["tunewright", *_argv]

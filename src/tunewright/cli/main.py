@@ -13,6 +13,7 @@ import typer
 
 from tunewright import __version__
 from tunewright.cli import curate, eval_cmd, export, init, quickstart, serve, train
+from tunewright.cli.common import set_command_line
 from tunewright.core.errors import EXIT_USAGE, CheckFailed, UserError
 from tunewright.core.progress import console
 
@@ -42,6 +43,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 1 check failed, 2 usage or input error)."""
+    set_command_line(argv)
     try:
         code = app(args=argv, standalone_mode=False)
     except click.ClickException as exc:

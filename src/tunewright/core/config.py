@@ -114,8 +114,7 @@ def resolve_target(target: str, allow_any: bool = False) -> Any:
     if not allow_any and not target.startswith(ALLOWED_TARGET_PREFIXES):
         allowed = ", ".join(ALLOWED_TARGET_PREFIXES)
         raise ConfigError(
-            f"_target_ {target!r} is not under an allowed prefix ({allowed}); "
-            "set allow_any_target: true to opt in"
+            f"_target_ {target!r} is not under an allowed prefix ({allowed}); set allow_any_target: true to opt in"
         )
     module_name, _, attr = target.rpartition(".")
     try:

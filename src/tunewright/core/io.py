@@ -41,8 +41,12 @@ def iter_jsonl(path: Path) -> Iterator[Line]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield Line(str(path), lineno, error=f"invalid UTF-8 at byte {exc.start}",
-                           raw=raw.decode("utf-8", "replace").rstrip("\n"))
+                yield Line(
+                    str(path),
+                    lineno,
+                    error=f"invalid UTF-8 at byte {exc.start}",
+                    raw=raw.decode("utf-8", "replace").rstrip("\n"),
+                )
                 continue
             text = text.rstrip("\r\n")
             if not text.strip():
@@ -51,8 +55,7 @@ def iter_jsonl(path: Path) -> Iterator[Line]:
             try:
                 yield Line(str(path), lineno, value=json.loads(text))
             except json.JSONDecodeError as exc:
-                yield Line(str(path), lineno, error=f"malformed JSON: {exc.msg} at column {exc.colno}",
-                           raw=text)
+                yield Line(str(path), lineno, error=f"malformed JSON: {exc.msg} at column {exc.colno}", raw=text)
 
 
 def iter_parquet(path: Path) -> Iterator[Line]:

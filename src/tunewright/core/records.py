@@ -101,9 +101,7 @@ def _identity(obj: dict[str, Any], source: str, default_id: str) -> tuple[str, s
     return str(rid), str(obj.get("source") or source), dict(meta)
 
 
-def to_conversation(
-    obj: Any, source: str, default_id: str, columns: dict[str, str] | None = None
-) -> Conversation:
+def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, str] | None = None) -> Conversation:
     """Normalise a `messages`, `prompt`/`response` or column-mapped object to a Conversation.
 
     `columns` maps our field names (`prompt`, `response`, `system`, `messages`) to the
@@ -124,9 +122,7 @@ def to_conversation(
         messages.append(Message("assistant", _text(obj[cols["response"]], "response")))
     else:
         found = ", ".join(sorted(obj)) or "no keys"
-        raise RecordError(
-            f"expected '{cols['messages']}' or '{cols['prompt']}'+'{cols['response']}', found {found}"
-        )
+        raise RecordError(f"expected '{cols['messages']}' or '{cols['prompt']}'+'{cols['response']}', found {found}")
     if not any(m.role == "assistant" for m in messages):
         raise RecordError("conversation has no assistant turn")
     if not any(m.role == "user" for m in messages):

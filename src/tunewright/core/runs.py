@@ -52,7 +52,10 @@ def git_commit(where: Path) -> str | None:
     try:
         res = subprocess.run(
             ["git", "-C", str(where), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -144,8 +147,7 @@ def start_run(
 
 def _manifest(run: Run, started: str, seconds: float) -> dict[str, Any]:
     inside = [p for p in _files(run.dir) if p.name != MANIFEST]
-    outputs = [{"path": f"runs/{run.run_id}/{p.relative_to(run.dir)}", "sha256": sha256_file(p)}
-               for p in inside]
+    outputs = [{"path": f"runs/{run.run_id}/{p.relative_to(run.dir)}", "sha256": sha256_file(p)} for p in inside]
     outputs += [{"path": run.rel(p), "sha256": sha256_file(p)} for p in run.outputs]
     inputs = [{"path": run.rel(p), "sha256": sha256_file(p)} for p in run.inputs]
     parents = list(dict.fromkeys(run.parents + producers(run.workspace, inputs)))

@@ -20,22 +20,33 @@ def _clip(text: str, n: int = 100) -> str:
 
 def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     """Markdown data card for one curation run."""
-    lines = ["# Data card", "", "## Sources", "",
-             "| source | path | license | training allowed | lines read |", "|---|---|---|---|---|"]
+    lines = [
+        "# Data card",
+        "",
+        "## Sources",
+        "",
+        "| source | path | license | training allowed | lines read |",
+        "|---|---|---|---|---|",
+    ]
     for s in cfg.sources:
-        lines.append(f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} "
-                     f"| {result.lines_by_source.get(s.name, 0)} |")
+        lines.append(
+            f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} "
+            f"| {result.lines_by_source.get(s.name, 0)} |"
+        )
     lines += ["", "## What each step removed", "", "| step | in | out | removed |", "|---|---|---|---|"]
     q = result.quarantine.entries
     read_removed = len(q.get("read", [])) + len(q.get("normalise", []))
-    lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} "
-                 f"| {read_removed} |")
+    lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} | {read_removed} |")
     for step in result.steps:
         st = step.stats
         lines.append(f"| {st.name} | {st.records_in} | {st.records_out} | {st.records_in - st.records_out} |")
     kept = sum(len(v) for v in result.splits.values())
-    lines += ["", f"Every input line is accounted for: {result.lines_read} read = {kept} kept + "
-              f"{result.quarantine.count()} quarantined (see `{cfg.output.quarantine_dir}/`).", ""]
+    lines += [
+        "",
+        f"Every input line is accounted for: {result.lines_read} read = {kept} kept + "
+        f"{result.quarantine.count()} quarantined (see `{cfg.output.quarantine_dir}/`).",
+        "",
+    ]
     lines += ["## Examples of removed records", ""]
     for step, entries in q.items():
         lines.append(f"**{step}** ({len(entries)}):")
@@ -52,8 +63,10 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     decon = [s for s in result.steps if s.name == "decontaminate"]
     lines += ["## Remaining risks", ""]
     if decon:
-        lines.append(f"- Decontamination compared prompts exactly (after normalisation) with "
-                     f"{', '.join(cfg.decontaminate.eval_sets)}; paraphrased eval items are not detected.")
+        lines.append(
+            f"- Decontamination compared prompts exactly (after normalisation) with "
+            f"{', '.join(cfg.decontaminate.eval_sets)}; paraphrased eval items are not detected."
+        )
     else:
         lines.append("- No decontamination against eval sets was configured: eval results may be inflated.")
     lines += [

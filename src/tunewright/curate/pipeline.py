@@ -89,9 +89,7 @@ class Filter(Step):
                 quarantine.add(self.name, reason, record)
 
 
-def run_steps(
-    records: Iterable[Conversation], steps: list[Step], quarantine: Quarantine
-) -> list[Conversation]:
+def run_steps(records: Iterable[Conversation], steps: list[Step], quarantine: Quarantine) -> list[Conversation]:
     """Chain the steps lazily and drain the stream."""
     stream: Iterable[Conversation] = records
     for step in steps:

@@ -22,8 +22,7 @@ def check_licenses(sources: list[SourceConfig], allowed: list[str]) -> None:
     for s in sources:
         if s.license not in allowed:
             raise UserError(
-                f"source {s.name!r} has license {s.license!r}, which is not in allowed_licenses "
-                f"({', '.join(allowed)})"
+                f"source {s.name!r} has license {s.license!r}, which is not in allowed_licenses ({', '.join(allowed)})"
             )
         if not s.allow_training:
             raise UserError(f"source {s.name!r} is marked allow_training: false")

@@ -139,8 +139,7 @@ def handbook(rng: random.Random) -> list[str]:
         for table in GOVERNED_TABLES + SANDBOX_TABLES:
             tier = "governed" if is_governed(table) else "not governed"
             lines = [
-                f"When the {inc.kind} runbook applies to {table}, the on-call engineer should "
-                f"{inc.first_step}.",
+                f"When the {inc.kind} runbook applies to {table}, the on-call engineer should {inc.first_step}.",
                 f"After that, the engineer should {inc.then}.",
                 f"The table {table} is {tier}.",
             ]

@@ -69,8 +69,13 @@ def write_sample_data(raw_dir: Path, seed: int = 7) -> dict[str, Path]:
         _dumps({"id": "T8101", "prompt": "The table sandbox.events is stale. What should I do?", "response": ""}),
         _dumps({"id": "T8102", "prompt": "   ", "response": "First step: wait."}),
         *(
-            _dumps({"id": f"T82{i:02d}", "prompt": p + PII_SUFFIXES[i % len(PII_SUFFIXES)],
-                    "response": domain.answer(inc, t)})
+            _dumps(
+                {
+                    "id": f"T82{i:02d}",
+                    "prompt": p + PII_SUFFIXES[i % len(PII_SUFFIXES)],
+                    "response": domain.answer(inc, t),
+                }
+            )
             for i, (inc, t, p) in enumerate(rng.sample(tickets, 3))
         ),
         *(
@@ -82,8 +87,7 @@ def write_sample_data(raw_dir: Path, seed: int = 7) -> dict[str, Path]:
     rng.shuffle(ticket_lines)
 
     chat_lines = [
-        _dumps({"id": f"C{i:04d}", "messages": _conv(p, domain.answer(inc, t))})
-        for i, (inc, t, p) in enumerate(chats)
+        _dumps({"id": f"C{i:04d}", "messages": _conv(p, domain.answer(inc, t))}) for i, (inc, t, p) in enumerate(chats)
     ]
     chat_lines += [
         _dumps({"id": "C8001", "messages": [{"role": "user", "content": "Is the ledger stale?"}]}),
@@ -99,12 +103,9 @@ def write_sample_data(raw_dir: Path, seed: int = 7) -> dict[str, Path]:
     ]
     rng.shuffle(chat_lines)
 
-    handbook = [
-        _dumps({"id": f"H{i:04d}", "text": para}) for i, para in enumerate(domain.handbook(rng))
-    ]
+    handbook = [_dumps({"id": f"H{i:04d}", "text": para}) for i, para in enumerate(domain.handbook(rng))]
     golden_lines = [
-        _dumps({"id": f"G{i:03d}", "messages": _conv(p, domain.answer(inc, t))})
-        for i, (inc, t, p) in enumerate(golden)
+        _dumps({"id": f"G{i:03d}", "messages": _conv(p, domain.answer(inc, t))}) for i, (inc, t, p) in enumerate(golden)
     ]
     paths = {
         "support_tickets": raw_dir / SOURCES["support_tickets"]["file"],

@@ -14,9 +14,7 @@ from tunewright.demo.sample_data import write_sample_data
 BASE_MODEL_DIR = "models/tiny-base"
 
 
-def build_base_model(
-    out_dir: Path, handbook: list[str], seed: int = 0, steps: int = 150
-) -> list[float]:
+def build_base_model(out_dir: Path, handbook: list[str], seed: int = 0, steps: int = 150) -> list[float]:
     """Train the tokenizer, build and pre-train the tiny Llama, save it; returns the losses."""
     torch.manual_seed(seed)
     cases = domain.all_cases()

@@ -10,7 +10,6 @@ result is an ordinary Hugging Face model directory, loaded through `from_pretrai
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 
@@ -18,7 +17,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tunewright.core.modeling import quiet_transformers
 from tunewright.core.progress import progress_bar
+from tunewright.train.loop import make_scheduler
+
+quiet_transformers()
 
 PAD, EOT, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 
@@ -93,11 +96,7 @@ def pretrain(
     windows = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len, seq_len // 2)]
     rng = random.Random(seed)
     optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim,
-        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
-    )
+    sched = make_scheduler(optim, "cosine", max(1, steps // 10), steps)
     losses = []
     model.train()
     with progress_bar("pre-training the tiny base model", total=steps) as advance:

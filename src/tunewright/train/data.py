@@ -54,9 +54,7 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, conv: Conversation) -> t
     return text, spans
 
 
-def tokenize_conversation(
-    tokenizer: PreTrainedTokenizerBase, conv: Conversation, max_length: int
-) -> Example | None:
+def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, conv: Conversation, max_length: int) -> Example | None:
     """Token ids and assistant-only labels for one conversation; None if it is too long."""
     text, spans = assistant_spans(tokenizer, conv)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

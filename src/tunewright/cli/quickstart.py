@@ -1,0 +1,71 @@
+"""`tunewright quickstart`: the whole loop on the embedded default, in a fresh workspace.
+
+It runs the same verbs a user would type (init, curate, train, eval, export, serve), so
+the workspace it leaves behind has the same runs, manifests and reports, then asks the
+served model one question through the OpenAI-compatible API.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import typer
+
+from tunewright.core.errors import EXIT_OK
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart_cmd)
+
+
+QUESTION = "The nightly job for finance.invoices failed. What should I do?"
+
+
+def ask(base_url: str, model: str, question: str) -> str:
+    """One chat completion over HTTP, as any OpenAI client would send it."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": question}], "temperature": 0})
+    req = urllib.request.Request(
+        f"{base_url}/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())["choices"][0]["message"]["content"]
+
+
+def quickstart_cmd(
+    workspace: Path = typer.Option(Path("tunewright-quickstart"), "--workspace", "-w", help="Workspace to create."),
+) -> None:
+    """Init, curate, train (LoRA), eval vs base, export (merged), serve, and ask one question."""
+    from tunewright.cli.main import main
+    from tunewright.core.modeling import resolve_model
+    from tunewright.core.progress import console
+    from tunewright.serve.app import BackgroundServer, create_app
+    from tunewright.serve.engine import Engine
+
+    ws = workspace.resolve()
+    export_name = "support-assistant"
+    steps = [
+        ["init", str(ws), "--sample"],
+        ["curate", "-w", str(ws)],
+        ["train", "-w", str(ws)],
+        ["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base"],
+        ["export", "latest:train", "--format", "merged", "--name", export_name, "-w", str(ws)],
+    ]
+    for i, argv in enumerate(steps, start=1):
+        console.rule(f"[bold]{i}/{len(steps) + 1}  tunewright {' '.join(a for a in argv if a not in (str(ws), '-w'))}")
+        code = main(argv)
+        if code != EXIT_OK:
+            raise typer.Exit(code)
+    console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1}  tunewright serve exports/{export_name}")
+    engine = Engine(resolve_model(ws, f"exports/{export_name}"))
+    with BackgroundServer(create_app(engine, export_name)) as server:
+        answer = ask(server.base_url, export_name, QUESTION)
+        url = server.base_url
+    typer.echo("")
+    typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
+    typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
+    typer.echo(f"export:      {ws / 'exports' / export_name}")
+    typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
+    typer.echo(answer)
+    typer.echo(f"\nServe it yourself: tunewright serve exports/{export_name} -w {ws}")

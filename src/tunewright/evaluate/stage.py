@@ -1,0 +1,92 @@
+"""`tunewright eval`: run the tasks on a model (and a baseline), score, gate, report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunewright.core.io import write_jsonl, write_text
+from tunewright.core.modeling import ModelSource, generate_chat, resolve_model
+from tunewright.core.progress import progress_bar
+from tunewright.core.runs import Run
+from tunewright.core.workspace import resolve
+from tunewright.evaluate.config import EvalConfig
+from tunewright.evaluate.gates import GateResult, check_gates
+from tunewright.evaluate.metrics import score_task
+from tunewright.evaluate.report import render_report
+from tunewright.evaluate.suite import Task, load_tasks
+
+
+@dataclass
+class ModelResult:
+    source: ModelSource
+    metrics: dict[str, dict[str, float]]
+    answers: dict[str, list[str]]
+    gates: list[GateResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.source.label,
+            "passed": self.passed,
+            "metrics": self.metrics,
+            "gates": [g.__dict__ for g in self.gates],
+        }
+
+
+def evaluate_model(source: ModelSource, tasks: list[Task], cfg: EvalConfig) -> ModelResult:
+    """Generate answers for every task item and score them."""
+    model, tokenizer = source.load()
+    metrics, answers = {}, {}
+    total = sum(len(t.prompts) for t in tasks)
+    with progress_bar(f"evaluating {source.label}", total=total) as advance:
+        for task in tasks:
+            outs = []
+            g = cfg.generation
+            for i in range(0, len(task.prompts), g.batch_size):
+                chunk = task.prompts[i : i + g.batch_size]
+                outs += generate_chat(model, tokenizer, chunk, g.max_new_tokens, g.batch_size)
+                advance(len(chunk))
+            answers[task.name] = [o.text for o in outs]
+            metrics[task.name], _ = score_task(answers[task.name], task.references, cfg.format_regex, cfg.fields)
+    result = ModelResult(source, metrics, answers)
+    result.gates = check_gates(cfg.gates, metrics)
+    return result
+
+
+def run_eval(
+    cfg: EvalConfig, workspace: Path, model_ref: str, baseline_ref: str | None, run: Run
+) -> tuple[ModelResult, ModelResult | None]:
+    """Evaluate the model (and the baseline), write generations and the report."""
+    tasks = load_tasks(cfg, workspace)
+    for task in tasks:
+        run.add_input(task.path)
+    target = resolve_model(workspace, model_ref)
+    baseline = resolve_model(workspace, baseline_ref, base_of=target) if baseline_ref else None
+    for source in filter(None, (target, baseline)):
+        for path in source.files():
+            run.add_input(path)
+        if source.run_id:
+            run.parents.append(source.run_id)
+    results = [evaluate_model(target, tasks, cfg)]
+    if baseline is not None:
+        results.append(evaluate_model(baseline, tasks, cfg))
+    for role, res in zip(("model", "baseline"), results, strict=False):
+        rows = [
+            {"task": t.name, "id": i, "role": role, "model": res.source.label, "answer": a, "reference": r}
+            for t in tasks
+            for i, a, r in zip(t.ids, res.answers[t.name], t.references, strict=True)
+        ]
+        write_jsonl(run.dir / f"generations-{role}.jsonl", rows)
+    tuned, base = results[0], (results[1] if len(results) > 1 else None)
+    report = render_report(cfg, tasks, tuned, base, run.run_id)
+    write_text(run.dir / "eval-report.md", report)
+    report_path = resolve(workspace, cfg.report)
+    write_text(report_path, report)
+    run.add_output(report_path)
+    run.results.update(model=tuned.summary(), baseline=base.summary() if base else None, passed=tuned.passed)
+    return tuned, base

@@ -1,0 +1,41 @@
+"""Export parity: the export must answer the golden prompts exactly as the trained model did.
+
+Both are run greedily on the same prompts in the same batches; any differing answer is
+a divergence (tokenizer, template, merge, precision or generation settings changed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunewright.core.modeling import ModelSource, generate_chat
+
+
+@dataclass
+class ParityResult:
+    prompts: int
+    diverged: list[dict[str, str]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.diverged
+
+
+def check_parity(
+    reference: ModelSource,
+    exported: ModelSource,
+    prompts: list[list[dict[str, str]]],
+    ids: list[str],
+    max_new_tokens: int = 64,
+) -> ParityResult:
+    """Generate with both models and list the prompts whose answers differ."""
+    answers = []
+    for source in (reference, exported):
+        model, tokenizer = source.load()
+        answers.append([g.text for g in generate_chat(model, tokenizer, prompts, max_new_tokens)])
+    diverged = [
+        {"id": i, "prompt": p[-1]["content"], "trained": a, "export": b}
+        for i, p, a, b in zip(ids, prompts, answers[0], answers[1], strict=True)
+        if a != b
+    ]
+    return ParityResult(len(prompts), diverged)
