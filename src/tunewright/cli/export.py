@@ -34,6 +34,6 @@ def export_cmd(
         parity, out_dir = run_export(ws, run_ref, fmt, name, resolve(ws, golden), run)
     write_json(out_dir / "manifest.json", load_manifest(run.final_dir))
     typer.echo(
-        f"exported {fmt} model to exports/{out_dir.name}; golden prompts identical ({parity.prompts}/{parity.prompts}). "
-        f"Run {run.run_id}"
+        f"exported {fmt} model to exports/{out_dir.name}; golden prompts identical "
+        f"({parity.prompts}/{parity.prompts}). Run {run.run_id}"
     )

@@ -15,7 +15,6 @@ from tunewright import __version__
 from tunewright.cli import curate, eval_cmd, export, init, quickstart, serve, train
 from tunewright.cli.common import set_command_line
 from tunewright.core.errors import EXIT_USAGE, CheckFailed, UserError
-from tunewright.core.progress import console
 
 app = typer.Typer(
     name="tunewright",
@@ -50,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except click.exceptions.Abort:
-        console.print("aborted")
+        print("aborted", file=sys.stderr)
         return EXIT_USAGE
     except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except CheckFailed as exc:
-        console.print(f"[bold red]check failed:[/] {exc}", highlight=False)
+        print(f"check failed: {exc}", file=sys.stderr)
         return exc.exit_code
     return code if isinstance(code, int) else 0
 

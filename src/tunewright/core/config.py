@@ -41,20 +41,31 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `data` with each `key.path=value` override applied."""
+    """Return a copy of `data` with each `key.path=value` override applied.
+
+    A numeric path part indexes into a list (`sources.0.path=...`).
+    """
     result = _deep_copy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = result
-        for i, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(path[: i + 1])
-                raise ConfigError(f"override {text!r}: {where} is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        node: Any = result
+        for i, part in enumerate(path):
+            where = ".".join(path[: i + 1])
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override {text!r}: {where} is not an index of a {len(node)}-item list")
+                key: Any = int(part)
+            elif isinstance(node, dict):
+                key = part
+                if not last and node.get(part) is None:
+                    node[part] = {}
+            else:
+                raise ConfigError(f"override {text!r}: {'.'.join(path[:i])} is a value, not a section")
+            if last:
+                node[key] = value
+            else:
+                node = node[key]
     return result
 
 

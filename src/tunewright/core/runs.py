@@ -33,7 +33,7 @@ MANIFEST = "manifest.json"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def versions() -> dict[str, str | None]:

@@ -1,0 +1,39 @@
+"""Shared fixtures: the tiny base model is built once per test session (about 15 s on 2 cores)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tunewright.core.io import read_jsonl_strict
+from tunewright.core.workspace import init_workspace
+from tunewright.demo.sample_data import write_sample_data
+from tunewright.demo.setup import BASE_MODEL_DIR, build_base_model
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pre-trained Llama with tokenizer and chat template (shorter pre-training than the demo)."""
+    root = tmp_path_factory.mktemp("tiny-base")
+    raw = write_sample_data(root / "raw")
+    handbook = [r["text"] for r in read_jsonl_strict(raw["handbook"])]
+    build_base_model(root / "model", handbook, seed=0, steps=60)
+    return root / "model"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """An initialised workspace holding the sample raw data (no model)."""
+    ws = tmp_path / "ws"
+    init_workspace(ws)
+    write_sample_data(ws / "data" / "raw")
+    return ws
+
+
+@pytest.fixture
+def model_workspace(workspace: Path, tiny_base: Path) -> Path:
+    """A workspace with sample data and a copy of the tiny base model at models/tiny-base."""
+    shutil.copytree(tiny_base, workspace / BASE_MODEL_DIR)
+    return workspace

@@ -1,0 +1,135 @@
+"""The whole loop through the real CLI: quickstart, then eval of the base, then serve."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tunewright.cli.main import main
+from tunewright.serve.app import free_port
+
+CLI = [sys.executable, "-m", "tunewright"]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("qs") / "ws"
+    proc = subprocess.run([*CLI, "quickstart", "--workspace", str(ws)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ws, proc.stdout
+
+
+def manifests(ws: Path) -> dict[str, dict]:
+    out = {}
+    for p in (ws / "runs").glob("*/manifest.json"):
+        m = json.loads(p.read_text())
+        out[m["run_id"]] = m
+    return out
+
+
+def by_stage(ms: dict[str, dict], stage: str) -> dict:
+    (m,) = [m for m in ms.values() if m["stage"] == stage]
+    return m
+
+
+def test_artifacts_and_summary(quickstart):
+    ws, stdout = quickstart
+    for rel in (
+        "reports/data-card.md",
+        "reports/eval-report.md",
+        "exports/support-assistant/model.safetensors",
+        "exports/support-assistant/tokenizer.json",
+        "exports/support-assistant/chat_template.jinja",
+        "exports/support-assistant/generation_config.json",
+        "exports/support-assistant/manifest.json",
+    ):
+        assert (ws / rel).is_file(), rel
+    assert "data card:" in stdout and "eval report:" in stdout and "export:" in stdout
+    assert "First step:" in stdout.splitlines()[-4] or "First step:" in stdout
+
+
+def test_manifests_chain_export_train_curate(quickstart):
+    ws, _ = quickstart
+    ms = manifests(ws)
+    export, train, curate = by_stage(ms, "export"), by_stage(ms, "train"), by_stage(ms, "curate")
+    assert train["run_id"] in export["parents"]
+    assert curate["run_id"] in train["parents"]
+    assert by_stage(ms, "base")["run_id"] in train["parents"]
+    assert export["results"]["parity_passed"] is True
+    assert json.loads((ws / "exports/support-assistant/manifest.json").read_text())["run_id"] == export["run_id"]
+    split_hashes = {o["sha256"] for o in curate["outputs"] if o["path"].startswith("data/splits/")}
+    assert {i["sha256"] for i in train["inputs"] if i["path"].startswith("data/splits/")} <= split_hashes
+    adapter = {o["sha256"] for o in train["outputs"] if "/adapter/" in o["path"]}
+    assert adapter & {i["sha256"] for i in export["inputs"]}
+    for m in ms.values():
+        assert m["versions"]["torch"] and m["versions"]["transformers"]
+        assert m["finished_at"] >= m["started_at"]
+
+
+def test_every_raw_line_is_accounted_for(quickstart):
+    ws, _ = quickstart
+    raw = sum(
+        len((ws / "data/raw" / f).read_bytes().splitlines()) for f in ("support_tickets.jsonl", "runbook_chats.jsonl")
+    )
+    kept = sum(
+        len((ws / "data/splits" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")
+    )
+    quarantined = sum(len(p.read_text().splitlines()) for p in (ws / "data/quarantine").glob("*.jsonl"))
+    assert kept + quarantined == raw
+    assert quarantined > 0
+
+
+def test_gate_passes_for_tuned_and_fails_for_base(quickstart, capsys):
+    ws, _ = quickstart
+    ev = by_stage(manifests(ws), "eval")
+    assert ev["results"]["passed"] is True
+    assert ev["results"]["baseline"]["passed"] is False
+    tuned = ev["results"]["model"]["metrics"]["support"]
+    base = ev["results"]["baseline"]["metrics"]["support"]
+    assert tuned["format_rate"] >= 0.9 > base["format_rate"]
+    assert tuned["field_accuracy"] > base["field_accuracy"] + 0.5
+    assert main(["eval", "-w", str(ws), "--model", "models/tiny-base", "report=reports/base-only.md"]) == 1
+    assert "failed gate(s)" in capsys.readouterr().err
+
+
+def test_served_export_answers_through_openai(quickstart):
+    ws, _ = quickstart
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["support-assistant"]
+        resp = client.chat.completions.create(
+            model="support-assistant",
+            messages=[{"role": "user", "content": "There are duplicate rows in hr.payroll. What should I do?"}],
+            temperature=0,
+        )
+        answer = resp.choices[0].message.content
+        assert re.fullmatch(
+            r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer
+        )
+        assert resp.choices[0].finish_reason == "stop"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from tunewright.core.config import load_config
+from tunewright.core.errors import DataError
+from tunewright.core.runs import start_run
+from tunewright.curate.config import CurateConfig
+from tunewright.curate.stage import curate
+
+
+def run_curate(ws, overrides=()):
+    cfg = load_config(ws / "configs" / "curate.yaml", CurateConfig, list(overrides))
+    with start_run(ws, "curate", [], cfg.model_dump()) as run:
+        return curate(cfg, ws, run), run
+
+
+def count_lines(path):
+    return len(path.read_bytes().splitlines())
+
+
+def test_sample_corpus_is_conserved_and_traceable(workspace):
+    result, run = run_curate(workspace)
+    raw_lines = sum(count_lines(workspace / "data/raw" / f) for f in ("support_tickets.jsonl", "runbook_chats.jsonl"))
+    split_rows = [
+        json.loads(line)
+        for s in ("train", "validation", "test")
+        for line in (workspace / "data/splits" / f"{s}.jsonl").read_text().splitlines()
+    ]
+    quarantined = [
+        json.loads(line) for p in (workspace / "data/quarantine").glob("*.jsonl") for line in p.read_text().splitlines()
+    ]
+    assert result.lines_read == raw_lines
+    assert len(split_rows) + len(quarantined) == raw_lines
+    origins = {(r["meta"]["path"], r["meta"]["line"]) for r in split_rows}
+    origins |= {(q["path"], q["line"]) for q in quarantined}
+    assert len(origins) == raw_lines
+    steps = {q["step"] for q in quarantined}
+    assert steps == {"read", "normalise", "drop_empty", "exact_dedup", "decontaminate"}
+    assert all(q["reason"] for q in quarantined)
+    card = (workspace / "reports/data-card.md").read_text()
+    assert "CC-BY-4.0" in card
+    assert result.split_hashes["train"] in card
+    manifest = json.loads((workspace / "runs" / run.run_id / "manifest.json").read_text())
+    assert manifest["results"]["split_sha256"] == result.split_hashes
+
+
+def test_missing_source_writes_nothing(workspace):
+    with pytest.raises(DataError, match="file not found"):
+        run_curate(workspace, ["sources.0.path=data/raw/absent.jsonl"])
+    assert not any((workspace / "data/splits").iterdir())
+    assert not any((workspace / "runs").iterdir())
+
+
+def test_all_lines_bad_is_an_error_and_keeps_previous_splits(workspace):
+    run_curate(workspace)
+    before = (workspace / "data/splits/train.jsonl").read_bytes()
+    bad = workspace / "data/raw/bad.jsonl"
+    bad.write_text("nope\n{]\n")
+    override = ["sources=[{name: bad, path: data/raw/bad.jsonl, license: MIT}]"]
+    with pytest.raises(DataError, match="no records left"):
+        run_curate(workspace, override)
+    assert (workspace / "data/splits/train.jsonl").read_bytes() == before
