@@ -72,6 +72,14 @@ def test_manifests_chain_export_train_curate(quickstart):
         assert m["finished_at"] >= m["started_at"]
 
 
+def test_runs_lineage_explains_the_export(quickstart, capsys):
+    ws, _ = quickstart
+    assert main(["runs", "lineage", "latest:export", "-w", str(ws)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["export", "train", "curate"]
+    assert lines[1].startswith("  train") and lines[2].startswith("    curate")
+
+
 def test_every_raw_line_is_accounted_for(quickstart):
     ws, _ = quickstart
     raw = sum(
@@ -126,9 +134,7 @@ def test_served_export_answers_through_openai(quickstart):
             temperature=0,
         )
         answer = resp.choices[0].message.content
-        assert re.fullmatch(
-            r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer
-        )
+        assert re.fullmatch(r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer)
         assert resp.choices[0].finish_reason == "stop"
     finally:
         proc.terminate()

@@ -11,6 +11,13 @@ import typer
 WORKSPACE = typer.Option(
     None, "--workspace", "-w", help="Workspace directory (default: $TUNEWRIGHT_WORKSPACE or the current directory)."
 )
+
+
+def config_option(default_name: str) -> typer.models.OptionInfo:
+    """The `--config/-c` option of a verb whose default is `configs/<default_name>`."""
+    return typer.Option(None, "--config", "-c", help=f"Config file (default: configs/{default_name}).")
+
+
 OVERRIDES = typer.Argument(None, help="key.path=value overrides applied on top of the YAML config.")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_path, workspace_path
+from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
 from tunewright.core.runs import start_run
 
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def curate_cmd(
-    config: Path = typer.Option(None, "--config", "-c", help="Curation config (default: configs/curate.yaml)."),
+    config: Path = config_option("curate.yaml"),
     workspace: Path = WORKSPACE,
     overrides: list[str] = OVERRIDES,
 ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_path, workspace_path
+from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
 from tunewright.core.errors import CheckFailed
 from tunewright.core.runs import start_run
@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_cmd(
-    config: Path = typer.Option(None, "--config", "-c", help="Eval config (default: configs/eval.yaml)."),
+    config: Path = config_option("eval.yaml"),
     model: str = typer.Option("latest:train", "--model", "-m", help="Training run, model directory or hub id."),
     baseline: str = typer.Option(None, "--baseline", "-b", help="Model to compare with; 'base' = the model's base."),
     workspace: Path = WORKSPACE,

@@ -12,7 +12,7 @@ import click
 import typer
 
 from tunewright import __version__
-from tunewright.cli import curate, eval_cmd, export, init, quickstart, serve, train
+from tunewright.cli import curate, eval_cmd, export, init, quickstart, runs, serve, train
 from tunewright.cli.common import set_command_line
 from tunewright.core.errors import EXIT_USAGE, CheckFailed, UserError
 
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (init, curate, train, eval_cmd, export, serve, quickstart):
+for module in (init, curate, train, eval_cmd, export, serve, runs, quickstart):
     module.register(app)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tunewright.cli.common import OVERRIDES, WORKSPACE, workspace_path
+from tunewright.cli.common import OVERRIDES, WORKSPACE, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
 
 
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def serve_cmd(
     model: str = typer.Argument(..., help="Export directory, training run, or model directory."),
-    config: Path = typer.Option(None, "--config", "-c", help="Serve config (default: built-in defaults)."),
+    config: Path = config_option("serve.yaml"),
     host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1)."),
     port: int = typer.Option(None, "--port", "-p", help="Port (default 8000; 0 picks a free one)."),
     workspace: Path = WORKSPACE,
@@ -33,7 +33,8 @@ def serve_cmd(
     ws = workspace_path(workspace)
     flags = [f"host={host}"] if host else []
     flags += [f"port={port}"] if port is not None else []
-    cfg = load_config(config.resolve() if config else None, ServeConfig, [*(overrides or []), *flags])
+    path = config_path(ws, config, "serve.yaml")
+    cfg = load_config(path if config or path.is_file() else None, ServeConfig, [*(overrides or []), *flags])
     source = resolve_model(ws, model)
     name = cfg.model_name or Path(model).name
     app = create_app(Engine(source), name, cfg.max_new_tokens)

@@ -220,3 +220,21 @@ def find_run(workspace: Path, ref: str) -> Path:
         if done:
             return runs / max(done, key=_order)["run_id"]
     raise UserError(f"no completed run {ref!r} in {runs}")
+
+
+def lineage(workspace: Path, run_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """The run and its ancestors, depth-first, as (depth, manifest) pairs."""
+    by_id = {m["run_id"]: m for m in list_manifests(workspace)}
+    out: list[tuple[int, dict[str, Any]]] = []
+    seen: set[str] = set()
+
+    def walk(rid: str, depth: int) -> None:
+        if rid in seen or rid not in by_id:
+            return
+        seen.add(rid)
+        out.append((depth, by_id[rid]))
+        for parent in by_id[rid]["parents"]:
+            walk(parent, depth + 1)
+
+    walk(run_id, 0)
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import TextIteratorStreamer
@@ -21,6 +21,17 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     """Truncate `text` at the first stop string; True if one was found."""
     hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return (text[: min(hits)], True) if hits else (text, False)
+
+
+@dataclass
+class Sampling:
+    """How to decode one request: greedy when temperature is 0."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stops: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -39,33 +50,26 @@ class Engine:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def chat(
-        self,
-        messages: list[dict[str, str]],
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stops: list[str],
-    ) -> Generation:
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Generation:
         """One complete answer."""
+        s = sampling
         with self.lock:
-            gen = generate_chat(self.model, self.tokenizer, [messages], max_new_tokens, 1, temperature, top_p, seed)[0]
-        text, stopped = cut_at_stop(gen.text, stops)
+            gen = generate_chat(
+                self.model, self.tokenizer, [messages], s.max_new_tokens, 1, s.temperature, s.top_p, s.seed
+            )[0]
+        text, stopped = cut_at_stop(gen.text, s.stops)
         if stopped:
             gen.text, gen.finish_reason = text, "stop"
         return gen
 
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stops: list[str],
-    ) -> Iterator[StreamEvent]:
+    def stream(self, messages: list[dict[str, str]], sampling: Sampling) -> Iterator[StreamEvent]:
         """Yield text deltas, then a final event with the finish reason."""
+        max_new_tokens, temperature, seed, stops = (
+            sampling.max_new_tokens,
+            sampling.temperature,
+            sampling.seed,
+            sampling.stops,
+        )
         tok = self.tokenizer
         prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
@@ -80,7 +84,7 @@ class Engine:
             do_sample=temperature > 0,
         )
         if temperature > 0:
-            kwargs.update(temperature=temperature, top_p=top_p)
+            kwargs.update(temperature=temperature, top_p=sampling.top_p)
         out: dict[str, torch.Tensor] = {}
 
         def work() -> None:

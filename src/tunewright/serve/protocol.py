@@ -64,12 +64,13 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-def _completion_id() -> str:
+def completion_id() -> str:
+    """A fresh id in OpenAI's `chatcmpl-...` form."""
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 class ChatCompletionResponse(BaseModel):
-    id: str = Field(default_factory=_completion_id)
+    id: str = Field(default_factory=completion_id)
     object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(default_factory=lambda: int(time.time()))
     model: str

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from tunewright.serve.engine import Engine
+from tunewright.serve.engine import Engine, Sampling
 from tunewright.serve.protocol import (
     AssistantMessage,
     ChatCompletionChunk,
@@ -23,6 +23,7 @@ from tunewright.serve.protocol import (
     ModelCard,
     ModelList,
     Usage,
+    completion_id,
 )
 
 router = APIRouter()
@@ -56,10 +57,10 @@ def chat_completions(
         return error(404, f"The model '{body.model}' does not exist", param="model", code="model_not_found")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     limit = min(body.max_completion_tokens or body.max_tokens or state.max_new_tokens, state.max_new_tokens)
-    args = (messages, limit, body.temperature, body.top_p, body.seed, body.stop_list())
+    sampling = Sampling(limit, body.temperature, body.top_p, body.seed, body.stop_list())
     if body.stream:
-        return StreamingResponse(_sse(engine, body.model, args), media_type="text/event-stream")
-    gen = engine.chat(*args)
+        return StreamingResponse(_sse(engine, body.model, messages, sampling), media_type="text/event-stream")
+    gen = engine.chat(messages, sampling)
     return ChatCompletionResponse(
         model=body.model,
         choices=[Choice(message=AssistantMessage(content=gen.text), finish_reason=gen.finish_reason)],
@@ -71,8 +72,8 @@ def chat_completions(
     )
 
 
-def _sse(engine: Engine, model: str, args: tuple) -> Iterator[str]:
-    base = ChatCompletionResponse.model_fields["id"].default_factory()
+def _sse(engine: Engine, model: str, messages: list[dict[str, str]], sampling: Sampling) -> Iterator[str]:
+    base = completion_id()
     created = int(time.time())
 
     def chunk(delta: Delta, finish: str | None = None) -> str:
@@ -82,7 +83,7 @@ def _sse(engine: Engine, model: str, args: tuple) -> Iterator[str]:
         return f"data: {json.dumps(c.model_dump(exclude_none=False))}\n\n"
 
     yield chunk(Delta(role="assistant", content=""))
-    for event in engine.stream(*args):
+    for event in engine.stream(messages, sampling):
         if event.finish_reason is not None:
             yield chunk(Delta(), event.finish_reason)
         elif event.text:
