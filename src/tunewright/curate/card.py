@@ -44,12 +44,19 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     lines += [
         "",
         f"Every input line is accounted for: {result.lines_read} read = {kept} kept + "
-        f"{result.quarantine.count()} quarantined (see `{cfg.output.quarantine_dir}/`).",
+        f"{result.quarantine.count()} removed (see `{cfg.output.quarantine_dir}/`). "
+        f"{result.quarantine.count('modified')} kept records were modified (cleaning, PII handling); "
+        "their quarantine entries have `action: modified`.",
         "",
     ]
+    pii = next((s for s in result.steps if s.name == "pii"), None)
+    if pii is not None:
+        lines += ["## Personal data", "", f"Mode: `{cfg.pii.mode}`.", "", "| type | found |", "|---|---|"]
+        lines += [f"| {kind} | {pii.counts.get(kind, 0)} |" for kind in cfg.pii.types]
+        lines.append("")
     lines += ["## Examples of removed records", ""]
     for step, entries in q.items():
-        lines.append(f"**{step}** ({len(entries)}):")
+        lines.append(f"**{step}** ({len(entries)} {entries[0]['action']}):")
         lines.append("")
         for e in entries[:EXAMPLES_PER_STEP]:
             shown = e.get("record", {}).get("messages") or e.get("raw")
@@ -69,10 +76,23 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         )
     else:
         lines.append("- No decontamination against eval sets was configured: eval results may be inflated.")
-    lines += [
-        "- Personal data (emails, phone numbers, identifiers) was not scanned or redacted by this pipeline.",
-        "- Near duplicates that differ by more than case and whitespace remain (no fuzzy or semantic dedup).",
-        "- No quality or language filters were applied beyond removing empty and malformed records.",
-        "",
-    ]
+    if pii is None:
+        lines.append("- Personal data was not scanned: the splits may contain emails, phone numbers, secrets.")
+    else:
+        lines.append(
+            "- PII detection is pattern-based: names, addresses and free-text personal details are not detected."
+        )
+    if cfg.fuzzy_dedup.enabled:
+        lines.append(
+            "- Near duplicates were removed by MinHash LSH; paraphrases in other words remain (no semantic dedup)."
+        )
+    else:
+        lines.append("- Near duplicates that differ by more than case and whitespace remain (no fuzzy dedup).")
+    if cfg.quality.enabled:
+        lines.append(
+            f"- Quality filters are heuristics (preset `{cfg.quality.preset}`); they do not check factual correctness."
+        )
+    else:
+        lines.append("- No quality filters were applied beyond removing empty and malformed records.")
+    lines.append("")
     return "\n".join(lines)

@@ -20,6 +20,68 @@ class SourceConfig(StrictModel):
     columns: dict[str, str] = Field(default_factory=dict)
 
 
+FUZZY_PRESETS = {
+    "nemo": {"shingle": "char", "ngram": 24, "bands": 20, "rows": 13, "seed": 42},
+    "word5": {"shingle": "word", "ngram": 5, "bands": 20, "rows": 13, "seed": 42},
+}
+
+
+class FuzzyDedupConfig(StrictModel):
+    """MinHash LSH near-duplicate removal; a preset, with any field overridable."""
+
+    enabled: bool = False
+    preset: Literal["nemo", "word5"] = "nemo"
+    shingle: Literal["char", "word"] | None = None
+    ngram: int | None = Field(None, gt=0)
+    bands: int | None = Field(None, gt=0)
+    rows: int | None = Field(None, gt=0)
+    seed: int | None = None
+    jaccard_threshold: float | None = Field(None, gt=0, le=1)
+
+    def resolved(self) -> dict[str, object]:
+        """The preset with explicit fields applied on top."""
+        values = dict(FUZZY_PRESETS[self.preset])
+        for key in ("shingle", "ngram", "bands", "rows", "seed"):
+            if getattr(self, key) is not None:
+                values[key] = getattr(self, key)
+        values["jaccard_threshold"] = self.jaccard_threshold
+        return values
+
+
+class CleanConfig(StrictModel):
+    enabled: bool = True
+    fix_unicode: bool = True
+    strip_html: bool = False
+
+
+class QualityConfig(StrictModel):
+    """Heuristic filters: `sft` preset for instruction data (default), `nemo` for web documents."""
+
+    enabled: bool = True
+    preset: Literal["sft", "nemo"] = "sft"
+    text: Literal["assistant", "all"] = "assistant"
+    thresholds: dict[str, dict[Literal["min", "max", "min_words"], float]] = Field(default_factory=dict)
+    disable: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_filters(self) -> QualityConfig:
+        from tunewright.curate.filters.heuristic import SPECS
+
+        unknown = sorted((set(self.thresholds) | set(self.disable)) - set(SPECS))
+        if unknown:
+            raise ValueError(f"unknown filter(s) {', '.join(unknown)}; known: {', '.join(SPECS)}")
+        return self
+
+
+class PiiConfig(StrictModel):
+    enabled: bool = True
+    mode: Literal["redact", "mask", "hash", "drop", "report"] = "redact"
+    types: list[Literal["email", "phone", "credit_card", "ssn", "ip_address", "iban", "secret"]] = Field(
+        default_factory=lambda: ["email", "phone", "credit_card", "ssn", "ip_address", "iban", "secret"]
+    )
+    salt: str = ""
+
+
 class DecontaminateConfig(StrictModel):
     enabled: bool = True
     eval_sets: list[str] = Field(default_factory=list)
@@ -47,7 +109,12 @@ class OutputConfig(StrictModel):
 class CurateConfig(StrictModel):
     sources: list[SourceConfig] = Field(min_length=1)
     allowed_licenses: list[str] = Field(default_factory=lambda: ["CC-BY-4.0", "Apache-2.0", "MIT"])
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     exact_dedup: bool = True
+    fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)
+    workers: int = Field(1, ge=1)
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -23,8 +23,11 @@ class Quarantine:
 
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def add(self, step: str, reason: str, record: Conversation | None = None, **origin: Any) -> None:
-        entry: dict[str, Any] = {"step": step, "reason": reason}
+    def add(
+        self, step: str, reason: str, record: Conversation | None = None, action: str = "removed", **origin: Any
+    ) -> None:
+        """Log a removed record (or, with `action="modified"`, a changed one that continues)."""
+        entry: dict[str, Any] = {"step": step, "action": action, "reason": reason}
         if record is not None:
             entry.update(
                 id=record.id,
@@ -36,8 +39,8 @@ class Quarantine:
         entry.update(origin)
         self.entries.setdefault(step, []).append(entry)
 
-    def count(self) -> int:
-        return sum(len(v) for v in self.entries.values())
+    def count(self, action: str = "removed") -> int:
+        return sum(1 for v in self.entries.values() for e in v if e["action"] == action)
 
 
 @dataclass

@@ -17,10 +17,16 @@ from tunewright.core.records import Conversation
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
 from tunewright.curate.card import render_card
+from tunewright.curate.clean import Clean
 from tunewright.curate.config import CurateConfig
 from tunewright.curate.decontaminate import Decontaminate, load_eval_prompts
 from tunewright.curate.dedup.exact import ExactDedup
-from tunewright.curate.filters import DropEmpty
+from tunewright.curate.dedup.fuzzy import FuzzyDedup
+from tunewright.curate.dedup.minhash import FuzzyParams
+from tunewright.curate.filters.empty import DropEmpty
+from tunewright.curate.filters.heuristic import build_filters
+from tunewright.curate.filters.quality import QualityFilter
+from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine, Step, run_steps
 from tunewright.curate.sources import check_licenses, read_source
 from tunewright.curate.split import split_records
@@ -43,9 +49,19 @@ class CurationResult:
 
 def build_steps(cfg: CurateConfig, workspace: Path) -> list[Step]:
     """The configured steps, in the default order."""
-    steps: list[Step] = [DropEmpty()]
+    steps: list[Step] = []
+    if cfg.clean.enabled:
+        steps.append(Clean(cfg.clean.fix_unicode, cfg.clean.strip_html))
+    steps.append(DropEmpty())
+    if cfg.quality.enabled:
+        q = cfg.quality
+        steps.append(QualityFilter(build_filters(q.preset, q.thresholds, q.disable), q.text))
+    if cfg.pii.enabled:
+        steps.append(PiiStep(cfg.pii.mode, cfg.pii.types, cfg.pii.salt))
     if cfg.exact_dedup:
         steps.append(ExactDedup())
+    if cfg.fuzzy_dedup.enabled:
+        steps.append(FuzzyDedup(FuzzyParams(**cfg.fuzzy_dedup.resolved()), workers=cfg.workers))
     if cfg.decontaminate.enabled and cfg.decontaminate.eval_sets:
         paths = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets]
         steps.append(Decontaminate(load_eval_prompts(paths)))
@@ -110,7 +126,9 @@ def _write(
         lines_read=result.lines_read,
         kept=len(kept),
         quarantined=result.quarantine.count(),
+        modified=result.quarantine.count("modified"),
         quarantine_by_step={k: len(v) for k, v in result.quarantine.entries.items()},
+        pii_counts=next((dict(s.counts) for s in result.steps if isinstance(s, PiiStep)), {}),
         splits={k: len(v) for k, v in splits.items()},
         split_sha256=result.split_hashes,
     )

@@ -82,6 +82,21 @@ def write_sample_data(raw_dir: Path, seed: int = 7) -> dict[str, Path]:
             _dumps({"id": f"T83{i:02d}", "prompt": p, "response": domain.answer(inc, t)})
             for i, (inc, t, p) in enumerate(golden[:4])
         ),  # eval contamination
+        _dumps(
+            {"id": "T8401", "prompt": "What is the policy?", "response": "Lorem ipsum dolor sit amet, consectetur."}
+        ),
+        _dumps({"id": "T8402", "prompt": "Any docs?", "response": "see\nsee\nsee\nsee\nsee\nsee"}),
+        _dumps({"id": "T8403", "prompt": "Links?", "response": "https://wiki.example.com/runbooks/stale-tables"}),
+        *(
+            _dumps(
+                {
+                    "id": f"T85{i:02d}",
+                    "prompt": p + " It\u00e2\u20ac\u2122s urgent.\u200b",
+                    "response": domain.answer(inc, t).replace(". ", ".  "),
+                }
+            )
+            for i, (inc, t, p) in enumerate(rng.sample(tickets, 2))
+        ),  # mojibake, zero-width and doubled spaces for the cleaner
     ]
     ticket_lines += dirty
     rng.shuffle(ticket_lines)

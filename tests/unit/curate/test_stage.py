@@ -27,16 +27,23 @@ def test_sample_corpus_is_conserved_and_traceable(workspace):
         for s in ("train", "validation", "test")
         for line in (workspace / "data/splits" / f"{s}.jsonl").read_text().splitlines()
     ]
-    quarantined = [
+    logged = [
         json.loads(line) for p in (workspace / "data/quarantine").glob("*.jsonl") for line in p.read_text().splitlines()
     ]
+    quarantined = [q for q in logged if q["action"] == "removed"]
     assert result.lines_read == raw_lines
     assert len(split_rows) + len(quarantined) == raw_lines
     origins = {(r["meta"]["path"], r["meta"]["line"]) for r in split_rows}
     origins |= {(q["path"], q["line"]) for q in quarantined}
     assert len(origins) == raw_lines
     steps = {q["step"] for q in quarantined}
-    assert steps == {"read", "normalise", "drop_empty", "exact_dedup", "decontaminate"}
+    assert steps == {"read", "normalise", "drop_empty", "exact_dedup", "fuzzy_dedup", "decontaminate"}
+    modified = {q["step"] for q in logged if q["action"] == "modified"}
+    assert modified == {"clean", "pii"}
+    assert not any(pii in json.dumps(split_rows) for pii in ("jane.doe@example.com", "+1 415 555 0134"))
+    modified = {q["step"] for q in logged if q["action"] == "modified"}
+    assert modified == {"clean", "pii"}
+    assert not any(pii in json.dumps(split_rows) for pii in ("jane.doe@example.com", "+1 415 555 0134"))
     assert all(q["reason"] for q in quarantined)
     card = (workspace / "reports/data-card.md").read_text()
     assert "CC-BY-4.0" in card

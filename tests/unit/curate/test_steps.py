@@ -5,7 +5,7 @@ from tunewright.core.records import to_conversation
 from tunewright.curate.config import SourceConfig
 from tunewright.curate.decontaminate import Decontaminate
 from tunewright.curate.dedup.exact import ExactDedup
-from tunewright.curate.filters import DropEmpty
+from tunewright.curate.filters.empty import DropEmpty
 from tunewright.curate.pipeline import Quarantine, run_steps
 from tunewright.curate.sources import check_licenses
 from tunewright.curate.split import split_records
