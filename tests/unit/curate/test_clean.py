@@ -18,7 +18,7 @@ def test_indentation_is_kept():
 def test_html_strip_is_optional():
     html = "<p>Check the <b>monitor</b> &amp; logs</p><script>x()</script>"
     assert clean_text(html)[0] == html.strip()
-    assert clean_text(html, html_strip=True) == ("Check the monitor & logs", ["html"])
+    assert clean_text(html, html_strip=True) == ("Check the monitor & logs", ["html", "whitespace"])
     assert strip_html("plain text") == "plain text"
 
 
