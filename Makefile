@@ -1,12 +1,13 @@
 # make demo: set up .venv and run the quickstart on the embedded tiny model.
 # make test: set up .venv with the dev extras and run the whole test suite.
+# make bench: the side-by-side benchmarks in benchmarks/ (installs the bench extra).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests $(wildcard benchmarks)
 	$(BIN)/ruff check --fix src tests $(wildcard benchmarks)
+
+bench: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python benchmarks/dedup.py --docs 200000 --workers 2
 
 clean:
 	rm -rf $(VENV) demo-workspace

@@ -17,15 +17,17 @@ def register(app: typer.Typer) -> None:
 
 def curate_cmd(
     config: Path = config_option("curate.yaml"),
+    workers: int = typer.Option(None, "--workers", "-j", help="Processes for the parallel steps (fuzzy dedup)."),
     workspace: Path = WORKSPACE,
     overrides: list[str] = OVERRIDES,
 ) -> None:
-    """Normalise, clean, deduplicate, decontaminate and split raw data."""
+    """Normalise, clean, filter, redact PII, deduplicate, decontaminate and split raw data."""
     from tunewright.curate.config import CurateConfig
     from tunewright.curate.stage import curate
 
     ws = workspace_path(workspace)
-    cfg = load_config(config_path(ws, config, "curate.yaml"), CurateConfig, overrides)
+    extra = [f"workers={workers}"] if workers else []
+    cfg = load_config(config_path(ws, config, "curate.yaml"), CurateConfig, [*(overrides or []), *extra])
     with start_run(ws, "curate", command_line(), cfg.model_dump(), seed=cfg.split.seed) as run:
         result = curate(cfg, ws, run)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in result.splits.items())

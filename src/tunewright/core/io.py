@@ -75,14 +75,51 @@ def iter_parquet(path: Path) -> Iterator[Line]:
             yield Line(str(path), lineno, value=row)
 
 
+def iter_csv(path: Path) -> Iterator[Line]:
+    """Read a CSV file with a header row; line numbers are the file's (the header is line 1)."""
+    import csv
+
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    with path.open(newline="", encoding="utf-8", errors="strict") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            for row in reader:
+                if None in row:
+                    yield Line(str(path), reader.line_num, error="more fields than the header", raw=str(row))
+                else:
+                    yield Line(str(path), reader.line_num, value=row)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"{path}:{reader.line_num + 1}: unreadable CSV: {exc}") from None
+
+
+def columns_of(path: Path, fmt: str) -> list[str] | None:
+    """The column names of a CSV header or Parquet schema (None for JSONL, which has none)."""
+    if fmt == "csv":
+        import csv
+
+        with path.open(newline="", encoding="utf-8") as fh:
+            return next(csv.reader(fh), [])
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+    return None
+
+
 def iter_records_file(path: Path, fmt: str | None = None) -> Iterator[Line]:
-    """Dispatch on format (or the file suffix): jsonl or parquet."""
-    fmt = fmt or ("parquet" if path.suffix == ".parquet" else "jsonl")
+    """Dispatch on format (or the file suffix): jsonl, parquet or csv."""
+    fmt = fmt or {".parquet": "parquet", ".csv": "csv"}.get(path.suffix, "jsonl")
     if fmt == "parquet":
         return iter_parquet(path)
+    if fmt == "csv":
+        return iter_csv(path)
     if fmt == "jsonl":
         return iter_jsonl(path)
-    raise DataError(f"unsupported input format {fmt!r} for {path} (expected jsonl or parquet)")
+    raise DataError(f"unsupported input format {fmt!r} for {path} (expected jsonl, parquet or csv)")
 
 
 def read_jsonl_strict(path: Path) -> list[Any]:

@@ -29,10 +29,10 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         "|---|---|---|---|---|",
     ]
     for s in cfg.sources:
-        lines.append(
-            f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} "
-            f"| {result.lines_by_source.get(s.name, 0)} |"
-        )
+        read = result.lines_by_source.get(s.name, 0)
+        if s.name in result.skipped_sources:
+            read = f"skipped: {result.skipped_sources[s.name]}"
+        lines.append(f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} | {read} |")
     lines += ["", "## What each step removed", "", "| step | in | out | removed |", "|---|---|---|---|"]
     q = result.quarantine.entries
     read_removed = len(q.get("read", [])) + len(q.get("normalise", []))
@@ -63,6 +63,15 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
             text = json.dumps(shown, ensure_ascii=False) if not isinstance(shown, str) else shown
             lines.append(f"- `{e.get('path')}:{e.get('line')}` — {e['reason']} — {_clip(text or '')}")
         lines.append("")
+    decon_step = next((s for s in result.steps if s.name == "decontaminate"), None)
+    if decon_step is not None:
+        lines += ["## Eval contamination", ""]
+        if decon_step.matches:
+            lines += ["| training record | matched eval items |", "|---|---|"]
+            lines += [f"| {rid} | {', '.join(items)} |" for rid, items in decon_step.matches.items()]
+        else:
+            lines.append("No training record contained an eval prompt n-gram.")
+        lines.append("")
     lines += ["## Splits", "", "| split | records | sha256 |", "|---|---|---|"]
     for name, records in result.splits.items():
         lines.append(f"| {name} | {len(records)} | `{result.split_hashes.get(name, '')}` |")
@@ -71,7 +80,7 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     lines += ["## Remaining risks", ""]
     if decon:
         lines.append(
-            f"- Decontamination compared prompts exactly (after normalisation) with "
+            f"- Decontamination looked for {cfg.decontaminate.ngram}-grams of the eval prompts in "
             f"{', '.join(cfg.decontaminate.eval_sets)}; paraphrased eval items are not detected."
         )
     else:

@@ -14,7 +14,7 @@ class SourceConfig(StrictModel):
 
     name: str
     path: str
-    format: Literal["jsonl", "parquet"] = "jsonl"
+    format: Literal["jsonl", "parquet", "csv"] = "jsonl"
     license: str
     allow_training: bool = True
     columns: dict[str, str] = Field(default_factory=dict)
@@ -85,6 +85,8 @@ class PiiConfig(StrictModel):
 class DecontaminateConfig(StrictModel):
     enabled: bool = True
     eval_sets: list[str] = Field(default_factory=list)
+    ngram: int = Field(13, gt=0)
+    min_words: int = Field(5, gt=0)
 
 
 class SplitConfig(StrictModel):
@@ -109,6 +111,7 @@ class OutputConfig(StrictModel):
 class CurateConfig(StrictModel):
     sources: list[SourceConfig] = Field(min_length=1)
     allowed_licenses: list[str] = Field(default_factory=lambda: ["CC-BY-4.0", "Apache-2.0", "MIT"])
+    on_disallowed: Literal["error", "skip"] = "error"
     clean: CleanConfig = Field(default_factory=CleanConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)

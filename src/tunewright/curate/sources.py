@@ -10,22 +10,47 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from tunewright.core.errors import UserError
-from tunewright.core.io import iter_records_file
+from tunewright.core.errors import DataError, UserError
+from tunewright.core.io import columns_of, iter_records_file
 from tunewright.core.records import Conversation, RecordError, to_conversation
 from tunewright.curate.config import SourceConfig
 from tunewright.curate.pipeline import Quarantine
 
 
-def check_licenses(sources: list[SourceConfig], allowed: list[str]) -> None:
-    """Stop before reading anything if a source may not be trained on."""
+def license_problem(source: SourceConfig, allowed: list[str]) -> str | None:
+    """Why a source may not be trained on, or None."""
+    if source.license not in allowed:
+        return f"license {source.license!r} is not in allowed_licenses ({', '.join(allowed)})"
+    if not source.allow_training:
+        return "it is marked allow_training: false"
+    return None
+
+
+def admit_sources(sources: list[SourceConfig], allowed: list[str], on_disallowed: str) -> dict[str, str]:
+    """Stop (or, with `skip`, set aside) sources that may not be trained on; returns skipped -> reason."""
+    skipped = {}
     for s in sources:
-        if s.license not in allowed:
-            raise UserError(
-                f"source {s.name!r} has license {s.license!r}, which is not in allowed_licenses ({', '.join(allowed)})"
-            )
-        if not s.allow_training:
-            raise UserError(f"source {s.name!r} is marked allow_training: false")
+        problem = license_problem(s, allowed)
+        if problem and on_disallowed == "error":
+            raise UserError(f"source {s.name!r}: {problem} (set on_disallowed: skip to leave it out)")
+        if problem:
+            skipped[s.name] = problem
+    return skipped
+
+
+def check_columns(source: SourceConfig, path: Path) -> None:
+    """A CSV or Parquet source must have the columns its mapping names."""
+    present = columns_of(path, source.format)
+    if present is None:
+        return
+    if not present:
+        raise DataError(f"source {source.name!r}: {path} has no header / columns")
+    wanted = set((source.columns or {}).values()) or {"prompt", "response"}
+    if "messages" not in present and not wanted <= set(present):
+        missing = sorted(wanted - set(present))
+        raise DataError(
+            f"source {source.name!r}: {path} lacks mapped column(s) {', '.join(missing)}; it has {', '.join(present)}"
+        )
 
 
 def read_source(

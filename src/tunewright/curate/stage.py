@@ -19,7 +19,7 @@ from tunewright.core.workspace import resolve
 from tunewright.curate.card import render_card
 from tunewright.curate.clean import Clean
 from tunewright.curate.config import CurateConfig
-from tunewright.curate.decontaminate import Decontaminate, load_eval_prompts
+from tunewright.curate.decontaminate import Decontaminate, load_eval_index
 from tunewright.curate.dedup.exact import ExactDedup
 from tunewright.curate.dedup.fuzzy import FuzzyDedup
 from tunewright.curate.dedup.minhash import FuzzyParams
@@ -28,7 +28,7 @@ from tunewright.curate.filters.heuristic import build_filters
 from tunewright.curate.filters.quality import QualityFilter
 from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine, Step, run_steps
-from tunewright.curate.sources import check_licenses, read_source
+from tunewright.curate.sources import admit_sources, check_columns, read_source
 from tunewright.curate.split import split_records
 
 SPLITS = ("train", "validation", "test")
@@ -41,6 +41,7 @@ class CurationResult:
     steps: list[Step]
     lines_by_source: dict[str, int]
     split_hashes: dict[str, str]
+    skipped_sources: dict[str, str]
 
     @property
     def lines_read(self) -> int:
@@ -64,17 +65,23 @@ def build_steps(cfg: CurateConfig, workspace: Path) -> list[Step]:
         steps.append(FuzzyDedup(FuzzyParams(**cfg.fuzzy_dedup.resolved()), workers=cfg.workers))
     if cfg.decontaminate.enabled and cfg.decontaminate.eval_sets:
         paths = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets]
-        steps.append(Decontaminate(load_eval_prompts(paths)))
+        d = cfg.decontaminate
+        steps.append(Decontaminate(load_eval_index(paths, d.ngram, d.min_words)))
     return steps
 
 
 def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
     """Run the curation pipeline and write splits, quarantine and data card atomically."""
-    check_licenses(cfg.sources, cfg.allowed_licenses)
-    paths = {s.name: resolve(workspace, s.path) for s in cfg.sources}
-    for name, path in paths.items():
+    skipped = admit_sources(cfg.sources, cfg.allowed_licenses, cfg.on_disallowed)
+    sources = [s for s in cfg.sources if s.name not in skipped]
+    paths = {s.name: resolve(workspace, s.path) for s in sources}
+    for source in sources:
+        path = paths[source.name]
         if not path.is_file():
-            raise DataError(f"source {name!r}: file not found: {path}")
+            raise DataError(f"source {source.name!r}: file not found: {path}")
+        if path.stat().st_size == 0:
+            raise DataError(f"source {source.name!r}: {path} is empty")
+        check_columns(source, path)
         run.add_input(path)
     steps = build_steps(cfg, workspace)
     for p in cfg.decontaminate.eval_sets if cfg.decontaminate.enabled else []:
@@ -85,7 +92,7 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
 
     def records() -> Iterator[Conversation]:
         with progress_bar("curating", total=None) as advance:
-            for source in cfg.sources:
+            for source in sources:
                 for rec in read_source(source, paths[source.name], quarantine, counts, seen_ids):
                     advance(1)
                     yield rec
@@ -96,7 +103,7 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
     splits = split_records(kept, cfg.split.validation, cfg.split.test, cfg.split.seed)
     if not splits["train"]:
         raise DataError("the train split is empty; lower split.validation / split.test")
-    return _write(cfg, workspace, run, kept, splits, CurationResult(splits, quarantine, steps, counts, {}))
+    return _write(cfg, workspace, run, kept, splits, CurationResult(splits, quarantine, steps, counts, {}, skipped))
 
 
 def _write(
@@ -124,6 +131,7 @@ def _write(
         run.add_output(path)
     run.results.update(
         lines_read=result.lines_read,
+        skipped_sources=result.skipped_sources,
         kept=len(kept),
         quarantined=result.quarantine.count(),
         modified=result.quarantine.count("modified"),

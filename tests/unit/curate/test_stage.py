@@ -68,3 +68,69 @@ def test_all_lines_bad_is_an_error_and_keeps_previous_splits(workspace):
     with pytest.raises(DataError, match="no records left"):
         run_curate(workspace, override)
     assert (workspace / "data/splits/train.jsonl").read_bytes() == before
+
+
+def only_source(ws, name, path, fmt, extra=""):
+    return [
+        f"sources=[{{name: {name}, path: {path}, format: {fmt}, license: MIT{extra}}}]",
+        "decontaminate.enabled=false",
+    ]
+
+
+def assert_nothing_written(ws):
+    assert not any((ws / "data/splits").iterdir())
+    assert not any((ws / "data/quarantine").iterdir())
+    assert not any((ws / "runs").iterdir())
+
+
+def test_corrupt_parquet_is_a_clear_error(workspace):
+    (workspace / "data/raw/bad.parquet").write_bytes(b"PAR1 not really parquet PAR1")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        run_curate(workspace, only_source(workspace, "pq", "data/raw/bad.parquet", "parquet"))
+    assert_nothing_written(workspace)
+
+
+def test_csv_with_missing_mapped_column(workspace):
+    (workspace / "data/raw/t.csv").write_text("question,reply\nq?,a.\n")
+    with pytest.raises(DataError, match=r"lacks mapped column\(s\) answer; it has question, reply"):
+        run_curate(
+            workspace,
+            only_source(workspace, "c", "data/raw/t.csv", "csv", ", columns: {prompt: question, response: answer}"),
+        )
+    assert_nothing_written(workspace)
+
+
+def test_csv_source_is_read_with_line_numbers(workspace):
+    rows = "\n".join(f'"Is table t{i} stale today?","Check the freshness monitor for t{i}."' for i in range(20))
+    (workspace / "data/raw/t.csv").write_text("question,answer\n" + rows + "\n")
+    result, _ = run_curate(
+        workspace,
+        only_source(workspace, "c", "data/raw/t.csv", "csv", ", columns: {prompt: question, response: answer}"),
+    )
+    records = [r for part in result.splits.values() for r in part]
+    assert len(records) == 20
+    assert sorted(r.meta["line"] for r in records) == list(range(2, 22))
+
+
+def test_empty_source_is_a_clear_error(workspace):
+    (workspace / "data/raw/empty.jsonl").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        run_curate(workspace, only_source(workspace, "e", "data/raw/empty.jsonl", "jsonl"))
+    assert_nothing_written(workspace)
+
+
+def test_invalid_utf8_line_is_quarantined(workspace):
+    good = json.dumps({"prompt": "Is the ledger stale?", "response": "Check the freshness monitor first."})
+    (workspace / "data/raw/u.jsonl").write_bytes(good.encode() + b"\n" + b'{"prompt": "\xff\xfe"}\n')
+    result, _ = run_curate(
+        workspace, [*only_source(workspace, "u", "data/raw/u.jsonl", "jsonl"), "split.test=0", "split.validation=0"]
+    )
+    assert [e["reason"] for e in result.quarantine.entries["read"]] == ["invalid UTF-8 at byte 12"]
+    assert result.quarantine.entries["read"][0]["line"] == 2
+
+
+def test_disallowed_license_can_be_skipped_and_is_recorded(workspace):
+    result, _ = run_curate(workspace, ["sources.1.license=GPL-3.0", "on_disallowed=skip"])
+    assert "runbook_chats" in result.skipped_sources
+    assert all(r.source == "support_tickets" for part in result.splits.values() for r in part)
+    assert "skipped: license 'GPL-3.0'" in (workspace / "reports/data-card.md").read_text()

@@ -3,11 +3,11 @@ import pytest
 from tunewright.core.errors import UserError
 from tunewright.core.records import to_conversation
 from tunewright.curate.config import SourceConfig
-from tunewright.curate.decontaminate import Decontaminate
+from tunewright.curate.decontaminate import Decontaminate, NgramIndex
 from tunewright.curate.dedup.exact import ExactDedup
 from tunewright.curate.filters.empty import DropEmpty
 from tunewright.curate.pipeline import Quarantine, run_steps
-from tunewright.curate.sources import check_licenses
+from tunewright.curate.sources import admit_sources
 from tunewright.curate.split import split_records
 
 
@@ -40,13 +40,28 @@ def test_exact_dedup_normalises_case_and_whitespace_and_names_the_kept_record():
     assert (step.stats.records_in, step.stats.records_out) == (4, 3)
 
 
-def test_decontaminate_drops_eval_prompts():
+def test_decontaminate_finds_eval_ngrams():
+    index = NgramIndex(n=5, min_words=3)
+    index.add("The table finance.ledger is stale, what should I do first?", "golden#G1")
+    index.add("Hi there", "golden#tiny")  # too short to index
+    step = Decontaminate(index)
     q = Quarantine()
-    step = Decontaminate({"the table is stale.": "golden.jsonl#G1"})
-    kept = run_steps([conv(1, "The table is  STALE."), conv(2, "Other")], [step], q)
-    assert [c.id for c in kept] == ["r2"]
-    assert q.entries["decontaminate"][0]["reason"] == "prompt matches eval item golden.jsonl#G1"
-    assert step.matches == {"r1": "golden.jsonl#G1"}
+    records = [
+        conv(1, "Urgent: the TABLE finance ledger is stale! What should I do first today?"),
+        conv(2, "The table sandbox.events is stale."),
+        conv(3, "hi there"),
+    ]
+    kept = run_steps(records, [step], q)
+    assert [c.id for c in kept] == ["r2", "r3"]
+    assert q.entries["decontaminate"][0]["reason"] == "contains 5-gram(s) of eval item(s) golden#G1"
+    assert step.matches == {"r1": ["golden#G1"]}
+
+
+def test_short_eval_prompts_match_whole():
+    index = NgramIndex(n=13, min_words=3)
+    index.add("Is finance.ledger stale?", "g#1")
+    assert index.matches("so: is finance ledger stale? tell me") == {"g#1"}
+    assert index.matches("is finance stale") == set()
 
 
 def test_split_is_deterministic_sized_and_order_independent():
@@ -62,10 +77,14 @@ def test_split_is_deterministic_sized_and_order_independent():
     assert {c.id for c in other["test"]} != {c.id for c in a["test"]}
 
 
-def test_license_gate():
+def test_license_gate_errors_or_skips():
     ok = SourceConfig(name="a", path="a.jsonl", license="MIT")
-    check_licenses([ok], ["MIT"])
-    with pytest.raises(UserError, match=r"license 'GPL-3\.0'.*not in allowed_licenses"):
-        check_licenses([SourceConfig(name="b", path="b", license="GPL-3.0")], ["MIT"])
+    gpl = SourceConfig(name="b", path="b", license="GPL-3.0")
+    closed = SourceConfig(name="c", path="c", license="MIT", allow_training=False)
+    assert admit_sources([ok], ["MIT"], "error") == {}
+    with pytest.raises(UserError, match=r"source 'b': license 'GPL-3\.0' is not in allowed_licenses"):
+        admit_sources([ok, gpl], ["MIT"], "error")
     with pytest.raises(UserError, match="allow_training: false"):
-        check_licenses([SourceConfig(name="c", path="c", license="MIT", allow_training=False)], ["MIT"])
+        admit_sources([closed], ["MIT"], "error")
+    skipped = admit_sources([ok, gpl, closed], ["MIT"], "skip")
+    assert set(skipped) == {"b", "c"}
