@@ -97,6 +97,11 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         )
     else:
         lines.append("- Near duplicates that differ by more than case and whitespace remain (no fuzzy dedup).")
+    if cfg.language.enabled:
+        lines.append(
+            f"- Language ID (py3langid) kept {', '.join(cfg.language.languages)} above "
+            f"{cfg.language.min_score}; mixed-language records are judged as a whole."
+        )
     if cfg.quality.enabled:
         lines.append(
             f"- Quality filters are heuristics (preset `{cfg.quality.preset}`); they do not check factual correctness."

@@ -73,6 +73,13 @@ class QualityConfig(StrictModel):
         return self
 
 
+class LanguageConfig(StrictModel):
+    enabled: bool = True
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    min_score: float = Field(0.5, ge=0, le=1)
+    text: Literal["assistant", "all"] = "all"
+
+
 class PiiConfig(StrictModel):
     enabled: bool = True
     mode: Literal["redact", "mask", "hash", "drop", "report"] = "redact"
@@ -114,6 +121,7 @@ class CurateConfig(StrictModel):
     on_disallowed: Literal["error", "skip"] = "error"
     clean: CleanConfig = Field(default_factory=CleanConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    language: LanguageConfig = Field(default_factory=LanguageConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     exact_dedup: bool = True
     fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)

@@ -25,6 +25,7 @@ from tunewright.curate.dedup.fuzzy import FuzzyDedup
 from tunewright.curate.dedup.minhash import FuzzyParams
 from tunewright.curate.filters.empty import DropEmpty
 from tunewright.curate.filters.heuristic import build_filters
+from tunewright.curate.filters.language import LanguageFilter
 from tunewright.curate.filters.quality import QualityFilter
 from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine, Step, run_steps
@@ -57,6 +58,9 @@ def build_steps(cfg: CurateConfig, workspace: Path) -> list[Step]:
     if cfg.quality.enabled:
         q = cfg.quality
         steps.append(QualityFilter(build_filters(q.preset, q.thresholds, q.disable), q.text))
+    if cfg.language.enabled:
+        lang = cfg.language
+        steps.append(LanguageFilter(lang.languages, lang.min_score, lang.text))
     if cfg.pii.enabled:
         steps.append(PiiStep(cfg.pii.mode, cfg.pii.types, cfg.pii.salt))
     if cfg.exact_dedup:

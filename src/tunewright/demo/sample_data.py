@@ -83,6 +83,20 @@ def write_sample_data(raw_dir: Path, seed: int = 7) -> dict[str, Path]:
             for i, (inc, t, p) in enumerate(golden[:4])
         ),  # eval contamination
         _dumps(
+            {
+                "id": "T8601",
+                "prompt": "La table finance.ledger est obsolète. Que dois-je faire ?",
+                "response": "Vérifiez d'abord le moniteur de fraîcheur et la dernière exécution du pipeline.",
+            }
+        ),
+        _dumps(
+            {
+                "id": "T8602",
+                "prompt": "Die Tabelle hr.payroll ist veraltet. Was soll ich tun?",
+                "response": "Prüfen Sie zuerst den Frische-Monitor und den letzten Lauf der Pipeline.",
+            }
+        ),
+        _dumps(
             {"id": "T8401", "prompt": "What is the policy?", "response": "Lorem ipsum dolor sit amet, consectetur."}
         ),
         _dumps({"id": "T8402", "prompt": "Any docs?", "response": "see\nsee\nsee\nsee\nsee\nsee"}),

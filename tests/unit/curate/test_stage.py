@@ -37,7 +37,16 @@ def test_sample_corpus_is_conserved_and_traceable(workspace):
     origins |= {(q["path"], q["line"]) for q in quarantined}
     assert len(origins) == raw_lines
     steps = {q["step"] for q in quarantined}
-    assert steps == {"read", "normalise", "drop_empty", "quality", "exact_dedup", "fuzzy_dedup", "decontaminate"}
+    assert steps == {
+        "read",
+        "normalise",
+        "drop_empty",
+        "quality",
+        "language",
+        "exact_dedup",
+        "fuzzy_dedup",
+        "decontaminate",
+    }
     modified = {q["step"] for q in logged if q["action"] == "modified"}
     assert modified == {"clean", "pii"}
     assert not any(pii in json.dumps(split_rows) for pii in ("jane.doe@example.com", "+1 415 555 0134"))
