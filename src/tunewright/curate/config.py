@@ -89,6 +89,16 @@ class PiiConfig(StrictModel):
     salt: str = ""
 
 
+class SemanticDedupConfig(StrictModel):
+    """SemDeDup with all-MiniLM-L6-v2: k-means, then drop pairs above a cosine threshold."""
+
+    enabled: bool = False
+    threshold: float = Field(0.97, gt=0, le=1)
+    clusters: int | None = Field(None, gt=0)
+    seed: int = 42
+    model: str | None = None
+
+
 class DecontaminateConfig(StrictModel):
     enabled: bool = True
     eval_sets: list[str] = Field(default_factory=list)
@@ -125,6 +135,7 @@ class CurateConfig(StrictModel):
     pii: PiiConfig = Field(default_factory=PiiConfig)
     exact_dedup: bool = True
     fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)
+    semantic_dedup: SemanticDedupConfig = Field(default_factory=SemanticDedupConfig)
     workers: int = Field(1, ge=1)
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)

