@@ -9,9 +9,11 @@ from tunewright.curate.dedup.minhash import (
     band_keys,
     candidate_pairs,
     char_shingles,
+    char_shingles_batch,
     connected_components,
     fuzzy_clusters,
     jaccard,
+    signatures_for,
     word_shingles,
 )
 from tunewright.curate.pipeline import Quarantine, run_steps
@@ -50,6 +52,25 @@ def test_shingles_are_deterministic_and_cover_short_texts():
     assert len(char_shingles("x" * 30, 24)) == 7
     assert len(word_shingles("one two three four five six", 5)) == 2
     assert jaccard(char_shingles("abcdefgh", 3), char_shingles("abcdefgh", 3)) == 1.0
+
+
+def test_compiled_kernels_match_the_numpy_reference():
+    texts = ["hello world this is a long text of many chars", "short", "x" * 30, "üñíçødé text with accents and more"]
+    flat, offsets = char_shingles_batch(texts, 24)
+    for i, text in enumerate(texts):
+        assert np.array_equal(flat[offsets[i] : offsets[i + 1]], char_shingles(text, 24))
+    hasher = MinHasher(260, 42)
+    a, b = hasher.params()
+    for i, text in enumerate(texts):
+        sh = char_shingles(text, 24)
+        reference = ((a[:, None] * sh[None, :]) + b[:, None]).min(axis=1)
+        assert np.array_equal(hasher.signatures_flat(flat, offsets)[i], reference)
+
+
+def test_threads_give_the_same_signatures():
+    texts = [f"document number {i} with some shared boilerplate text about pipelines" for i in range(50)]
+    params = FuzzyParams()
+    assert np.array_equal(signatures_for(texts, params, 1, chunk=7), signatures_for(texts, params, 3, chunk=7))
 
 
 def test_candidate_pairs_and_components():

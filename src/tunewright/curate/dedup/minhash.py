@@ -1,16 +1,16 @@
-"""MinHash signatures, LSH banding and connected components, vectorised with NumPy.
+"""MinHash + LSH + connected components for fuzzy dedup.
 
-Written here rather than taken from `datasketch` because datasketch hashes every shingle
-with a Python-level SHA-1 call and processes one document at a time; this module hashes
-all shingles of a document with a handful of array operations (a polynomial rolling hash
-finished with the splitmix64 mixer) and computes the permutations for a whole batch of
-documents at once, which is what makes fuzzy dedup fast on a CPU.
+Written here rather than taken from `datasketch` because datasketch builds a Python list
+of shingles and hashes each with a Python-level call, one document at a time. Here a
+batch of documents is laid into one byte buffer, shingle hashes (a polynomial rolling
+hash over the k bytes, finished with the splitmix64 mixer) and signatures are computed
+by compiled kernels (`kernels.py`) in worker threads, and banding, candidate pairs and
+components are NumPy array operations.
 
 Shingles are 32-bit hashes; permutations are `(a * x + b) mod 2^32` with odd `a`, which
-are bijections of the 32-bit space computed in SIMD-friendly uint32 arithmetic. On random
-shingle hashes the probability that two documents share a minimum is their Jaccard
-similarity, and a band of `r` rows collides with probability `J^r` (tests check the
-candidate rate against the banding formula `1 - (1 - J^r)^b`).
+are bijections of the 32-bit space. On random shingle hashes the probability that two
+documents share a minimum is their Jaccard similarity, and a band of `r` rows collides
+with probability `J^r` (tests check the candidate rate against `1 - (1 - J^r)^b`).
 """
 
 from __future__ import annotations
@@ -50,49 +50,35 @@ def _to32(h: np.ndarray) -> np.ndarray:
     return (h >> np.uint64(32)).astype(np.uint32)
 
 
-_WORD_MULS = np.array(
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0x94D049BB133111EB],
-    dtype=np.uint64,
-)
-
-
-def char_shingles_batch(texts: list[str], k: int = 24) -> list[np.ndarray]:
-    """32-bit hashes of the character k-grams (UTF-8 bytes) of each text, for a batch at once.
-
-    All texts are laid end to end in one byte buffer; the 8-byte little-endian word at
-    every offset is read once, and the hash of the k-gram at offset i combines the words
-    at i, i+8, ... (the last one masked to the k-gram's length), so the cost is a few
-    array operations per batch rather than per document. A text shorter than k is one
-    shingle: itself.
-    """
-    if k > 8 * len(_WORD_MULS):
-        raise ValueError(f"character shingles longer than {8 * len(_WORD_MULS)} bytes are not supported")
+def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     encoded = [t.encode("utf-8") or b"\0" for t in texts]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    width = np.minimum(lengths, k)
-    counts = lengths - width + 1
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    buf = np.frombuffer(b"".join(encoded) + b"\0" * (k + 8), dtype=np.uint8)
-    words = np.lib.stride_tricks.sliding_window_view(buf, 8)[: len(buf) - 7].copy().view("<u8").ravel()
-    pos = np.arange(int(counts.sum()), dtype=np.int64)
-    pos += np.repeat(starts - (np.cumsum(counts) - counts), counts)
-    span = np.repeat(width, counts)
-    h = np.zeros(len(pos), dtype=np.uint64)
-    for j in range(-(-k // 8)):
-        remaining = np.clip(span - 8 * j, 0, 8)
-        mask = np.where(
-            remaining >= 8,
-            np.uint64(0xFFFFFFFFFFFFFFFF),
-            (np.uint64(1) << (8 * remaining).astype(np.uint64)) - np.uint64(1),
-        )
-        h += (words[pos + 8 * j] & mask) * _WORD_MULS[j]
-    h += span.astype(np.uint64)
-    return np.split(_to32(_mix(h)), np.cumsum(counts)[:-1])
+    starts = np.zeros(len(encoded), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), starts, lengths
+
+
+def char_shingles_batch(texts: list[str], k: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of the character k-grams (UTF-8 bytes) of a batch of texts.
+
+    Returns the hashes back to back and the offsets delimiting each text's run
+    (`flat[offsets[d]:offsets[d + 1]]`). A text shorter than k is one shingle: itself.
+    """
+    from tunewright.curate.dedup.kernels import char_shingle_hashes
+
+    buf, starts, lengths = _encode(texts)
+    counts = lengths - np.minimum(lengths, k) + 1
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    flat = np.empty(int(offsets[-1]), dtype=np.uint32)
+    char_shingle_hashes(buf, starts, lengths, k, flat)
+    return flat, offsets
 
 
 def char_shingles(text: str, k: int = 24) -> np.ndarray:
-    """32-bit hashes of the character k-grams of `text` (UTF-8 bytes)."""
-    return char_shingles_batch([text], k)[0]
+    """32-bit hashes of the character k-grams of `text` (UTF-8 bytes); reference NumPy path."""
+    data = np.frombuffer(text.encode("utf-8") or b"\0", dtype=np.uint8).astype(np.uint64)
+    return _to32(_rolling(data, k))
 
 
 def word_shingles(text: str, k: int = 5) -> np.ndarray:
@@ -121,20 +107,24 @@ class MinHasher:
         b = rng.integers(0, 2**32, size=self.num_perm, dtype=np.uint64).astype(np.uint32)
         return a.astype(np.uint32), b
 
-    def signature(self, shingles: np.ndarray, params: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def signature(self, shingles: np.ndarray) -> np.ndarray:
         """(num_perm,) uint32 MinHash signature of one shingle set."""
-        return self.signatures([shingles], params)[0]
+        return self.signatures_flat(shingles, np.array([0, len(shingles)], dtype=np.int64))[0]
 
-    def signatures(self, shingles: list[np.ndarray], params: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """(len(shingles), num_perm) uint32 signatures, reusing one scratch buffer."""
-        a, b = params or self.params()
-        out = np.empty((len(shingles), self.num_perm), dtype=np.uint32)
-        scratch = np.empty((max((len(s) for s in shingles), default=1), self.num_perm), dtype=np.uint32)
-        for i, s in enumerate(shingles):
-            vals = scratch[: len(s)]
-            np.multiply(s[:, None], a[None, :], out=vals)
-            np.add(vals, b[None, :], out=vals)
-            vals.min(axis=0, out=out[i])
+    def signatures(self, shingles: list[np.ndarray]) -> np.ndarray:
+        """(len(shingles), num_perm) uint32 signatures of several shingle sets."""
+        offsets = np.zeros(len(shingles) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in shingles], out=offsets[1:])
+        flat = np.concatenate(shingles).astype(np.uint32) if shingles else np.empty(0, dtype=np.uint32)
+        return self.signatures_flat(flat, offsets)
+
+    def signatures_flat(self, flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Signatures of the runs `flat[offsets[d]:offsets[d + 1]]` (compiled kernel)."""
+        from tunewright.curate.dedup.kernels import minhash_signatures
+
+        a, b = self.params()
+        out = np.empty((len(offsets) - 1, self.num_perm), dtype=np.uint32)
+        minhash_signatures(np.ascontiguousarray(flat, dtype=np.uint32), offsets, a, b, out)
         return out
 
 
@@ -209,27 +199,24 @@ class FuzzyParams:
         return char_shingles(text, self.ngram) if self.shingle == "char" else word_shingles(text, self.ngram)
 
 
-def _signature_chunk(args: tuple[FuzzyParams, list[str]]) -> np.ndarray:
-    params, texts = args
-    shingles = (
-        char_shingles_batch(texts, params.ngram) if params.shingle == "char" else [params.shingles(t) for t in texts]
-    )
-    return MinHasher(params.bands * params.rows, params.seed).signatures(shingles)
+def _signature_chunk(params: FuzzyParams, texts: list[str]) -> np.ndarray:
+    hasher = MinHasher(params.bands * params.rows, params.seed)
+    if params.shingle == "char":
+        return hasher.signatures_flat(*char_shingles_batch(texts, params.ngram))
+    return hasher.signatures([params.shingles(t) for t in texts])
 
 
 def signatures_for(texts: list[str], params: FuzzyParams, workers: int = 1, chunk: int = 2000) -> np.ndarray:
-    """MinHash signatures of `texts`, computed in `workers` processes."""
-    chunks = [(params, texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
-    if workers <= 1 or len(chunks) <= 1:
-        parts = [_signature_chunk(c) for c in chunks]
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(_signature_chunk, chunks)
-    if not parts:
+    """MinHash signatures of `texts`, in `workers` threads (the kernels release the GIL)."""
+    chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
+    if not chunks:
         return np.empty((0, params.bands * params.rows), dtype=np.uint32)
-    return np.concatenate(parts)
+    if workers <= 1 or len(chunks) == 1:
+        return np.concatenate([_signature_chunk(params, c) for c in chunks])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(lambda c: _signature_chunk(params, c), chunks)))
 
 
 def fuzzy_clusters(texts: list[str], params: FuzzyParams, workers: int = 1) -> np.ndarray:
