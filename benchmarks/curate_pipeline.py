@@ -1,7 +1,8 @@
 """Whole curation pipeline throughput with the shipped default config.
 
 Builds a workspace with N generated prompt/response records (the embedded domain's
-templates with random ticket numbers, so most are unique, plus planted duplicates), runs
+templates, each with a random free-text note so that most records are unique, plus 5%
+exact duplicates), runs
 `tunewright curate` in-process with the default `configs/curate.yaml`, and prints records/s.
 
     python benchmarks/curate_pipeline.py --records 50000 --workers 2
@@ -25,11 +26,13 @@ from tunewright.demo.sample_data import write_sample_data
 def write_corpus(path: Path, n: int, seed: int) -> None:
     rng = random.Random(seed)
     cases = domain.all_cases()
+    words = sorted({w for _, _, p in cases for w in p.lower().split()} | set(" ".join(domain.handbook(rng)).split()))
     lines = []
     for i in range(n):
         inc, table, prompt = rng.choice(cases)
-        ticket = f"Ticket {rng.randrange(10**6):06d} from the {rng.choice(['night', 'day', 'weekend'])} shift: "
-        lines.append(json.dumps({"id": f"B{i}", "prompt": ticket + prompt, "response": domain.answer(inc, table)}))
+        note = " ".join(rng.choices(words, k=30))
+        answer = domain.answer(inc, table) + " Note: " + " ".join(rng.choices(words, k=30)) + "."
+        lines.append(json.dumps({"id": f"B{i}", "prompt": f"{prompt} Context: {note}.", "response": answer}))
         if rng.random() < 0.05:
             lines.append(lines[-1])
     path.write_text("\n".join(lines) + "\n")

@@ -73,10 +73,19 @@ def _phone_ok(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Detector:
+    """A pattern with a validator, and cheap pre-checks that skip the regex on most texts."""
+
     kind: str
     pattern: re.Pattern[str]
     valid: Callable[[str], bool] = lambda _: True
-    group: int = 0
+    min_digits: int = 0
+    needles: tuple[str, ...] = ()
+
+    def may_match(self, lower: str, digits: int) -> bool:
+        return digits >= self.min_digits and (not self.needles or any(n in lower for n in self.needles))
+
+
+_DIGIT = re.compile(r"\d")
 
 
 DETECTORS: tuple[Detector, ...] = (
@@ -91,18 +100,24 @@ DETECTORS: tuple[Detector, ...] = (
             r"|\bAIza[0-9A-Za-z_-]{35}\b"
             r"|(?i:\b(?:api[_-]?key|secret|token|password|passwd)\b\s*[:=]\s*['\"]?)([A-Za-z0-9_\-+/=.]{12,})"
         ),
+        needles=("private key", "akia", "asia", "gh", "sk-", "xox", "aiza", "key", "secret", "token", "passw"),
     ),
-    Detector("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
-    Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), iban_ok),
-    Detector("credit_card", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _card_ok),
+    Detector(
+        "email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), needles=("@",)
+    ),
+    Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), iban_ok, 4),
+    Detector("credit_card", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _card_ok, 13),
     Detector(
         "ssn",
         re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
+        min_digits=9,
+        needles=("-",),
     ),
     Detector(
         "ip_address",
         re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})(?![\w.:])"),
         _ip_ok,
+        needles=(".", ":"),
     ),
     Detector(
         "phone",
@@ -112,6 +127,7 @@ DETECTORS: tuple[Detector, ...] = (
             r"|0\d{2,4}[\s.-]\d{3,4}[\s.-]?\d{3,4})(?![\w-])"  # 020 7946 0958 (trunk prefix)
         ),
         _phone_ok,
+        min_digits=7,
     ),
 )
 
@@ -127,8 +143,9 @@ def find_pii(text: str, kinds: Iterable[str] = PII_TYPES) -> list[Finding]:
     """Non-overlapping findings, earlier detectors (secrets, emails) winning overlaps."""
     wanted = set(kinds)
     taken: list[Finding] = []
+    lower, digits = text.lower(), len(_DIGIT.findall(text))
     for det in DETECTORS:
-        if det.kind not in wanted:
+        if det.kind not in wanted or not det.may_match(lower, digits):
             continue
         for m in det.pattern.finditer(text):
             g = m.lastindex if det.kind == "secret" and m.lastindex else 0

@@ -224,9 +224,12 @@ def fuzzy_clusters(texts: list[str], params: FuzzyParams, workers: int = 1) -> n
     sigs = signatures_for(texts, params, workers)
     pairs = candidate_pairs(band_keys(sigs, params.bands, params.rows))
     if params.jaccard_threshold is not None and len(pairs):
-        keep = [
-            jaccard(params.shingles(texts[i]), params.shingles(texts[j])) >= params.jaccard_threshold
-            for i, j in pairs.tolist()
-        ]
+        involved = np.unique(pairs)
+        if params.shingle == "char":
+            flat, offsets = char_shingles_batch([texts[i] for i in involved], params.ngram)
+            sets = {int(d): np.unique(flat[offsets[k] : offsets[k + 1]]) for k, d in enumerate(involved)}
+        else:
+            sets = {int(d): np.unique(params.shingles(texts[d])) for d in involved}
+        keep = [jaccard(sets[i], sets[j]) >= params.jaccard_threshold for i, j in pairs.tolist()]
         pairs = pairs[np.array(keep, dtype=bool)]
     return connected_components(len(texts), pairs)
