@@ -13,13 +13,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_PRIME = np.uint64(0x100000001B3)
+PRIME = np.uint64(0x100000001B3)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:
+@numba.vectorize(["uint64(uint64)"], cache=True)
+def mix(x: np.uint64) -> np.uint64:
+    """splitmix64 finaliser (a ufunc: works on arrays and inside the kernels)."""
     x = x ^ (x >> np.uint64(30))
     x = x * _MIX1
     x = x ^ (x >> np.uint64(27))
@@ -38,8 +39,8 @@ def char_shingle_hashes(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray
         for i in range(s, s + n - w + 1):
             h = np.uint64(0)
             for j in range(w):
-                h = h * _PRIME + np.uint64(buf[i + j])
-            out[pos] = np.uint32(_mix(h) >> np.uint64(32))
+                h = h * PRIME + np.uint64(buf[i + j])
+            out[pos] = np.uint32(mix(h) >> np.uint64(32))
             pos += 1
 
 

@@ -20,19 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_PRIME = np.uint64(0x100000001B3)
+from tunewright.curate.dedup.kernels import PRIME, char_shingle_hashes, minhash_signatures, mix
+
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: turns structured values into well-spread 64-bit hashes."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _MIX1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _MIX2
-    return x ^ (x >> np.uint64(31))
 
 
 def _rolling(values: np.ndarray, k: int) -> np.ndarray:
@@ -42,8 +32,8 @@ def _rolling(values: np.ndarray, k: int) -> np.ndarray:
         k, n = len(values), 1
     h = np.zeros(n, dtype=np.uint64)
     for j in range(k):
-        h = h * _PRIME + values[j : j + n]
-    return _mix(h)
+        h = h * PRIME + values[j : j + n]
+    return mix(h)
 
 
 def _to32(h: np.ndarray) -> np.ndarray:
@@ -64,8 +54,6 @@ def char_shingles_batch(texts: list[str], k: int = 24) -> tuple[np.ndarray, np.n
     Returns the hashes back to back and the offsets delimiting each text's run
     (`flat[offsets[d]:offsets[d + 1]]`). A text shorter than k is one shingle: itself.
     """
-    from tunewright.curate.dedup.kernels import char_shingle_hashes
-
     buf, starts, lengths = _encode(texts)
     counts = lengths - np.minimum(lengths, k) + 1
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
@@ -120,8 +108,6 @@ class MinHasher:
 
     def signatures_flat(self, flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Signatures of the runs `flat[offsets[d]:offsets[d + 1]]` (compiled kernel)."""
-        from tunewright.curate.dedup.kernels import minhash_signatures
-
         a, b = self.params()
         out = np.empty((len(offsets) - 1, self.num_perm), dtype=np.uint32)
         minhash_signatures(np.ascontiguousarray(flat, dtype=np.uint32), offsets, a, b, out)
@@ -136,7 +122,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     sig = signatures[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
     keys = np.zeros((n, bands), dtype=np.uint64)
     for r in range(rows):
-        keys = _mix(keys * _PRIME + sig[:, :, r])
+        keys = mix(keys * PRIME + sig[:, :, r])
     return keys
 
 
