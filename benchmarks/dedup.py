@@ -1,13 +1,15 @@
 """Fuzzy dedup: tunewright vs datasketch MinHashLSH on the same corpus, same parameters, one run.
 
 Generates a corpus of random-word documents with a known planted set of near duplicates
-(1-3 word substitutions of a source document), then runs both tools with 24-char
-shingles, 260 permutations as 20 bands x 13 rows, seed 42, and connected components over
-the LSH candidate pairs. Reports docs/s for both, the speed ratio, and precision/recall
+(1-3 word substitutions of a source document), then runs both tools with NeMo
+Curator's parameters (24-char shingles, 260 permutations as 20 bands x 13 rows, seed 42)
+and connected components over the LSH candidate pairs. Reports docs/s for both, the speed ratio, and precision/recall
 of the duplicate pairs found: precision against all planted pairs, recall against the
-planted pairs whose true Jaccard is >= 0.8.
+planted pairs whose true Jaccard is >= 0.8. `--preset recall` runs the same with 26 bands
+x 10 rows (same 260 permutations), which is banded for recall at Jaccard 0.8.
 
     python benchmarks/dedup.py --docs 200000 --workers 2
+    python benchmarks/dedup.py --docs 200000 --workers 2 --preset recall --datasketch-hash xxh32
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 
 import numpy as np
 
+from tunewright.curate.config import FUZZY_PRESETS
 from tunewright.curate.dedup.minhash import (
     FuzzyParams,
     band_keys,
@@ -104,9 +107,10 @@ def main() -> None:
         default="both",
         help="datasketch's shingle hash: sha1 (its default), xxh32 (its fastest option), or both",
     )
+    ap.add_argument("--preset", choices=sorted(FUZZY_PRESETS), default="nemo", help="fuzzy dedup parameter preset")
     args = ap.parse_args()
 
-    params = FuzzyParams()
+    params = FuzzyParams(**FUZZY_PRESETS[args.preset])
     docs, planted = make_corpus(args.docs, args.dup_fraction, args.seed)
     planted_pairs = pairs_from_labels(connected_components(len(docs), np.array(planted).reshape(-1, 2)))
     similarity = {

@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
 
 def curate_cmd(
     config: Path = config_option("curate.yaml"),
-    workers: int = typer.Option(None, "--workers", "-j", help="Processes for the parallel steps (fuzzy dedup)."),
+    workers: int = typer.Option(
+        None, "--workers", "-j", help="Worker processes for the per-record steps (and MinHash threads)."
+    ),
     workspace: Path = WORKSPACE,
     overrides: list[str] = OVERRIDES,
 ) -> None:
@@ -30,7 +32,7 @@ def curate_cmd(
     cfg = load_config(config_path(ws, config, "curate.yaml"), CurateConfig, [*(overrides or []), *extra])
     with start_run(ws, "curate", command_line(), cfg.model_dump(), seed=cfg.split.seed) as run:
         result = curate(cfg, ws, run)
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in result.splits.items())
+    sizes = ", ".join(f"{k} {n}" for k, n in result.split_counts.items())
     typer.echo(
         f"curated {result.lines_read} lines: {sizes}; {result.quarantine.count()} quarantined. "
         f"Run {run.run_id}; data card {cfg.output.data_card}"

@@ -176,17 +176,23 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(src: Path, path: Path) -> None:
+    """Put the finished directory `src` at `path` (same filesystem), replacing what was there."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        src.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        src.rename(path)
 
 
 def sha256_file(path: Path) -> str:

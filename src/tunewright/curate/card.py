@@ -34,18 +34,18 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
             read = f"skipped: {result.skipped_sources[s.name]}"
         lines.append(f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} | {read} |")
     lines += ["", "## What each step removed", "", "| step | in | out | removed |", "|---|---|---|---|"]
-    q = result.quarantine.entries
-    read_removed = len(q.get("read", [])) + len(q.get("normalise", []))
+    quarantine = result.quarantine
+    per_step = quarantine.by_step()
+    read_removed = per_step.get("read", 0) + per_step.get("normalise", 0)
     lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} | {read_removed} |")
     for step in result.steps:
         st = step.stats
         lines.append(f"| {st.name} | {st.records_in} | {st.records_out} | {st.records_in - st.records_out} |")
-    kept = sum(len(v) for v in result.splits.values())
     lines += [
         "",
-        f"Every input line is accounted for: {result.lines_read} read = {kept} kept + "
-        f"{result.quarantine.count()} removed (see `{cfg.output.quarantine_dir}/`). "
-        f"{result.quarantine.count('modified')} kept records were modified (cleaning, PII handling); "
+        f"Every input line is accounted for: {result.lines_read} read = {result.kept} kept + "
+        f"{quarantine.count()} removed (see `{cfg.output.quarantine_dir}/`). "
+        f"{quarantine.count('modified')} kept records were modified (cleaning, PII handling); "
         "their quarantine entries have `action: modified`.",
         "",
     ]
@@ -55,8 +55,10 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         lines += [f"| {kind} | {pii.counts.get(kind, 0)} |" for kind in cfg.pii.types]
         lines.append("")
     lines += ["## Examples of removed records", ""]
-    for step, entries in q.items():
-        lines.append(f"**{step}** ({len(entries)} {entries[0]['action']}):")
+    order = ["read", "normalise", *(s.name for s in result.steps)]
+    for step in sorted(quarantine.entries, key=order.index):
+        entries = quarantine.entries[step]
+        lines.append(f"**{step}** ({per_step[step]} {entries[0]['action']}):")
         lines.append("")
         for e in entries[:EXAMPLES_PER_STEP]:
             shown = e.get("record", {}).get("messages") or e.get("raw")
@@ -73,8 +75,8 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
             lines.append("No training record contained an eval prompt n-gram.")
         lines.append("")
     lines += ["## Splits", "", "| split | records | sha256 |", "|---|---|---|"]
-    for name, records in result.splits.items():
-        lines.append(f"| {name} | {len(records)} | `{result.split_hashes.get(name, '')}` |")
+    for name, size in result.split_counts.items():
+        lines.append(f"| {name} | {size} | `{result.split_hashes.get(name, '')}` |")
     lines += ["", f"Split seed {cfg.split.seed}; validation {cfg.split.validation}, test {cfg.split.test}.", ""]
     decon = [s for s in result.steps if s.name == "decontaminate"]
     lines += ["## Remaining risks", ""]

@@ -89,6 +89,7 @@ def clean_text(text: str, fix_unicode: bool = True, html_strip: bool = False) ->
 
 class Clean(Step):
     name = "clean"
+    per_record = True
 
     def __init__(self, fix_unicode: bool = True, html_strip: bool = False) -> None:
         super().__init__()

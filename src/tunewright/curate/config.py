@@ -23,6 +23,9 @@ class SourceConfig(StrictModel):
 FUZZY_PRESETS = {
     "nemo": {"shingle": "char", "ngram": 24, "bands": 20, "rows": 13, "seed": 42},
     "word5": {"shingle": "word", "ngram": 5, "bands": 20, "rows": 13, "seed": 42},
+    # NeMo's shingles and signature size, banded for recall: a pair at Jaccard 0.8 becomes a
+    # candidate with probability 0.95 (0.68 with 20 x 13); pair it with jaccard_threshold.
+    "recall": {"shingle": "char", "ngram": 24, "bands": 26, "rows": 10, "seed": 42},
 }
 
 
@@ -30,7 +33,7 @@ class FuzzyDedupConfig(StrictModel):
     """MinHash LSH near-duplicate removal; a preset, with any field overridable."""
 
     enabled: bool = False
-    preset: Literal["nemo", "word5"] = "nemo"
+    preset: Literal["nemo", "word5", "recall"] = "nemo"
     shingle: Literal["char", "word"] | None = None
     ngram: int | None = Field(None, gt=0)
     bands: int | None = Field(None, gt=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tunewright.core.errors import DataError
 from tunewright.core.io import read_jsonl_strict
@@ -81,3 +82,14 @@ class Decontaminate(Filter):
             self.matches[record.id] = sorted(hits)
             return False, f"contains {self.index.n}-gram(s) of eval item(s) {', '.join(sorted(hits))}"
         return True
+
+    def tallies(self) -> dict[str, Any]:
+        return {**super().tallies(), "matches": self.matches}
+
+    def reset_tallies(self) -> None:
+        super().reset_tallies()
+        self.matches = {}
+
+    def absorb(self, tallies: dict[str, Any]) -> None:
+        super().absorb(tallies)
+        self.matches.update(tallies["matches"])

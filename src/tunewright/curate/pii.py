@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from tunewright.core.records import Conversation
 from tunewright.curate.pipeline import Quarantine, Step
@@ -184,6 +185,7 @@ def handle_text(text: str, mode: str, kinds: Iterable[str], salt: str = "") -> t
 
 class PiiStep(Step):
     name = "pii"
+    per_record = True
 
     def __init__(self, mode: str = "redact", kinds: Iterable[str] = PII_TYPES, salt: str = "") -> None:
         super().__init__()
@@ -226,3 +228,14 @@ class PiiStep(Step):
                 continue
             quarantine.add(self.name, f"pii {self.mode}: {summary}", record, action="modified")
             yield record
+
+    def tallies(self) -> dict[str, Any]:
+        return {**super().tallies(), "counts": self.counts}
+
+    def reset_tallies(self) -> None:
+        super().reset_tallies()
+        self.counts = Counter()
+
+    def absorb(self, tallies: dict[str, Any]) -> None:
+        super().absorb(tallies)
+        self.counts += tallies["counts"]

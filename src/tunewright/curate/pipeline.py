@@ -4,24 +4,41 @@ A `Step` transforms a stream of Conversations. A `Filter` only implements
 `keep(record) -> bool | (bool, reason)`; the base class counts what went in and out and
 sends every rejected record to the quarantine with the step's name and the reason, so
 nothing is ever silently dropped.
+
+Steps marked `per_record` look at one record at a time and keep no state across records
+except tallies (`tallies()` / `reset_tallies()` / `absorb()`), which is what lets
+`parallel.py` run them over chunks in worker processes and merge the counts back.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from tunewright.core.records import Conversation
 
 
-@dataclass
 class Quarantine:
-    """Every removed record or unreadable line, grouped by the step that removed it."""
+    """Every removed record or unreadable line, grouped by the step that removed it.
 
-    entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    With a `directory`, entries are appended to `<directory>/<step>.jsonl` as they come and
+    only the first `keep` per step stay in memory (examples for the data card), so a large
+    corpus does not pile up in memory. Without one, every entry stays in `entries`.
+    """
+
+    def __init__(self, directory: Path | None = None, keep: int | None = None) -> None:
+        self.directory = directory
+        self.keep = keep
+        self.entries: dict[str, list[dict[str, Any]]] = {}
+        self.tally: Counter[tuple[str, str]] = Counter()
+        self._files: dict[str, IO[str]] = {}
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
 
     def add(
         self, step: str, reason: str, record: Conversation | None = None, action: str = "removed", **origin: Any
@@ -37,10 +54,35 @@ class Quarantine:
                 record=record.to_dict(),
             )
         entry.update(origin)
-        self.entries.setdefault(step, []).append(entry)
+        self.record(entry)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Store one finished entry (also how entries made in worker processes arrive)."""
+        step = entry["step"]
+        self.tally[(step, entry["action"])] += 1
+        if self.directory is not None:
+            fh = self._files.get(step)
+            if fh is None:
+                fh = self._files[step] = (self.directory / f"{step}.jsonl").open("w", encoding="utf-8")
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        kept = self.entries.setdefault(step, [])
+        if self.keep is None or len(kept) < self.keep:
+            kept.append(entry)
 
     def count(self, action: str = "removed") -> int:
-        return sum(1 for v in self.entries.values() for e in v if e["action"] == action)
+        return sum(n for (_, act), n in self.tally.items() if act == action)
+
+    def by_step(self) -> dict[str, int]:
+        """Entries per step, in the order the steps first quarantined something."""
+        out: dict[str, int] = {}
+        for (step, _), n in self.tally.items():
+            out[step] = out.get(step, 0) + n
+        return out
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
 
 
 @dataclass
@@ -50,11 +92,17 @@ class StepStats:
     records_out: int = 0
     reasons: Counter = field(default_factory=Counter)
 
+    def merge(self, other: StepStats) -> None:
+        self.records_in += other.records_in
+        self.records_out += other.records_out
+        self.reasons += other.reasons
+
 
 class Step(ABC):
     """A named transformation over a stream of records."""
 
     name = "step"
+    per_record = False
 
     def __init__(self) -> None:
         self.stats = StepStats(self.name)
@@ -73,9 +121,21 @@ class Step(ABC):
             self.stats.records_in += 1
             yield record
 
+    def tallies(self) -> dict[str, Any]:
+        """What this step has counted so far (merged across worker processes by `absorb`)."""
+        return {"stats": self.stats}
+
+    def reset_tallies(self) -> None:
+        self.stats = StepStats(self.name)
+
+    def absorb(self, tallies: dict[str, Any]) -> None:
+        self.stats.merge(tallies["stats"])
+
 
 class Filter(Step):
     """A step that keeps or rejects each record; rejected ones go to the quarantine."""
+
+    per_record = True
 
     @abstractmethod
     def keep(self, record: Conversation) -> bool | tuple[bool, str]:
@@ -92,9 +152,14 @@ class Filter(Step):
                 quarantine.add(self.name, reason, record)
 
 
-def run_steps(records: Iterable[Conversation], steps: list[Step], quarantine: Quarantine) -> list[Conversation]:
-    """Chain the steps lazily and drain the stream."""
+def chain(records: Iterable[Conversation], steps: list[Step], quarantine: Quarantine) -> Iterator[Conversation]:
+    """Chain the steps lazily over a stream."""
     stream: Iterable[Conversation] = records
     for step in steps:
         stream = step(stream, quarantine)
-    return list(stream)
+    return iter(stream)
+
+
+def run_steps(records: Iterable[Conversation], steps: list[Step], quarantine: Quarantine) -> list[Conversation]:
+    """Chain the steps and drain the stream into a list (small inputs, tests)."""
+    return list(chain(records, steps, quarantine))

@@ -22,24 +22,30 @@ def group_key(record: Conversation) -> str:
     return str(record.meta.get("cluster") or record.id)
 
 
-def split_records(
-    records: list[Conversation], validation: float, test: float, seed: int
-) -> dict[str, list[Conversation]]:
-    """Split into train/validation/test by ratio, whole groups at a time; each split keeps input order."""
+def assign_splits(keys: list[str], validation: float, test: float, seed: int) -> list[str]:
+    """The split name of each record, given each record's group key, by ratio, whole groups at a time."""
     groups: dict[str, list[int]] = {}
-    for i, rec in enumerate(records):
-        groups.setdefault(group_key(rec), []).append(i)
-    targets = {"test": round(len(records) * test), "validation": round(len(records) * validation)}
-    assigned: dict[int, str] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    targets = {"test": round(len(keys) * test), "validation": round(len(keys) * validation)}
+    assigned = ["train"] * len(keys)
     filled = {"test": 0, "validation": 0}
     for key in sorted(groups, key=lambda k: _rank(seed, k)):
         members = groups[key]
         name = next((s for s in ("test", "validation") if filled[s] + len(members) <= targets[s]), "train")
         if name != "train":
             filled[name] += len(members)
-        for i in members:
-            assigned[i] = name
+            for i in members:
+                assigned[i] = name
+    return assigned
+
+
+def split_records(
+    records: list[Conversation], validation: float, test: float, seed: int
+) -> dict[str, list[Conversation]]:
+    """Split a list of records into train/validation/test; each split keeps input order."""
+    names = assign_splits([group_key(r) for r in records], validation, test, seed)
     out: dict[str, list[Conversation]] = {"train": [], "validation": [], "test": []}
-    for i, rec in enumerate(records):
-        out[assigned[i]].append(rec)
+    for name, rec in zip(names, records, strict=True):
+        out[name].append(rec)
     return out

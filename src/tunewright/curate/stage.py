@@ -1,22 +1,30 @@
 """`tunewright curate`: sources -> steps -> splits, with quarantine, data card and manifest.
 
-Everything is computed before anything is written; the splits and quarantine directories
-are then each replaced as a whole, so a failed run leaves the previous outputs intact.
+Records stream through the steps (per-record steps in `workers` processes); the kept ones
+go to a scratch file with their split group key, the quarantine streams to scratch files,
+and memory holds only the dedup indices and one group key per kept record. Nothing in the
+workspace changes until every record has been processed: then the splits, quarantine and
+curated file each replace the previous ones as a whole, so a failed run leaves the
+previous outputs intact.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewright.core.errors import DataError
-from tunewright.core.io import atomic_dir, sha256_file, write_jsonl, write_text
+from tunewright.core.io import atomic_dir, replace_dir, sha256_file, write_text
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
-from tunewright.curate.card import render_card
+from tunewright.curate.card import EXAMPLES_PER_STEP, render_card
 from tunewright.curate.clean import Clean
 from tunewright.curate.config import CurateConfig
 from tunewright.curate.decontaminate import Decontaminate, load_eval_index
@@ -28,30 +36,35 @@ from tunewright.curate.filters.empty import DropEmpty
 from tunewright.curate.filters.heuristic import build_filters
 from tunewright.curate.filters.language import LanguageFilter
 from tunewright.curate.filters.quality import QualityFilter
+from tunewright.curate.parallel import stream_steps
 from tunewright.curate.pii import PiiStep
-from tunewright.curate.pipeline import Quarantine, Step, run_steps
+from tunewright.curate.pipeline import Quarantine, Step
 from tunewright.curate.sources import admit_sources, check_columns, read_source
-from tunewright.curate.split import split_records
+from tunewright.curate.split import assign_splits, group_key
 
 SPLITS = ("train", "validation", "test")
 
 
 @dataclass
 class CurationResult:
-    splits: dict[str, list[Conversation]]
+    split_counts: dict[str, int]
     quarantine: Quarantine
     steps: list[Step]
     lines_by_source: dict[str, int]
-    split_hashes: dict[str, str]
     skipped_sources: dict[str, str]
+    split_hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def lines_read(self) -> int:
         return sum(self.lines_by_source.values())
 
+    @property
+    def kept(self) -> int:
+        return sum(self.split_counts.values())
 
-def build_steps(cfg: CurateConfig, workspace: Path) -> list[Step]:
-    """The configured steps, in the default order."""
+
+def build_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None) -> list[Step]:
+    """The configured steps, in the default order; `scratch` is where dedup parks records."""
     steps: list[Step] = []
     if cfg.clean.enabled:
         steps.append(Clean(cfg.clean.fix_unicode, cfg.clean.strip_html))
@@ -67,10 +80,10 @@ def build_steps(cfg: CurateConfig, workspace: Path) -> list[Step]:
     if cfg.exact_dedup:
         steps.append(ExactDedup())
     if cfg.fuzzy_dedup.enabled:
-        steps.append(FuzzyDedup(FuzzyParams(**cfg.fuzzy_dedup.resolved()), workers=cfg.workers))
+        steps.append(FuzzyDedup(FuzzyParams(**cfg.fuzzy_dedup.resolved()), cfg.workers, scratch))
     if cfg.semantic_dedup.enabled:
         sd = cfg.semantic_dedup
-        steps.append(SemanticDedup(sd.threshold, sd.clusters, sd.seed, sd.model))
+        steps.append(SemanticDedup(sd.threshold, sd.clusters, sd.seed, sd.model, scratch))
     if cfg.decontaminate.enabled and cfg.decontaminate.eval_sets:
         paths = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets]
         d = cfg.decontaminate
@@ -91,61 +104,79 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
             raise DataError(f"source {source.name!r}: {path} is empty")
         check_columns(source, path)
         run.add_input(path)
-    steps = build_steps(cfg, workspace)
     for p in cfg.decontaminate.eval_sets if cfg.decontaminate.enabled else []:
         run.add_input(resolve(workspace, p))
-    quarantine = Quarantine()
-    counts: dict[str, int] = {}
-    seen_ids: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix=".curate-", dir=run.dir.parent) as tmp:
+        scratch = Path(tmp)
+        steps = build_steps(cfg, workspace, scratch)
+        quarantine = Quarantine(scratch / "quarantine", keep=EXAMPLES_PER_STEP)
+        counts: dict[str, int] = {}
+        seen_ids: set[str] = set()
 
-    def records() -> Iterator[Conversation]:
-        with progress_bar("curating", total=None) as advance:
-            for source in sources:
-                for rec in read_source(source, paths[source.name], quarantine, counts, seen_ids):
-                    advance(1)
-                    yield rec
+        def records() -> Iterator[Conversation]:
+            with progress_bar("curating", total=None) as advance:
+                for source in sources:
+                    for rec in read_source(source, paths[source.name], quarantine, counts, seen_ids):
+                        advance(1)
+                        yield rec
 
-    kept = run_steps(records(), steps, quarantine)
-    if not kept:
-        raise DataError("no records left after curation; see the quarantine reasons")
-    splits = split_records(kept, cfg.split.validation, cfg.split.test, cfg.split.seed)
-    if not splits["train"]:
-        raise DataError("the train split is empty; lower split.validation / split.test")
-    return _write(cfg, workspace, run, kept, splits, CurationResult(splits, quarantine, steps, counts, {}, skipped))
+        try:
+            keys = _drain(stream_steps(records(), steps, quarantine, cfg.workers), scratch / "curated.jsonl")
+        finally:
+            quarantine.close()
+        if not keys:
+            raise DataError("no records left after curation; see the quarantine reasons")
+        names = assign_splits(keys, cfg.split.validation, cfg.split.test, cfg.split.seed)
+        sizes = Counter(names)
+        if not sizes["train"]:
+            raise DataError("the train split is empty; lower split.validation / split.test")
+        result = CurationResult({s: sizes[s] for s in SPLITS}, quarantine, steps, counts, skipped)
+        _write(cfg, workspace, run, scratch, names, result)
+    return result
+
+
+def _drain(stream: Iterator[Conversation], path: Path) -> list[str]:
+    """Write the kept records to `path` as JSONL; returns each one's split group key."""
+    keys = []
+    with path.open("w", encoding="utf-8") as fh:
+        for rec in stream:
+            fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+            keys.append(group_key(rec))
+    return keys
 
 
 def _write(
-    cfg: CurateConfig,
-    workspace: Path,
-    run: Run,
-    kept: list[Conversation],
-    splits: dict[str, list[Conversation]],
-    result: CurationResult,
-) -> CurationResult:
+    cfg: CurateConfig, workspace: Path, run: Run, scratch: Path, names: list[str], result: CurationResult
+) -> None:
     out = cfg.output
-    curated = resolve(workspace, out.curated)
-    write_jsonl(curated, (r.to_dict() for r in kept))
     splits_dir = resolve(workspace, out.splits_dir)
-    with atomic_dir(splits_dir) as tmp:
-        for name in SPLITS:
-            write_jsonl(tmp / f"{name}.jsonl", (r.to_dict() for r in splits[name]))
-    with atomic_dir(resolve(workspace, out.quarantine_dir)) as tmp:
-        for step, entries in result.quarantine.entries.items():
-            write_jsonl(tmp / f"{step}.jsonl", entries)
+    with atomic_dir(splits_dir) as tmp, (scratch / "curated.jsonl").open(encoding="utf-8") as curated_lines:
+        files = {name: (tmp / f"{name}.jsonl").open("w", encoding="utf-8") for name in SPLITS}
+        try:
+            for line, name in zip(curated_lines, names, strict=True):
+                files[name].write(line)
+        finally:
+            for fh in files.values():
+                fh.close()
+    quarantine_dir = resolve(workspace, out.quarantine_dir)
+    replace_dir(scratch / "quarantine", quarantine_dir)
+    curated = resolve(workspace, out.curated)
+    curated.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch / "curated.jsonl", curated)
     result.split_hashes = {name: sha256_file(splits_dir / f"{name}.jsonl") for name in SPLITS}
     card = resolve(workspace, out.data_card)
     write_text(card, render_card(cfg, result))
-    for path in (curated, splits_dir, resolve(workspace, out.quarantine_dir), card):
+    for path in (curated, splits_dir, quarantine_dir, card):
         run.add_output(path)
+    q = result.quarantine
     run.results.update(
         lines_read=result.lines_read,
         skipped_sources=result.skipped_sources,
-        kept=len(kept),
-        quarantined=result.quarantine.count(),
-        modified=result.quarantine.count("modified"),
-        quarantine_by_step={k: len(v) for k, v in result.quarantine.entries.items()},
+        kept=result.kept,
+        quarantined=q.count(),
+        modified=q.count("modified"),
+        quarantine_by_step=q.by_step(),
         pii_counts=next((dict(s.counts) for s in result.steps if isinstance(s, PiiStep)), {}),
-        splits={k: len(v) for k, v in splits.items()},
+        splits=result.split_counts,
         split_sha256=result.split_hashes,
     )
-    return result

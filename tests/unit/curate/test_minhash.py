@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from tunewright.core.records import to_conversation
+from tunewright.curate.dedup import fuzzy as fuzzy_module
 from tunewright.curate.dedup.fuzzy import FuzzyDedup
 from tunewright.curate.dedup.minhash import (
     FuzzyParams,
@@ -111,3 +112,15 @@ def test_split_never_divides_a_group():
         holding = [name for name, part in parts.items() if any(r.meta.get("cluster") == "big" for r in part)]
         assert len(holding) == 1
         assert sum(len(p) for p in parts.values()) == 100
+
+
+def test_fuzzy_step_streams_in_batches_with_verification(monkeypatch):
+    monkeypatch.setattr(fuzzy_module, "BATCH", 2)
+    text = "Check the freshness monitor and the latest pipeline run before escalating anything. "
+    bodies = [text * 2, "Unrelated answer about dashboards.", text * 2 + "!", "Another one about quotas.", text * 2]
+    recs = [to_conversation({"prompt": "q", "response": b}, "s", f"r{i}") for i, b in enumerate(bodies)]
+    q = Quarantine()
+    kept = run_steps(recs, [FuzzyDedup(FuzzyParams(jaccard_threshold=0.8))], q)
+    assert [r.id for r in kept] == ["r0", "r1", "r3"]
+    assert [e["id"] for e in q.entries["fuzzy_dedup"]] == ["r2", "r4"]
+    assert {e["reason"] for e in q.entries["fuzzy_dedup"]} == {"near duplicate of r0"}

@@ -4,9 +4,10 @@ import pytest
 
 from tunewright.core.config import load_config
 from tunewright.core.errors import DataError
+from tunewright.core.io import read_jsonl_strict
 from tunewright.core.runs import start_run
 from tunewright.curate.config import CurateConfig
-from tunewright.curate.stage import curate
+from tunewright.curate.stage import SPLITS, curate
 
 
 def run_curate(ws, overrides=()):
@@ -112,13 +113,13 @@ def test_csv_with_missing_mapped_column(workspace):
 def test_csv_source_is_read_with_line_numbers(workspace):
     rows = "\n".join(f'"Is table t{i} stale today?","Check the freshness monitor for t{i}."' for i in range(20))
     (workspace / "data/raw/t.csv").write_text("question,answer\n" + rows + "\n")
-    result, _ = run_curate(
+    run_curate(
         workspace,
         only_source(workspace, "c", "data/raw/t.csv", "csv", ", columns: {prompt: question, response: answer}"),
     )
-    records = [r for part in result.splits.values() for r in part]
+    records = [r for name in SPLITS for r in read_jsonl_strict(workspace / f"data/splits/{name}.jsonl")]
     assert len(records) == 20
-    assert sorted(r.meta["line"] for r in records) == list(range(2, 22))
+    assert sorted(r["meta"]["line"] for r in records) == list(range(2, 22))
 
 
 def test_empty_source_is_a_clear_error(workspace):
@@ -141,5 +142,21 @@ def test_invalid_utf8_line_is_quarantined(workspace):
 def test_disallowed_license_can_be_skipped_and_is_recorded(workspace):
     result, _ = run_curate(workspace, ["sources.1.license=GPL-3.0", "on_disallowed=skip"])
     assert "runbook_chats" in result.skipped_sources
-    assert all(r.source == "support_tickets" for part in result.splits.values() for r in part)
+    records = [r for name in SPLITS for r in read_jsonl_strict(workspace / f"data/splits/{name}.jsonl")]
+    assert records and all(r["source"] == "support_tickets" for r in records)
     assert "skipped: license 'GPL-3.0'" in (workspace / "reports/data-card.md").read_text()
+
+
+def test_curate_with_workers_writes_identical_outputs(workspace):
+    def outputs():
+        files = [workspace / f"data/splits/{s}.jsonl" for s in SPLITS]
+        files += sorted((workspace / "data/quarantine").glob("*.jsonl"))
+        return {p.name: p.read_bytes() for p in files}, (workspace / "reports/data-card.md").read_text()
+
+    run_curate(workspace, ["workers=1"])
+    single = outputs()
+    run_curate(workspace, ["workers=2"])
+    files, card = outputs()
+    assert files == single[0]
+    assert card.splitlines() == single[1].splitlines()
+    assert not any(p.name.startswith(".curate-") for p in (workspace / "runs").iterdir())

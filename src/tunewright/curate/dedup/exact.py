@@ -22,6 +22,7 @@ def content_key(record: Conversation) -> bytes:
 
 class ExactDedup(Filter):
     name = "exact_dedup"
+    per_record = False  # the index of seen hashes spans the whole stream
 
     def __init__(self) -> None:
         super().__init__()

@@ -205,17 +205,27 @@ def signatures_for(texts: list[str], params: FuzzyParams, workers: int = 1, chun
         return np.concatenate(list(pool.map(lambda c: _signature_chunk(params, c), chunks)))
 
 
+def band_keys_for(texts: list[str], params: FuzzyParams, workers: int = 1) -> np.ndarray:
+    """(len(texts), bands) LSH band keys: all a streaming dedup needs to keep per document."""
+    return band_keys(signatures_for(texts, params, workers), params.bands, params.rows)
+
+
+def verify_pairs(pairs: np.ndarray, texts: dict[int, str], params: FuzzyParams) -> np.ndarray:
+    """The candidate pairs whose shingle sets reach `params.jaccard_threshold` (`texts`: index -> text)."""
+    if params.jaccard_threshold is None or not len(pairs):
+        return pairs
+    involved = sorted(texts)
+    if params.shingle == "char":
+        flat, offsets = char_shingles_batch([texts[d] for d in involved], params.ngram)
+        sets = {d: np.unique(flat[offsets[k] : offsets[k + 1]]) for k, d in enumerate(involved)}
+    else:
+        sets = {d: np.unique(params.shingles(texts[d])) for d in involved}
+    keep = [jaccard(sets[i], sets[j]) >= params.jaccard_threshold for i, j in pairs.tolist()]
+    return pairs[np.array(keep, dtype=bool)]
+
+
 def fuzzy_clusters(texts: list[str], params: FuzzyParams, workers: int = 1) -> np.ndarray:
     """Cluster label per text (the index of the first text of its near-duplicate cluster)."""
-    sigs = signatures_for(texts, params, workers)
-    pairs = candidate_pairs(band_keys(sigs, params.bands, params.rows))
-    if params.jaccard_threshold is not None and len(pairs):
-        involved = np.unique(pairs)
-        if params.shingle == "char":
-            flat, offsets = char_shingles_batch([texts[i] for i in involved], params.ngram)
-            sets = {int(d): np.unique(flat[offsets[k] : offsets[k + 1]]) for k, d in enumerate(involved)}
-        else:
-            sets = {int(d): np.unique(params.shingles(texts[d])) for d in involved}
-        keep = [jaccard(sets[i], sets[j]) >= params.jaccard_threshold for i, j in pairs.tolist()]
-        pairs = pairs[np.array(keep, dtype=bool)]
+    pairs = candidate_pairs(band_keys_for(texts, params, workers))
+    pairs = verify_pairs(pairs, {int(d): texts[d] for d in np.unique(pairs)}, params)
     return connected_components(len(texts), pairs)

