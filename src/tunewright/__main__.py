@@ -1,4 +1,4 @@
-"""`python -m tunewright` runs the CLI."""
+"""`python -m tunewright` (what `torchrun -m tunewright train ...` runs on every rank)."""
 
 from tunewright.cli.main import entry
 

@@ -1,14 +1,22 @@
-"""`tunewright train`: fine-tune a model on the curated splits (LoRA / DoRA SFT)."""
+"""`tunewright train`: full, LoRA or DoRA fine-tuning (chat, completion or pre-training).
+
+Runs the same on one process and under `torchrun --nproc-per-node N -m tunewright train`:
+rank 0 records the run and writes every output, the other ranks train their data shard.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
-from tunewright.core.runs import start_run
+from tunewright.core.runs import new_run_id, start_run
+
+if TYPE_CHECKING:
+    from tunewright.train.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -17,21 +25,57 @@ def register(app: typer.Typer) -> None:
 
 def train_cmd(
     config: Path = config_option("sft-lora.yaml"),
+    check_data: bool = typer.Option(
+        False, "--check-data", help="Print a few tokenised examples with the trained tokens marked, then stop."
+    ),
+    resume: str = typer.Option(
+        None, "--resume", help="Continue from a checkpoint: a step-* directory, a training run id, or 'latest'."
+    ),
     workspace: Path = WORKSPACE,
     overrides: list[str] = OVERRIDES,
 ) -> None:
-    """Train a LoRA/DoRA adapter with assistant-only loss; writes runs/<id>/adapter."""
+    """Fine-tune a model on the curated splits; writes runs/<id>/adapter (or model/) and checkpoints."""
+    from tunewright.train.checkpoint import find_checkpoint
     from tunewright.train.config import TrainConfig
-    from tunewright.train.recipes.sft import run_sft
+    from tunewright.train.distributed import broadcast_object, init_distributed, shutdown
+    from tunewright.train.recipe import run_training
 
     ws = workspace_path(workspace)
     cfg = load_config(config_path(ws, config, "sft-lora.yaml"), TrainConfig, overrides)
-    with start_run(ws, "train", command_line(), cfg.model_dump(by_alias=True), seed=cfg.training.seed) as run:
-        summary = run_sft(cfg, ws, run)
-    val = summary.get("final_val_loss")
+    if check_data:
+        _check_data(cfg, ws)
+        return
+    checkpoint = find_checkpoint(ws, resume) if resume else None
+    d = init_distributed(cfg.distributed.backend)
+    try:
+        if d.main:
+            with start_run(ws, "train", command_line(), cfg.model_dump(by_alias=True), seed=cfg.training.seed) as run:
+                broadcast_object(run.run_id, d)
+                summary = run_training(cfg, ws, run, run.run_id, d, checkpoint)
+            _report(summary, run.run_id, cfg.method)
+        else:
+            run_training(cfg, ws, None, broadcast_object(new_run_id("train"), d), d, checkpoint)
+    finally:
+        shutdown(d)
+
+
+def _check_data(cfg: TrainConfig, ws: Path) -> None:
+    from tunewright.core.workspace import resolve
+    from tunewright.train.recipe import load_split, prepare_tokenizer, render_check, resolve_model_ref
+
+    tokenizer = prepare_tokenizer(cfg, resolve_model_ref(ws, cfg.model.name_or_path))
+    split = load_split(resolve(ws, cfg.data.train_path), tokenizer, cfg)
+    typer.echo(render_check(split, tokenizer))
+    typer.echo("\n--check-data: nothing was trained.")
+
+
+def _report(summary: dict[str, Any], run_id: str, method: str) -> None:
+    val, first = summary.get("final_val_loss"), summary.get("initial_val_loss")
+    out = "model" if method == "sft" else "adapter"
     typer.echo(
         f"trained {summary['steps']} steps on {summary['train_examples']} examples; "
         f"train loss {summary['final_train_loss']:.4f}"
-        + (f", validation loss {summary['initial_val_loss']:.4f} -> {val:.4f}" if val is not None else "")
-        + f". Run {run.run_id}; adapter runs/{run.run_id}/adapter"
+        + (f", validation loss {first:.4f} -> {val:.4f}" if val is not None and first is not None else "")
+        + (" (stopped early)" if summary.get("stopped_early") else "")
+        + f". Run {run_id}; {out} runs/{run_id}/{out}"
     )

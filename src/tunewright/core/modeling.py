@@ -35,13 +35,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 PAD_TOKEN = "<|pad|>"
 
 
-def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
-    """Load a tokenizer and make sure it has a chat template and a pad token distinct from EOS."""
+def load_tokenizer(name_or_path: str | Path, require_chat_template: bool = True) -> PreTrainedTokenizerBase:
+    """Load a tokenizer with a pad token distinct from EOS (and, by default, a chat template)."""
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path))
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer from {name_or_path}: {exc}") from None
-    if tok.chat_template is None:
+    if require_chat_template and tok.chat_template is None:
         raise UserError(f"tokenizer at {name_or_path} has no chat template; chat models need one")
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
         tok.add_special_tokens({"pad_token": PAD_TOKEN})
@@ -49,11 +49,15 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_model(
-    name_or_path: str | Path, dtype: str = "float32", tokenizer: PreTrainedTokenizerBase | None = None
+    name_or_path: str | Path,
+    dtype: str = "float32",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """Load a causal LM; grows the embeddings if the tokenizer gained a pad token."""
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype], **extra)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model from {name_or_path}: {exc}") from None
     if tokenizer is not None:
@@ -144,6 +148,7 @@ class ModelSource:
     adapter: Path | None = None
     run_id: str | None = None
     dtype: str = "float32"
+    tuned_from: str | None = None  # a fully fine-tuned model's base (what `base` means for it)
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Load the model ready for inference."""
@@ -169,7 +174,7 @@ def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None)
     if ref == "base":
         if base_of is None:
             raise UserError("'base' names the base model of another model; use it with --baseline")
-        return ModelSource("base", base_of.base, dtype=base_of.dtype)
+        return ModelSource("base", base_of.tuned_from or base_of.base, dtype=base_of.dtype)
     local = Path(ref) if Path(ref).is_absolute() else workspace / ref
     if (local / "config.json").is_file():
         return ModelSource(ref, str(local))
@@ -182,9 +187,12 @@ def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None)
             raise
         return ModelSource(ref, ref)
     manifest = load_manifest(run_dir)
-    if not (run_dir / "adapter").is_dir():
-        raise UserError(f"run {manifest['run_id']} ({manifest['stage']}) has no adapter to evaluate")
     model_cfg = manifest["config"]["model"]
     base = Path(model_cfg["name_or_path"])
     base_ref = str(workspace / base) if (workspace / base).exists() else model_cfg["name_or_path"]
-    return ModelSource(manifest["run_id"], base_ref, run_dir / "adapter", manifest["run_id"], model_cfg["dtype"])
+    rid, dtype = manifest["run_id"], model_cfg["dtype"]
+    if (run_dir / "model" / "config.json").is_file():
+        return ModelSource(rid, str(run_dir / "model"), None, rid, dtype, tuned_from=base_ref)
+    if not (run_dir / "adapter").is_dir():
+        raise UserError(f"run {rid} ({manifest['stage']}) has no adapter or model to evaluate")
+    return ModelSource(rid, base_ref, run_dir / "adapter", rid, dtype)

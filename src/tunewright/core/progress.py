@@ -23,10 +23,11 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[..., None]]:
     """Show a bar for `description`; yields `advance(n=1, **fields)` to step it.
 
-    Extra keyword fields (for example `info="loss 1.23"`) are shown after the bar.
+    Extra keyword fields (for example `info="loss 1.23"`) are shown after the bar;
+    `enabled=False` hides it (ranks other than 0 of a distributed run).
     """
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -37,7 +38,7 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[..., 
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=False,
-        disable=not console.is_terminal,
+        disable=not (enabled and console.is_terminal),
     )
     with progress:
         task = progress.add_task(description, total=total, info="")

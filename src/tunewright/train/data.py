@@ -1,15 +1,22 @@
-"""Chat-templated tokenisation with assistant-only labels, and padded batches.
+"""Tokenisation with labels for the three tasks, and padded batches.
 
-Labels are derived from character spans rather than from `{% generation %}` markers, so
-they are right for any chat template: each assistant turn's span runs from the end of the
-rendered prefix (with the generation prompt) to the end of the turn's EOS token. Tokens
-inside a span are trained, everything else is -100. The EOS is trained, so the model
-learns to stop; padding uses a pad token distinct from EOS, so no EOS is ever masked.
+Chat: labels are derived from character spans rather than from `{% generation %}`
+markers, so they are right for any chat template, with or without those markers: each
+assistant turn's span runs from the end of the rendered prefix (with the generation
+prompt) to the end of the turn's EOS token, and a token is trained when it overlaps a span
+(a template whose generation prompt ends in a space merges it into the answer's first
+token, which must still be trained). `loss_on` picks the spans: every assistant
+turn (default), the last one, or all tokens. The EOS is trained, so the model learns to
+stop; padding uses a pad token distinct from EOS, so no EOS is ever masked.
+Completion: prompt tokens are context, the completion and an appended EOS are trained.
+Pretrain: every token of each document plus an EOS, cut into `max_length` blocks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -25,13 +32,27 @@ class Example:
     input_ids: list[int]
     labels: list[int]
     id: str
+    truncated: bool = False
+
+    @property
+    def targets(self) -> int:
+        """Tokens that contribute to the loss (a label at position 0 is never predicted)."""
+        return sum(1 for t in self.labels[1:] if t != IGNORE)
+
+
+class Skip(Exception):
+    """An example that cannot be trained on; `reason` is `too_long` or `no_targets`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], gen_prompt: bool) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
 
 
-def assistant_spans(tokenizer: PreTrainedTokenizerBase, conv: Conversation) -> tuple[str, list]:
+def assistant_spans(tokenizer: PreTrainedTokenizerBase, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
     """Render `conv` and return the text plus the character span of every assistant turn."""
     messages = [{"role": m.role, "content": m.content} for m in conv.messages]
     text = _render(tokenizer, messages, gen_prompt=False)
@@ -54,20 +75,58 @@ def assistant_spans(tokenizer: PreTrainedTokenizerBase, conv: Conversation) -> t
     return text, spans
 
 
-def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, conv: Conversation, max_length: int) -> Example | None:
-    """Token ids and assistant-only labels for one conversation; None if it is too long."""
+def _fit(ids: list[int], labels: list[int], max_length: int, too_long: str, rid: str) -> Example:
+    if len(ids) > max_length:
+        if too_long != "truncate":
+            raise Skip("too_long")
+        ids, labels = ids[:max_length], labels[:max_length]
+        example = Example(ids, labels, rid, truncated=True)
+    else:
+        example = Example(ids, labels, rid)
+    if not example.targets:
+        raise Skip("too_long" if example.truncated else "no_targets")
+    return example
+
+
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase,
+    conv: Conversation,
+    max_length: int,
+    loss_on: str = "assistant",
+    too_long: str = "drop",
+) -> Example:
+    """Token ids and labels for one conversation; raises `Skip` when it cannot be trained on."""
     text, spans = assistant_spans(tokenizer, conv)
+    if loss_on == "last":
+        spans = spans[-1:]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"]
-    if len(ids) > max_length:
-        return None
-    labels = [IGNORE] * len(ids)
-    for t, (a, b) in enumerate(enc["offset_mapping"]):
-        if any(start <= a and b <= end and b > a for start, end in spans):
-            labels[t] = ids[t]
-    if all(x == IGNORE for x in labels):
-        return None
-    return Example(ids, labels, conv.id)
+    if loss_on == "all":
+        labels = list(ids) if spans else [IGNORE] * len(ids)
+    else:
+        labels = [IGNORE] * len(ids)
+        for t, (a, b) in enumerate(enc["offset_mapping"]):
+            if b > a and any(a < end and b > start for start, end in spans):
+                labels[t] = ids[t]
+    return _fit(ids, labels, max_length, too_long, conv.id)
+
+
+def tokenize_completion(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, rid: str, max_length: int, too_long: str = "drop"
+) -> Example:
+    """Prompt as context, completion + EOS as targets."""
+    p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return _fit(p + c, [IGNORE] * len(p) + c, max_length, too_long, rid)
+
+
+def tokenize_document(tokenizer: PreTrainedTokenizerBase, text: str, rid: str, max_length: int) -> Iterator[Example]:
+    """A document + EOS, every token a target, cut into blocks of at most `max_length`."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
+    for k, i in enumerate(range(0, len(ids), max_length)):
+        block = ids[i : i + max_length]
+        if len(block) > 1:
+            yield Example(block, list(block), f"{rid}#{k}" if len(ids) > max_length else rid)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -82,3 +141,8 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :n] = torch.tensor(e.labels)
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def count_targets(batch: dict[str, Any]) -> int:
+    """Labelled next-token positions in a collated batch."""
+    return int((batch["labels"][:, 1:] != IGNORE).sum())

@@ -1,25 +1,49 @@
-"""The training loop: AdamW-style optimiser, warmup + decay, accumulation, clipping, eval.
+"""The training loop: AdamW-style optimiser, warmup + decay, accumulation, clipping, eval,
+checkpoints, resume, early stopping and SIGTERM handling, on one process or many.
 
-Each optimiser step consumes `gradient_accumulation_steps` micro-batches; the summed
-token loss of every micro-batch is divided by the target-token count of the whole step,
-so 1 x 8 and 8 x 1 give the same gradient. Data order is a seeded permutation per epoch.
+Each optimiser step consumes `gradient_accumulation_steps` global micro-batches; the
+summed token loss of every micro-batch is divided by the target-token count of the whole
+step (across ranks), so 1 x 8 and 8 x 1, or 1 process and N, give the same gradient.
+Data order is a seeded permutation per epoch laid end to end, addressed by a cursor, so a
+resumed run draws exactly the batches the interrupted one would have drawn. With
+`padding_free` (the default) a micro-batch runs as one row of its examples back to back
+with per-example attention (`varlen.py`): the same examples and the same gradient as one
+padded batch, with no computation on padding and large matrix multiplications.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
 
 from tunewright.core.config import resolve_target
+from tunewright.core.errors import UserError
 from tunewright.core.progress import progress_bar
-from tunewright.train.config import TrainingConfig
-from tunewright.train.data import Example, collate
-from tunewright.train.losses import summed_lm_loss
+from tunewright.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
+from tunewright.train.config import TrainConfig, TrainingConfig
+from tunewright.train.data import Example, collate, count_targets
+from tunewright.train.distributed import Dist, all_sum, no_grad_sync, unwrap
+from tunewright.train.losses import model_loss
+from tunewright.train.packing import PackedRow, collate_packed
+from tunewright.train.varlen import varlen_attention
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Interrupted(UserError):
+    """Training stopped on SIGTERM after saving a checkpoint."""
+
+    exit_code = 143
 
 
 def make_scheduler(
@@ -40,31 +64,25 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def epoch_batches(examples: list[Example], batch_size: int, seed: int) -> Iterator[list[Example]]:
-    """Endless micro-batches: a new seeded permutation of the examples every epoch."""
-    epoch = 0
-    while True:
-        order = list(range(len(examples)))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        for i in range(0, len(order), batch_size):
-            yield [examples[j] for j in order[i : i + batch_size]]
-        epoch += 1
+class Batches:
+    """Global micro-batches of `size` units from seeded per-epoch permutations laid end to end."""
 
+    def __init__(self, units: list[Any], size: int, seed: int) -> None:
+        self.units, self.size, self.seed = units, size, seed
+        self._orders: dict[int, list[int]] = {}
 
-@torch.no_grad()
-def validation_loss(model: torch.nn.Module, examples: list[Example], batch_size: int, pad_id: int) -> float:
-    """Mean loss per target token over `examples`."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i : i + batch_size], pad_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, n = summed_lm_loss(logits, batch["labels"])
-        total += loss.item()
-        count += n
-    model.train(was_training)
-    return total / max(1, count)
+    def _order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            order = list(range(len(self.units)))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+            self._orders = {epoch: order}
+        return self._orders[epoch]
+
+    def get(self, cursor: int) -> list[Any]:
+        """The `cursor`-th global micro-batch."""
+        n = len(self.units)
+        start = cursor * self.size
+        return [self.units[self._order(k // n)[k % n]] for k in range(start, start + self.size)]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
@@ -74,59 +92,195 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.
     return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, **cfg.optimizer.kwargs)
 
 
-def train_loop(
-    model: torch.nn.Module,
-    train: list[Example],
-    validation: list[Example],
-    cfg: TrainingConfig,
-    pad_id: int,
-    log: Callable[[dict[str, Any]], None],
-) -> dict[str, Any]:
-    """Run `cfg.max_steps` optimiser steps; `log` receives every metrics row."""
-    torch.manual_seed(cfg.seed)
-    optimizer = build_optimizer(model, cfg)
-    warmup = int(cfg.warmup_ratio * cfg.max_steps)
-    scheduler = make_scheduler(optimizer, cfg.scheduler, warmup, cfg.max_steps)
-    batches = epoch_batches(train, cfg.micro_batch_size, cfg.seed)
-    summary: dict[str, Any] = {}
-    if validation:
-        summary["initial_val_loss"] = validation_loss(model, validation, cfg.micro_batch_size, pad_id)
-        log({"step": 0, "val_loss": summary["initial_val_loss"]})
-    model.train()
-    tokens_seen, t0 = 0, time.perf_counter()
-    with progress_bar("training", total=cfg.max_steps) as advance:
-        for step in range(1, cfg.max_steps + 1):
-            micro = [collate(next(batches), pad_id) for _ in range(cfg.gradient_accumulation_steps)]
-            targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-            step_loss = 0.0
-            for b in micro:
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                loss, _ = summed_lm_loss(logits, b["labels"])
-                (loss / max(1, targets)).backward()
-                step_loss += loss.item()
-                tokens_seen += int(b["attention_mask"].sum())
-            grad_norm = None
-            if cfg.max_grad_norm:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            elapsed = time.perf_counter() - t0
-            row = {
-                "step": step,
-                "loss": step_loss / max(1, targets),
-                "lr": scheduler.get_last_lr()[0],
-                "grad_norm": grad_norm,
-                "tokens": tokens_seen,
-                "tokens_per_s": tokens_seen / elapsed if elapsed > 0 else None,
-            }
-            log(row)
-            summary["final_train_loss"] = row["loss"]
-            if validation and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                val = validation_loss(model, validation, cfg.micro_batch_size, pad_id)
-                log({"step": step, "val_loss": val})
-                summary["final_val_loss"] = val
-            advance(1, info=f"loss {row['loss']:.3f}")
+def _autocast(d: Dist, dtype: str) -> contextlib.AbstractContextManager:
+    if dtype in DTYPES:
+        return torch.autocast(device_type=d.device.type, dtype=DTYPES[dtype])
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def validation_loss(
+    model: torch.nn.Module, examples: list[Example], batch_size: int, pad_id: int, d: Dist | None = None
+) -> float:
+    """Mean loss per target token over `examples` (every rank evaluates all of them)."""
+    d = d or Dist()
+    was_training = model.training
     model.eval()
-    summary.update(steps=cfg.max_steps, tokens=tokens_seen, seconds=round(time.perf_counter() - t0, 2))
-    return summary
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        batch = {k: v.to(d.device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
+        loss, n = model_loss(model, batch)
+        total += loss.item()
+        count += n
+    model.train(was_training)
+    return total / max(1, count)
+
+
+@dataclass
+class Trainer:
+    """Runs `cfg.training.max_steps` optimiser steps; `log` receives every metrics row (rank 0)."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    units: list[Example] | list[PackedRow]
+    validation: list[Example]
+    pad_id: int
+    d: Dist = field(default_factory=Dist)
+    log: Callable[[dict[str, Any]], None] = lambda row: None
+    checkpoint_root: Path | None = None
+    state: TrainerState = field(default_factory=TrainerState)
+    stop_requested: bool = False
+
+    def __post_init__(self) -> None:
+        t = self.cfg.training
+        self.optimizer = build_optimizer(self.model, t)
+        self.scheduler = make_scheduler(self.optimizer, t.scheduler, int(t.warmup_ratio * t.max_steps), t.max_steps)
+        self.batches = Batches(self.units, t.micro_batch_size * self.d.world, t.seed)
+        self.packed = bool(self.units) and isinstance(self.units[0], PackedRow)
+
+    def resume(self, path: Path) -> None:
+        self.state = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.cfg.fingerprint(), self.d)
+
+    def _emit(self, row: dict[str, Any]) -> None:
+        self.state.metrics.append(row)
+        if self.d.main:
+            self.log(row)
+
+    def _collate(self, units: list[Any]) -> dict[str, torch.Tensor]:
+        rows = bool(units) and isinstance(units[0], PackedRow)
+        batch = collate_packed(units, self.pad_id) if rows else collate(units, self.pad_id)
+        return {k: v.to(self.d.device) for k, v in batch.items()}
+
+    def _tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Real (non-pad) tokens in a batch."""
+        if "attention_mask" in batch:
+            return int(batch["attention_mask"].sum())
+        return int((batch["input_ids"] != self.pad_id).sum())
+
+    def _step(self) -> tuple[float, int, float | None]:
+        t = self.cfg.training
+        micro = []
+        for _ in range(t.gradient_accumulation_steps):
+            batch = self.batches.get(self.state.cursor)
+            units = batch[self.d.rank :: self.d.world]
+            if self.cfg.training.padding_free and not self.packed:
+                units = [PackedRow(list(units))]
+            micro.append(self._collate(units))
+            self.state.cursor += 1
+        local_targets = sum(count_targets(b) for b in micro)
+        (global_targets,) = all_sum([float(local_targets)], self.d)
+        scale = self.d.world / max(1.0, global_targets)
+        loss_sum, tokens = 0.0, 0
+        for i, b in enumerate(micro):
+            with no_grad_sync(self.model, skip=i < len(micro) - 1), _autocast(self.d, self.cfg.model.dtype):
+                loss, _ = model_loss(self.model, b)
+            (loss * scale).backward()
+            loss_sum += loss.item()
+            tokens += self._tokens(b)
+        grad_norm = None
+        if t.max_grad_norm:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            norm = torch.nn.utils.clip_grad_norm_(trainable, t.max_grad_norm)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, total_tokens = all_sum([loss_sum, float(tokens)], self.d)
+        return total_loss / max(1.0, global_targets), int(total_tokens), grad_norm
+
+    def _evaluate(self, step: int) -> bool:
+        """Log validation loss; True when early stopping says stop."""
+        t = self.cfg.training
+        val = validation_loss(self.model, self.validation, t.micro_batch_size, self.pad_id, self.d)
+        self._emit({"step": step, "val_loss": val})
+        if self.state.best_val is None or val < self.state.best_val:
+            self.state.best_val, self.state.bad_evals = val, 0
+        else:
+            self.state.bad_evals += 1
+        return bool(t.early_stopping_patience and self.state.bad_evals >= t.early_stopping_patience)
+
+    def _checkpoint(self) -> Path | None:
+        if self.checkpoint_root is None:
+            return None
+        c = self.cfg.checkpoint
+        return save_checkpoint(
+            self.checkpoint_root,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.state,
+            self.cfg.fingerprint(),
+            self.d,
+            c.keep_last,
+        )
+
+    @contextlib.contextmanager
+    def _sigterm(self) -> Iterator[None]:
+        def request(signum: int, frame: FrameType | None) -> None:
+            self.stop_requested = True
+
+        try:
+            previous = signal.signal(signal.SIGTERM, request)
+        except ValueError:  # not the main thread: no handler, no graceful stop
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def run(self) -> dict[str, Any]:
+        t, c = self.cfg.training, self.cfg.checkpoint
+        summary: dict[str, Any] = {}
+        if self.validation and self.state.step == 0:
+            summary["initial_val_loss"] = validation_loss(
+                self.model, self.validation, t.micro_batch_size, self.pad_id, self.d
+            )
+            self._emit({"step": 0, "val_loss": summary["initial_val_loss"]})
+        self.model.train()
+        t0, start_tokens, stopped_early = time.perf_counter(), self.state.tokens, False
+        varlen = varlen_attention(unwrap(self.model)) if t.padding_free or self.packed else contextlib.nullcontext()
+        with varlen, self._sigterm(), progress_bar("training", total=t.max_steps, enabled=self.d.main) as advance:
+            advance(self.state.step)
+            while self.state.step < t.max_steps:
+                loss, tokens, grad_norm = self._step()
+                self.state.step += 1
+                self.state.tokens += tokens
+                step = self.state.step
+                elapsed = time.perf_counter() - t0
+                rate = (self.state.tokens - start_tokens) / elapsed if elapsed > 0 else 0.0
+                self._emit(
+                    {
+                        "step": step,
+                        "loss": loss,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "grad_norm": grad_norm,
+                        "tokens": self.state.tokens,
+                        "tokens_per_s": rate,
+                    }
+                )
+                summary["final_train_loss"] = loss
+                if self.validation and (step % t.eval_every == 0 or step == t.max_steps):
+                    stopped_early = self._evaluate(step)
+                    summary["final_val_loss"] = self.state.metrics[-1]["val_loss"]
+                advance(1, info=f"loss {loss:.3f}, {rate:,.0f} tok/s")
+                (stop,) = all_sum([float(self.stop_requested)], self.d)
+                if stop:
+                    where = self._checkpoint()
+                    raise Interrupted(
+                        f"stopped by SIGTERM at step {step}"
+                        + (f"; checkpoint {where}; continue with --resume {where}" if where else "")
+                    )
+                if c.every and (step % c.every == 0 or step == t.max_steps or stopped_early):
+                    self._checkpoint()
+                if stopped_early:
+                    break
+        self.model.eval()
+        summary.update(
+            steps=self.state.step,
+            stopped_early=stopped_early,
+            best_val_loss=self.state.best_val,
+            tokens=self.state.tokens,
+            seconds=round(time.perf_counter() - t0, 2),
+        )
+        return summary

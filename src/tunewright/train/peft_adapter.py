@@ -14,7 +14,7 @@ def linear_module_names(model: PreTrainedModel) -> set[str]:
     return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
-def apply_peft(model: PreTrainedModel, cfg: PeftConfig) -> PreTrainedModel:
+def apply_peft(model: PreTrainedModel, cfg: PeftConfig, dora: bool = False) -> PreTrainedModel:
     """Wrap `model` with a LoRA or DoRA adapter; unknown target modules are a UserError."""
     from peft import LoraConfig, get_peft_model
 
@@ -31,7 +31,7 @@ def apply_peft(model: PreTrainedModel, cfg: PeftConfig) -> PreTrainedModel:
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=cfg.target_modules,
-        use_dora=cfg.method == "dora",
+        use_dora=dora,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)

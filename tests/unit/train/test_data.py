@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 
 from tunewright.core.modeling import load_tokenizer
 from tunewright.core.records import to_conversation
-from tunewright.train.data import IGNORE, collate, tokenize_conversation
+from tunewright.train.data import IGNORE, Skip, collate, tokenize_completion, tokenize_conversation, tokenize_document
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +53,69 @@ def test_every_assistant_turn_is_labelled_in_multi_turn(tok):
     assert labelled_text(tok, ex) == "first answer<|im_end|>second answer<|im_end|>"
 
 
-def test_too_long_is_none(tok):
-    conv = to_conversation({"prompt": "word " * 300, "response": "ok"}, "s", "1")
-    assert tokenize_conversation(tok, conv, 64) is None
+def test_too_long_is_skipped_or_truncated(tok):
+    conv = to_conversation({"prompt": "stale table", "response": "check the monitor " * 40}, "s", "1")
+    with pytest.raises(Skip, match="too_long"):
+        tokenize_conversation(tok, conv, 64)
+    ex = tokenize_conversation(tok, conv, 64, too_long="truncate")
+    assert ex.truncated and len(ex.input_ids) == 64 and ex.targets > 0
+    long_prompt = to_conversation({"prompt": "word " * 300, "response": "ok"}, "s", "2")
+    with pytest.raises(Skip, match="too_long"):
+        tokenize_conversation(tok, long_prompt, 64, too_long="truncate")
+
+
+def multi_turn():
+    return to_conversation(
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "one"},
+                {"role": "assistant", "content": "first answer"},
+                {"role": "user", "content": "two"},
+                {"role": "assistant", "content": "second answer"},
+            ]
+        },
+        "s",
+        "1",
+    )
+
+
+def test_loss_on_last_and_all(tok):
+    last = tokenize_conversation(tok, multi_turn(), 256, loss_on="last")
+    assert labelled_text(tok, last) == "second answer<|im_end|>"
+    every = tokenize_conversation(tok, multi_turn(), 256, loss_on="all")
+    assert every.labels == every.input_ids
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_templates_with_and_without_generation_markers(tok, marked):
+    assert "{% generation %}" not in tok.chat_template
+    start, end = ("{% generation %}", "{% endgeneration %}") if marked else ("", "")
+    tok2 = copy.deepcopy(tok)
+    tok2.chat_template = (
+        "{% for m in messages %}### {{ m.role }}: {% if m.role == 'assistant' %}" + start + "{{ m.content }}"
+        "{{ eos_token }}" + end + "{% else %}{{ m.content }}{% endif %}\n{% endfor %}"
+        "{% if add_generation_prompt %}### assistant: {% endif %}"
+    )
+    ex = tokenize_conversation(tok2, multi_turn(), 256)
+    # the generation prompt's trailing space is merged into the answer's first token, which is trained
+    assert labelled_text(tok2, ex) == " first answer<|im_end|> second answer<|im_end|>"
+
+
+def test_completion_trains_completion_and_eos(tok):
+    ex = tokenize_completion(tok, "The ledger is stale.", " Check the monitor.", "c1", 256)
+    assert labelled_text(tok, ex) == " Check the monitor.<|im_end|>"
+    assert ex.input_ids[-1] == tok.eos_token_id
+
+
+def test_pretrain_documents_are_cut_into_blocks(tok):
+    text = "The freshness monitor checks every governed table each hour. " * 20
+    blocks = list(tokenize_document(tok, text, "d1", 64))
+    total = len(tok(text)["input_ids"]) + 1
+    assert [len(b.input_ids) for b in blocks[:-1]] == [64] * (len(blocks) - 1)
+    assert sum(len(b.input_ids) for b in blocks) == total
+    assert all(b.labels == b.input_ids for b in blocks)
+    assert blocks[-1].input_ids[-1] == tok.eos_token_id
 
 
 def test_collate_pads_right_with_ignored_labels(tok):

@@ -1,5 +1,6 @@
 import copy
 import itertools
+import math
 
 import pytest
 import torch
@@ -8,11 +9,16 @@ from tunewright.core.errors import UserError
 from tunewright.core.modeling import load_model, load_tokenizer
 from tunewright.core.records import to_conversation
 from tunewright.demo import domain
-from tunewright.train.config import PeftConfig, TrainingConfig
-from tunewright.train.data import collate, tokenize_conversation
-from tunewright.train.loop import make_scheduler, train_loop, validation_loss
-from tunewright.train.losses import summed_lm_loss
+from tunewright.train.config import ModelConfig, PeftConfig, TrainConfig, TrainingConfig
+from tunewright.train.data import collate, count_targets, tokenize_conversation
+from tunewright.train.distributed import Dist
+from tunewright.train.loop import Batches, Trainer, make_scheduler, validation_loss
+from tunewright.train.losses import model_loss, summed_lm_loss
+from tunewright.train.packing import collate_packed, pack
 from tunewright.train.peft_adapter import apply_peft
+from tunewright.train.recipe import build_model
+from tunewright.train.varlen import NAME as VARLEN
+from tunewright.train.varlen import varlen_attention
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,29 @@ def setup(tiny_base):
     return tok, examples
 
 
+def config(tiny_base, method="lora", **training):
+    t = {"learning_rate": 4e-3, "max_steps": 4, "micro_batch_size": 4, "eval_every": 100, "seed": 1, **training}
+    return TrainConfig(
+        method=method,
+        model=ModelConfig(name_or_path=str(tiny_base), max_seq_length=256),
+        peft=PeftConfig(rank=8, alpha=16),
+        training=TrainingConfig(**t),
+    )
+
+
+def losses(rows):
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def train_losses(cfg, tok, units):
+    """Per-step training losses of a fresh model (seeded) trained on `units`."""
+    torch.manual_seed(0)
+    rows = []
+    model = build_model(cfg, cfg.model.name_or_path, tok, Dist())
+    Trainer(model, cfg, units, [], tok.pad_token_id, log=rows.append).run()
+    return losses(rows)
+
+
 def grads_after(model, batches, targets):
     model.zero_grad()
     for b in batches:
@@ -35,28 +64,86 @@ def grads_after(model, batches, targets):
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-def test_accumulation_1x8_equals_8x1(tiny_base, setup):
+def test_accumulation_1x8_equals_8x1_gradients(tiny_base, setup):
     tok, examples = setup
     model = load_model(tiny_base, tokenizer=tok)
     eight = examples[:8]
-    targets = sum(int((collate([e], tok.pad_token_id)["labels"][:, 1:] != -100).sum()) for e in eight)
+    targets = sum(count_targets(collate([e], tok.pad_token_id)) for e in eight)
     one_batch = grads_after(model, [collate(eight, tok.pad_token_id)], targets)
     micro = grads_after(model, [collate([e], tok.pad_token_id) for e in eight], targets)
     for a, b in zip(one_batch, micro, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_lora_training_reduces_validation_loss(tiny_base, setup):
+def test_accumulation_and_padding_free_give_the_same_steps(tiny_base, setup):
     tok, examples = setup
-    model = apply_peft(load_model(tiny_base, tokenizer=tok), PeftConfig(rank=8, alpha=16))
-    cfg = TrainingConfig(learning_rate=4e-3, max_steps=25, micro_batch_size=8, eval_every=25, seed=1)
+    runs = []
+    for micro, accum, free in ((8, 1, False), (1, 8, False), (8, 1, True)):
+        cfg = config(tiny_base, micro_batch_size=micro, gradient_accumulation_steps=accum, padding_free=free)
+        runs.append(train_losses(cfg, tok, examples[:32]))
+    assert runs[0] == pytest.approx(runs[1], rel=1e-4)
+    assert runs[0] == pytest.approx(runs[2], rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["sft", "lora", "dora"])
+def test_each_method_reduces_validation_loss(tiny_base, setup, method):
+    tok, examples = setup
+    lr = 1e-3 if method == "sft" else 4e-3
+    cfg = config(tiny_base, method, learning_rate=lr, max_steps=20, micro_batch_size=8, eval_every=20)
+    model = build_model(cfg, str(tiny_base), tok, Dist())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    assert (trainable == total) == (method == "sft")
     rows = []
-    summary = train_loop(model, examples[:32], examples[32:], cfg, tok.pad_token_id, rows.append)
+    summary = Trainer(model, cfg, examples[:32], examples[32:], tok.pad_token_id, log=rows.append).run()
     assert summary["final_val_loss"] < summary["initial_val_loss"] * 0.8
-    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 26))
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 21))
     assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
+
+
+@pytest.mark.parametrize("attention", ["transformers-mask", "varlen"])
+def test_packed_loss_equals_unpacked_per_example(tiny_base, setup, attention):
+    tok, examples = setup
+    model = load_model(tiny_base, tokenizer=tok).eval()
+    if attention == "varlen":
+        model.set_attn_implementation(VARLEN)
+    group = examples[:6]
+    rows = pack(group, 256)
+    assert len(rows) < len(group)
+    with torch.no_grad():
+        unpacked = []
+        for e in group:
+            b = collate([e], tok.pad_token_id)
+            unpacked.append(
+                summed_lm_loss(model(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, b["labels"])[0]
+            )
+        b = collate_packed(rows, tok.pad_token_id)
+        logits = model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False).logits
+        packed, n = summed_lm_loss(logits, b["labels"])
+        # per example: each example's slice of the packed logits equals its own logits
+        at = 0
+        row0 = rows[0]
+        for e in row0.examples:
+            own = model(input_ids=torch.tensor([e.input_ids])).logits[0]
+            torch.testing.assert_close(logits[0, at : at + len(e.input_ids)], own, rtol=1e-4, atol=1e-4)
+            at += len(e.input_ids)
+    assert n == sum(e.targets for e in group)
+    torch.testing.assert_close(packed, torch.stack(unpacked).sum(), rtol=1e-5, atol=1e-3)
+
+
+def test_batches_are_addressable_by_cursor_and_cover_every_unit():
+    b = Batches(list(range(10)), 4, seed=3)
+    first = [b.get(c) for c in range(5)]
+    assert [b.get(c) for c in (4, 2, 0)] == [first[4], first[2], first[0]]
+    flat = [x for batch in first for x in batch]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+
+
+def test_validation_loss_matches_base(tiny_base, setup):
+    tok, examples = setup
     base = load_model(tiny_base, tokenizer=tok)
-    assert validation_loss(base, examples[32:], 8, tok.pad_token_id) == pytest.approx(summary["initial_val_loss"])
+    again = validation_loss(base, examples[32:], 3, tok.pad_token_id)
+    assert validation_loss(base, examples[32:], 8, tok.pad_token_id) == pytest.approx(again, rel=1e-5)
 
 
 def test_unknown_target_module_is_a_user_error(tiny_base, setup):
@@ -79,3 +166,73 @@ def test_schedules():
     assert lrs[2] == pytest.approx(1.0)
     assert lrs[-1] < 0.05
     assert all(a >= b for a, b in itertools.pairwise(lrs[1:]))
+
+
+@pytest.mark.parametrize("method", ["lora", "sft"])
+def test_saved_output_reloads_with_identical_logits(tiny_base, setup, tmp_path, method):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    tok, examples = setup
+    cfg = config(tiny_base, method, max_steps=3)
+    torch.manual_seed(0)
+    model = build_model(cfg, str(tiny_base), tok, Dist())
+    Trainer(model, cfg, examples[:16], [], tok.pad_token_id).run()
+    model.save_pretrained(tmp_path / "out")
+    if method == "lora":
+        reloaded = PeftModel.from_pretrained(load_model(tiny_base, tokenizer=tok), str(tmp_path / "out"))
+    else:
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    batch = collate(examples[16:20], tok.pad_token_id)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        assert torch.equal(model.eval()(**inputs).logits, reloaded.eval()(**inputs).logits)
+
+
+def test_loss_on_kept_logits_equals_full_loss(tiny_base, setup):
+    tok, examples = setup
+    model = load_model(tiny_base, tokenizer=tok).eval()
+    batch = collate(examples[:5], tok.pad_token_id)
+    with torch.no_grad():
+        full, n = summed_lm_loss(
+            model(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits, batch["labels"]
+        )
+        kept, m = model_loss(model, batch)
+    assert n == m
+    torch.testing.assert_close(kept, full, rtol=1e-6, atol=1e-4)
+
+
+def test_varlen_attention_is_restored_after_training(tiny_base, setup):
+    tok, _ = setup
+    model = load_model(tiny_base, tokenizer=tok)
+    before = model.config._attn_implementation
+    with varlen_attention(model):
+        assert model.config._attn_implementation == VARLEN
+    assert model.config._attn_implementation == before
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tiny_base, setup):
+    tok, examples = setup
+    cfg = config(tiny_base, learning_rate=1e-12, max_steps=10, eval_every=2, early_stopping_patience=1)
+    torch.manual_seed(0)
+    model = build_model(cfg, str(tiny_base), tok, Dist())
+    summary = Trainer(model, cfg, examples[:16], examples[32:36], tok.pad_token_id).run()
+    assert summary["stopped_early"] and summary["steps"] == 4
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_base, setup):
+    tok, examples = setup
+    runs = []
+    for checkpointing in (False, True):
+        cfg = config(tiny_base, max_steps=3)
+        cfg.model.gradient_checkpointing = checkpointing
+        runs.append(train_losses(cfg, tok, examples[:16]))
+    assert runs[1] == pytest.approx(runs[0], rel=1e-5)
+
+
+def test_bfloat16_trains_under_autocast(tiny_base, setup):
+    tok, examples = setup
+    cfg = config(tiny_base, max_steps=3)
+    cfg.model.dtype = "bfloat16"
+    run = train_losses(cfg, tok, examples[:16])
+    assert all(math.isfinite(x) for x in run) and run[-1] < run[0]

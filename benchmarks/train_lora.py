@@ -1,0 +1,222 @@
+"""LoRA SFT: tunewright vs TRL `SFTTrainer` + peft on the same model, data and hyper-parameters.
+
+Builds a ~26M-parameter Llama (8 layers, hidden 512, the embedded BPE tokenizer; random
+init, saved once so both tools load the same weights) and N instruction pairs of mixed
+lengths (the embedded domain's questions with notes of 5-150 words). Then runs, one after
+the other, each in its own process so peak RSS is per tool:
+
+- `tunewright train` (LoRA r16/alpha32 on all linear layers, assistant-only loss);
+- TRL `SFTTrainer` with a peft `LoraConfig` of the same shape, on the same pairs given as a
+  conversational prompt/completion dataset (so its loss is on the completion only).
+
+Same learning rate, cosine schedule with the same warmup, AdamW, grad clipping 1.0, batch
+size, steps, max length and seed, fp32 without gradient checkpointing (TRL's own defaults
+turn on bf16 autocast and gradient checkpointing, which on a CPU without bf16 matrix units
+makes it many times slower; we do not count that); no evaluation or checkpoints inside the timed loop. It
+reports real (non-pad) tokens/s of the training loop, peak RSS, the mean loss of the last 5
+steps for each, and the speed ratio.
+
+    python benchmarks/train_lora.py --steps 40 --batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HYPER = {"lr": 1e-3, "rank": 16, "alpha": 32, "warmup": 4, "max_length": 512, "seed": 42}
+
+
+def build(root: Path, n_pairs: int, seed: int) -> int:
+    """The shared base model and the shared instruction pairs; returns the model's parameter count."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tunewright.core.io import read_jsonl_strict, write_jsonl
+    from tunewright.demo import domain
+    from tunewright.demo.sample_data import write_sample_data
+    from tunewright.demo.tiny_model import build_tokenizer
+
+    raw = write_sample_data(root / "raw")
+    handbook = [r["text"] for r in read_jsonl_strict(raw["handbook"])]
+    tokenizer = build_tokenizer(handbook)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    import torch
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    rng = random.Random(seed)
+    words = " ".join(handbook).split()
+    pairs = []
+    for i in range(n_pairs):
+        inc, table, prompt = rng.choice(domain.all_cases())
+        note = " ".join(rng.choices(words, k=rng.randint(5, 150)))
+        pairs.append({"id": f"P{i}", "prompt": f"{prompt} Context: {note}", "response": domain.answer(inc, table)})
+    write_jsonl(root / "pairs.jsonl", pairs)
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_tunewright(root: Path, steps: int, batch: int) -> dict:
+    from tunewright.cli.main import main
+    from tunewright.core.workspace import init_workspace
+
+    ws = root / "ws"
+    init_workspace(ws)
+    args = [
+        "train",
+        "-w",
+        str(ws),
+        f"model.name_or_path={root / 'model'}",
+        f"model.max_seq_length={HYPER['max_length']}",
+        f"data.train_path={root / 'pairs.jsonl'}",
+        "data.validation_path=null",
+        "data.too_long=truncate",
+        f"peft.rank={HYPER['rank']}",
+        f"peft.alpha={HYPER['alpha']}",
+        f"training.learning_rate={HYPER['lr']}",
+        f"training.max_steps={steps}",
+        f"training.micro_batch_size={batch}",
+        f"training.warmup_ratio={HYPER['warmup'] / steps}",
+        f"training.seed={HYPER['seed']}",
+        "checkpoint.every=null",
+    ]
+    if main(args) != 0:
+        raise SystemExit("tunewright train failed")
+    run = sorted((ws / "runs").glob("train-*"))[-1]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    manifest = json.loads((run / "manifest.json").read_text())
+    seconds = manifest["results"]["seconds"]
+    return {"tokens": rows[-1]["tokens"], "seconds": seconds, "losses": losses}
+
+
+def run_trl(root: Path, steps: int, batch: int) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from tunewright.core.io import read_jsonl_strict
+
+    pairs = read_jsonl_strict(root / "pairs.jsonl")
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": p["prompt"]}],
+            "completion": [{"role": "assistant", "content": p["response"]}],
+        }
+        for p in pairs
+    ]
+    data = Dataset.from_list(rows)
+    tokenizer = AutoTokenizer.from_pretrained(root / "model")
+    model = AutoModelForCausalLM.from_pretrained(root / "model")
+    args = SFTConfig(
+        output_dir=str(root / "trl"),
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        learning_rate=HYPER["lr"],
+        lr_scheduler_type="cosine",
+        warmup_steps=HYPER["warmup"],
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        max_length=HYPER["max_length"],
+        packing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,  # TRL defaults to bf16 autocast and gradient checkpointing; match tunewright's fp32 run
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        seed=HYPER["seed"],
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+    )
+    lora = LoraConfig(
+        r=HYPER["rank"], lora_alpha=HYPER["alpha"], lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=lora)
+    out = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"tokens": trainer.state.num_input_tokens_seen, "seconds": out.metrics["train_runtime"], "losses": losses}
+
+
+def child(tool: str, root: Path, steps: int, batch: int) -> None:
+    result = (run_tunewright if tool == "tunewright" else run_trl)(root, steps, batch)
+    (root / f"{tool}.json").write_text(json.dumps(result))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=2000)
+    ap.add_argument(
+        "--peak-tflops", type=float, default=67.0, help="the device's fp32 peak for MFU (GPU only; H100/H200 SXM: 67)"
+    )
+    ap.add_argument("--child", choices=["tunewright", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.root, args.steps, args.batch)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        n_params = build(root, args.pairs, HYPER["seed"])
+        results = {}
+        for tool in ("tunewright", "trl"):
+            cmd = [sys.executable, __file__, "--child", tool, "--root", str(root)]
+            cmd += ["--steps", str(args.steps), "--batch", str(args.batch)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            _, status, usage = os.wait4(proc.pid, 0)
+            err = proc.stderr.read() if proc.stderr else ""
+            if status != 0:
+                raise SystemExit(f"{tool} failed:\n{err[-3000:]}")
+            results[tool] = {**json.loads((root / f"{tool}.json").read_text()), "rss_mib": usage.ru_maxrss / 1024}
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    # forward (2N) + input gradients (2N) per token: LoRA computes no gradients for the frozen base weights
+    flops_per_token = 4 * n_params
+    print(
+        f"model: Llama 8 x 512 ({n_params / 1e6:.1f}M parameters), {args.pairs} pairs, "
+        f"{args.steps} steps of batch {args.batch}, "
+        f"LoRA r{HYPER['rank']} all-linear, lr {HYPER['lr']}, fp32, on {gpu or f'CPU ({os.cpu_count()} cores)'}"
+    )
+    for tool, r in results.items():
+        last = r["losses"][-5:]
+        rate = r["tokens"] / r["seconds"]
+        mfu = f"  MFU {rate * flops_per_token / (args.peak_tflops * 1e12):.2%}" if gpu else ""
+        print(
+            f"{tool:11} {rate:8.0f} tokens/s  ({r['tokens']} tokens in {r['seconds']:.1f} s)  "
+            f"peak RSS {r['rss_mib']:.0f} MiB  final loss (mean of last 5 steps) {sum(last) / len(last):.4f}{mfu}"
+        )
+    ratio = (results["tunewright"]["tokens"] / results["tunewright"]["seconds"]) / (
+        results["trl"]["tokens"] / results["trl"]["seconds"]
+    )
+    print(f"speed ratio tunewright / TRL: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

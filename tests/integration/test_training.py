@@ -1,0 +1,171 @@
+"""The training lane end to end through the CLI: resume after a kill, SIGTERM, torchrun, tasks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tunewright.cli.main import main
+from tunewright.core.modeling import resolve_model
+
+SHORT = ["training.max_steps=30", "training.eval_every=10", "training.micro_batch_size=4", "checkpoint.every=5"]
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def latest_run(ws: Path) -> Path:
+    return sorted((ws / "runs").glob("train-*"), key=lambda p: p.stat().st_mtime)[-1]
+
+
+def start_cli(ws: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tunewright", "train", "-w", str(ws), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(pattern: str, ws: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted((ws / "checkpoints").glob(pattern))
+        if found and (found[-1] / "state.json").is_file():
+            return found[-1]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"no {pattern} within {timeout} s")
+
+
+@pytest.fixture
+def curated(model_workspace: Path) -> Path:
+    assert main(["curate", "-w", str(model_workspace)]) == 0
+    return model_workspace
+
+
+def test_resume_after_a_killed_run_reproduces_the_loss_curve(curated):
+    ws = curated
+    assert main(["train", "-w", str(ws), *SHORT]) == 0
+    reference = rows(latest_run(ws))
+    proc = start_cli(ws, *SHORT, "checkpoint.keep_last=10")
+    checkpoint = wait_for("*/step-000005", ws, proc)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert main(["train", "-w", str(ws), *SHORT, "--resume", str(checkpoint)]) == 0
+    resumed = rows(latest_run(ws))
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    for a, b in zip(resumed, reference, strict=True):
+        for key in ("loss", "val_loss", "lr"):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9)
+    manifest = json.loads((latest_run(ws) / "manifest.json").read_text())
+    assert manifest["results"]["resumed_from"] == str(checkpoint)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(curated):
+    ws = curated
+    proc = start_cli(ws, *SHORT, "training.max_steps=400")
+    wait_for("*/step-000005", ws, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM at step" in err and "--resume" in err
+    step = int(err.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    saved = next((ws / "checkpoints").glob(f"*/step-{step:06d}"))
+    assert json.loads((saved / "state.json").read_text())["step"] == step
+    assert not list((ws / "runs").glob("train-*")), "an interrupted run is not promoted to runs/"
+
+
+def test_resume_from_a_checkpoint_of_another_config_is_refused(curated, capsys):
+    ws = curated
+    assert main(["train", "-w", str(ws), *SHORT, "training.max_steps=5"]) == 0
+    capsys.readouterr()
+    code = main(
+        ["train", "-w", str(ws), *SHORT, "training.max_steps=5", "training.learning_rate=0.1", "--resume", "latest"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "was made with another config: training.learning_rate (0.004 in the checkpoint, 0.1 now)" in err
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_torchrun_two_processes_match_one_process(curated, strategy):
+    ws = curated
+    common = ["training.max_steps=4", "training.eval_every=2", f"distributed.strategy={strategy}"]
+    assert main(["train", "-w", str(ws), *common, "training.micro_batch_size=4"]) == 0
+    single = rows(latest_run(ws))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "tunewright", "train", "-w", str(ws), *common]
+    done = subprocess.run([*cmd, "training.micro_batch_size=2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    double = rows(latest_run(ws))
+    assert [r["step"] for r in double] == [r["step"] for r in single]
+    for a, b in zip(double, single, strict=True):
+        key = "loss" if "loss" in a else "val_loss"
+        assert a[key] == pytest.approx(b[key], rel=1e-5)
+    assert (latest_run(ws) / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_check_data_shows_trained_tokens_and_trains_nothing(curated, capsys):
+    ws = curated
+    assert main(["train", "-w", str(ws), "--check-data"]) == 0
+    out = capsys.readouterr().out
+    assert "Trained tokens are shown inside ⟦ ⟧" in out
+    assert "<|im_start|>assistant\n⟦" in out and "<|im_end|>⟧" in out
+    assert not list((ws / "runs").glob("train-*"))
+
+
+def test_too_long_examples_are_counted_in_the_manifest(curated):
+    ws = curated
+    for mode, key in (("drop", "dropped_too_long"), ("truncate", "truncated")):
+        args = ["training.max_steps=2", "model.max_seq_length=72", f"data.too_long={mode}"]
+        assert main(["train", "-w", str(ws), *args]) == 0
+        results = json.loads((latest_run(ws) / "manifest.json").read_text())["results"]
+        assert results[key] > 0
+
+
+def test_no_assistant_turn_is_a_clear_error(curated, capsys):
+    ws = curated
+    train = ws / "data/splits/train.jsonl"
+    with train.open("a") as fh:
+        fh.write(json.dumps({"messages": [{"role": "user", "content": "is the ledger stale?"}]}) + "\n")
+    n = len(train.read_text().splitlines())
+    assert main(["train", "-w", str(ws), "training.max_steps=1"]) == 2
+    assert f"{train}:{n}: conversation has no assistant turn" in capsys.readouterr().err
+
+
+def test_full_fine_tune_on_documents_and_outputs(curated):
+    ws = curated
+    args = ["method=sft", "task=pretrain", "data.train_path=data/raw/handbook.jsonl", "data.validation_path=null"]
+    assert main(["train", "-w", str(ws), *args, "training.max_steps=3", "data.packing=true"]) == 0
+    run = latest_run(ws)
+    assert (run / "model" / "config.json").is_file() and (run / "model" / "tokenizer.json").is_file()
+    assert (run / "loss-curve.svg").read_text().startswith("<svg")
+    results = json.loads((run / "manifest.json").read_text())["results"]
+    assert results["packed_rows"] < results["train_examples"]
+    assert set(results["data_sha256"]) == {"handbook.jsonl"}
+    source = resolve_model(ws, "latest:train")
+    assert source.adapter is None and resolve_model(ws, "base", base_of=source).base == str(ws / "models/tiny-base")
+    assert main(["export", "latest:train", "--format", "adapter", "-w", str(ws)]) == 2
+    assert main(["export", "latest:train", "--format", "merged", "--name", "full", "-w", str(ws)]) == 0
+    assert (ws / "exports/full/model.safetensors").is_file()
+
+
+def test_tensorboard_events_or_a_clear_message(curated, capsys):
+    ws = curated
+    code = main(["train", "-w", str(ws), "training.max_steps=2", "logging.tensorboard=true"])
+    if importlib.util.find_spec("tensorboard") is None:
+        assert code == 2
+        assert "logging.tensorboard needs: pip install 'tunewright[tensorboard]'" in capsys.readouterr().err
+    else:
+        assert code == 0
+        assert list((latest_run(ws) / "tensorboard").glob("events.out.tfevents.*"))
