@@ -35,18 +35,17 @@ HYPER = {"lr": 1e-3, "rank": 16, "alpha": 32, "warmup": 4, "max_length": 512, "s
 
 def build(root: Path, n_pairs: int, seed: int) -> int:
     """The shared base model and the shared instruction pairs; returns the model's parameter count."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from tunewright.core.io import read_jsonl_strict, write_jsonl
     from tunewright.demo import domain
     from tunewright.demo.sample_data import write_sample_data
-    from tunewright.demo.tiny_model import build_tokenizer
+    from tunewright.demo.tiny_model import build_model, build_tokenizer
 
     raw = write_sample_data(root / "raw")
     handbook = [r["text"] for r in read_jsonl_strict(raw["handbook"])]
     tokenizer = build_tokenizer(handbook)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    model = build_model(
+        tokenizer,
+        seed,
         hidden_size=512,
         intermediate_size=1408,
         num_hidden_layers=8,
@@ -54,14 +53,7 @@ def build(root: Path, n_pairs: int, seed: int) -> int:
         num_key_value_heads=8,
         max_position_embeddings=1024,
         tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
-    import torch
-
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     rng = random.Random(seed)

@@ -59,21 +59,25 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedToken
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
-    """A small randomly initialised Llama sized for fast CPU training."""
+def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **sizes: int | bool) -> LlamaForCausalLM:
+    """A small randomly initialised Llama sized for fast CPU training; `sizes` override LlamaConfig fields."""
     torch.manual_seed(seed)
+    shape: dict[str, int | bool] = {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": True,
+        **sizes,
+    }
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
+        **shape,
     )
     return LlamaForCausalLM(config)
 

@@ -163,7 +163,7 @@ class Trainer:
         for _ in range(t.gradient_accumulation_steps):
             batch = self.batches.get(self.state.cursor)
             units = batch[self.d.rank :: self.d.world]
-            if self.cfg.training.padding_free and not self.packed:
+            if t.padding_free and not self.packed:
                 units = [PackedRow(list(units))]
             micro.append(self._collate(units))
             self.state.cursor += 1
@@ -233,10 +233,11 @@ class Trainer:
         t, c = self.cfg.training, self.cfg.checkpoint
         summary: dict[str, Any] = {}
         if self.validation and self.state.step == 0:
-            summary["initial_val_loss"] = validation_loss(
-                self.model, self.validation, t.micro_batch_size, self.pad_id, self.d
-            )
-            self._emit({"step": 0, "val_loss": summary["initial_val_loss"]})
+            initial = validation_loss(self.model, self.validation, t.micro_batch_size, self.pad_id, self.d)
+            self._emit({"step": 0, "val_loss": initial})
+        first = next((r for r in self.state.metrics if r["step"] == 0 and "val_loss" in r), None)
+        if first is not None:
+            summary["initial_val_loss"] = first["val_loss"]
         self.model.train()
         t0, start_tokens, stopped_early = time.perf_counter(), self.state.tokens, False
         varlen = varlen_attention(unwrap(self.model)) if t.padding_free or self.packed else contextlib.nullcontext()

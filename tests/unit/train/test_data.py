@@ -36,34 +36,6 @@ def test_only_assistant_tokens_and_eos_are_labels(tok):
     assert tok.decode(ex.input_ids[:first]).endswith("<|im_start|>assistant\n")
 
 
-def test_every_assistant_turn_is_labelled_in_multi_turn(tok):
-    conv = to_conversation(
-        {
-            "messages": [
-                {"role": "user", "content": "one"},
-                {"role": "assistant", "content": "first answer"},
-                {"role": "user", "content": "two"},
-                {"role": "assistant", "content": "second answer"},
-            ]
-        },
-        "s",
-        "1",
-    )
-    ex = tokenize_conversation(tok, conv, 256)
-    assert labelled_text(tok, ex) == "first answer<|im_end|>second answer<|im_end|>"
-
-
-def test_too_long_is_skipped_or_truncated(tok):
-    conv = to_conversation({"prompt": "stale table", "response": "check the monitor " * 40}, "s", "1")
-    with pytest.raises(Skip, match="too_long"):
-        tokenize_conversation(tok, conv, 64)
-    ex = tokenize_conversation(tok, conv, 64, too_long="truncate")
-    assert ex.truncated and len(ex.input_ids) == 64 and ex.targets > 0
-    long_prompt = to_conversation({"prompt": "word " * 300, "response": "ok"}, "s", "2")
-    with pytest.raises(Skip, match="too_long"):
-        tokenize_conversation(tok, long_prompt, 64, too_long="truncate")
-
-
 def multi_turn():
     return to_conversation(
         {
@@ -78,6 +50,22 @@ def multi_turn():
         "s",
         "1",
     )
+
+
+def test_every_assistant_turn_is_labelled_in_multi_turn(tok):
+    ex = tokenize_conversation(tok, multi_turn(), 256)
+    assert labelled_text(tok, ex) == "first answer<|im_end|>second answer<|im_end|>"
+
+
+def test_too_long_is_skipped_or_truncated(tok):
+    conv = to_conversation({"prompt": "stale table", "response": "check the monitor " * 40}, "s", "1")
+    with pytest.raises(Skip, match="too_long"):
+        tokenize_conversation(tok, conv, 64)
+    ex = tokenize_conversation(tok, conv, 64, too_long="truncate")
+    assert ex.truncated and len(ex.input_ids) == 64 and ex.targets > 0
+    long_prompt = to_conversation({"prompt": "word " * 300, "response": "ok"}, "s", "2")
+    with pytest.raises(Skip, match="too_long"):
+        tokenize_conversation(tok, long_prompt, 64, too_long="truncate")
 
 
 def test_loss_on_last_and_all(tok):
