@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from tunewright.core.errors import UserError
 from tunewright.core.io import atomic_dir
-from tunewright.train.distributed import Dist, gather_objects, unwrap
+from tunewright.train.distributed import Dist, full_state_dict, gather_objects, unwrap
 
 PREFIX = "step-"
 
@@ -47,12 +47,7 @@ def trainable_names(model: torch.nn.Module) -> set[str]:
 
 def _model_state(model: torch.nn.Module, d: Dist) -> dict[str, torch.Tensor]:
     names = trainable_names(model)
-    if d.active:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    else:
-        full = unwrap(model).state_dict()
+    full = full_state_dict(model) if d.active else unwrap(model).state_dict()
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in full.items() if k in names}
 
 
@@ -119,7 +114,7 @@ def load_checkpoint(
     missing = trainable_names(model) - set(weights)
     if missing:
         raise UserError(f"checkpoint {path} lacks trainable weights: {', '.join(sorted(missing)[:5])}")
-    saved = torch.load(path / "optimizer.pt", weights_only=False)
+    saved = torch.load(path / "optimizer.pt", weights_only=True)
     if d.active:
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -134,7 +129,7 @@ def load_checkpoint(
         unwrap(model).load_state_dict(weights, strict=False)
         optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    rng = torch.load(path / "rng.pt", weights_only=False)
+    rng = torch.load(path / "rng.pt", weights_only=True)
     torch.set_rng_state(rng[d.rank])
     return TrainerState(**body)
 

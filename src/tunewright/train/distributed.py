@@ -131,12 +131,7 @@ def broadcast_object(obj: Any, d: Dist) -> Any:
     return box[0]
 
 
-def barrier(d: Dist) -> None:
-    if d.active:
-        dist.barrier()
-
-
-def full_state_dict(model: torch.nn.Module, d: Dist) -> dict[str, torch.Tensor]:
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The whole model's state as full CPU tensors (a collective: every rank must call it)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

@@ -193,15 +193,14 @@ def run_training(
     )
     if resume is not None:
         trainer.resume(resume)
-        for row in trainer.state.metrics:
-            if logger is not None:
-                logger(row)
+        for row in trainer.state.metrics if logger is not None else []:
+            logger(row)
     try:
         summary = trainer.run()
     finally:
         if logger is not None:
             logger.close()
-    state = full_state_dict(model, d) if d.active and cfg.distributed.strategy == "fsdp2" else None
+    state = full_state_dict(model) if d.active and cfg.distributed.strategy == "fsdp2" else None
     if run is None:
         return summary
     for split in (train, validation):
