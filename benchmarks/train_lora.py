@@ -14,9 +14,11 @@ size, steps, max length and seed, fp32 without gradient checkpointing (TRL's own
 turn on bf16 autocast and gradient checkpointing, which on a CPU without bf16 matrix units
 makes it many times slower; we do not count that); no evaluation or checkpoints inside the timed loop. It
 reports real (non-pad) tokens/s of the training loop, peak RSS, the mean loss of the last 5
-steps for each, and the speed ratio.
+steps for each, and the speed ratio. With `--repeats N` each tool runs N times, alternating
+which goes first, and the ratio is of tokens/s over all runs (a shared machine's speed
+can drift by 10% between runs).
 
-    python benchmarks/train_lora.py --steps 40 --batch 8
+    python benchmarks/train_lora.py --steps 40 --batch 8 --repeats 2
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=1, help="runs per tool, alternating which goes first")
     ap.add_argument(
         "--peak-tflops", type=float, default=67.0, help="the device's fp32 peak for MFU (GPU only; H100/H200 SXM: 67)"
     )
@@ -176,16 +179,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n_params = build(root, args.pairs, HYPER["seed"])
-        results = {}
-        for tool in ("tunewright", "trl"):
-            cmd = [sys.executable, __file__, "--child", tool, "--root", str(root)]
-            cmd += ["--steps", str(args.steps), "--batch", str(args.batch)]
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)
-            err = proc.stderr.read() if proc.stderr else ""
-            if status != 0:
-                raise SystemExit(f"{tool} failed:\n{err[-3000:]}")
-            results[tool] = {**json.loads((root / f"{tool}.json").read_text()), "rss_mib": usage.ru_maxrss / 1024}
+        runs: dict[str, list[dict]] = {"tunewright": [], "trl": []}
+        for repeat in range(args.repeats):
+            # alternate the order so drift in the machine's speed does not favour one tool
+            for tool in ("tunewright", "trl") if repeat % 2 == 0 else ("trl", "tunewright"):
+                runs[tool].append(run_child(tool, root, args.steps, args.batch))
     import torch
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
@@ -196,18 +194,32 @@ def main() -> None:
         f"{args.steps} steps of batch {args.batch}, "
         f"LoRA r{HYPER['rank']} all-linear, lr {HYPER['lr']}, fp32, on {gpu or f'CPU ({os.cpu_count()} cores)'}"
     )
-    for tool, r in results.items():
-        last = r["losses"][-5:]
-        rate = r["tokens"] / r["seconds"]
-        mfu = f"  MFU {rate * flops_per_token / (args.peak_tflops * 1e12):.2%}" if gpu else ""
-        print(
-            f"{tool:11} {rate:8.0f} tokens/s  ({r['tokens']} tokens in {r['seconds']:.1f} s)  "
-            f"peak RSS {r['rss_mib']:.0f} MiB  final loss (mean of last 5 steps) {sum(last) / len(last):.4f}{mfu}"
-        )
-    ratio = (results["tunewright"]["tokens"] / results["tunewright"]["seconds"]) / (
-        results["trl"]["tokens"] / results["trl"]["seconds"]
+    rates = {}
+    for tool, results in runs.items():
+        for i, r in enumerate(results, 1):
+            last = r["losses"][-5:]
+            rate = r["tokens"] / r["seconds"]
+            mfu = f"  MFU {rate * flops_per_token / (args.peak_tflops * 1e12):.2%}" if gpu else ""
+            print(
+                f"{tool:11} run {i} {rate:8.0f} tokens/s  ({r['tokens']} tokens in {r['seconds']:.1f} s)  "
+                f"peak RSS {r['rss_mib']:.0f} MiB  final loss (mean of last 5 steps) {sum(last) / len(last):.4f}{mfu}"
+            )
+        rates[tool] = sum(r["tokens"] for r in results) / sum(r["seconds"] for r in results)
+    print(
+        f"tokens/s over all runs: tunewright {rates['tunewright']:.0f}, TRL {rates['trl']:.0f}; "
+        f"speed ratio tunewright / TRL: {rates['tunewright'] / rates['trl']:.2f}x"
     )
-    print(f"speed ratio tunewright / TRL: {ratio:.2f}x")
+
+
+def run_child(tool: str, root: Path, steps: int, batch: int) -> dict:
+    """One training run of `tool` in its own process (so its peak RSS is its own)."""
+    cmd = [sys.executable, __file__, "--child", tool, "--root", str(root), "--steps", str(steps), "--batch", str(batch)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    err = proc.stderr.read() if proc.stderr else ""
+    if status != 0:
+        raise SystemExit(f"{tool} failed:\n{err[-3000:]}")
+    return {**json.loads((root / f"{tool}.json").read_text()), "rss_mib": usage.ru_maxrss / 1024}
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class TrainingConfig(StrictModel):
     max_grad_norm: float | None = 1.0
     eval_every: int = Field(50, gt=0)
     padding_free: bool = True  # a micro-batch as one row with per-example attention: same gradient, no padding
+    speedups: bool = True  # LoRA layers sharing an input together; last MLP only where trained; CPU RMSNorm kernel
     early_stopping_patience: int | None = Field(None, gt=0)  # evaluations without improvement before stopping
     seed: int = 42
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

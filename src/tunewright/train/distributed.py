@@ -84,6 +84,13 @@ def wrap(model: torch.nn.Module, d: Dist, strategy: str) -> torch.nn.Module:
     return model
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether FSDP2 shards the model's parameters."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "no_sync") and hasattr(model, "module") else model
 

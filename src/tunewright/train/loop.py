@@ -32,9 +32,12 @@ from tunewright.core.progress import progress_bar
 from tunewright.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from tunewright.train.config import TrainConfig, TrainingConfig
 from tunewright.train.data import Example, collate, count_targets
-from tunewright.train.distributed import Dist, all_sum, no_grad_sync, unwrap
+from tunewright.train.distributed import Dist, all_sum, is_sharded, no_grad_sync, unwrap
+from tunewright.train.fused_lora import fused_lora
 from tunewright.train.losses import model_loss
 from tunewright.train.packing import PackedRow, collate_packed
+from tunewright.train.rms_norm import fused_rms_norm
+from tunewright.train.trained_positions import last_mlp_where_trained
 from tunewright.train.varlen import varlen_attention
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -146,6 +149,18 @@ class Trainer:
         if self.d.main:
             self.log(row)
 
+    @contextlib.contextmanager
+    def _speedups(self) -> Iterator[None]:
+        """Exact-math speed-ups (fused LoRA groups, last MLP only where trained, CPU RMSNorm kernel)."""
+        model = unwrap(self.model)
+        with contextlib.ExitStack() as stack:
+            if self.cfg.training.speedups and not is_sharded(model):
+                stack.enter_context(fused_lora(model))
+                stack.enter_context(last_mlp_where_trained(model))
+                if self.d.device.type == "cpu":
+                    stack.enter_context(fused_rms_norm(model))
+            yield
+
     def _collate(self, units: list[Any]) -> dict[str, torch.Tensor]:
         rows = bool(units) and isinstance(units[0], PackedRow)
         batch = collate_packed(units, self.pad_id) if rows else collate(units, self.pad_id)
@@ -241,7 +256,8 @@ class Trainer:
         self.model.train()
         t0, start_tokens, stopped_early = time.perf_counter(), self.state.tokens, False
         varlen = varlen_attention(unwrap(self.model)) if t.padding_free or self.packed else contextlib.nullcontext()
-        with varlen, self._sigterm(), progress_bar("training", total=t.max_steps, enabled=self.d.main) as advance:
+        bar = progress_bar("training", total=t.max_steps, enabled=self.d.main)
+        with varlen, self._speedups(), self._sigterm(), bar as advance:
             advance(self.state.step)
             while self.state.step < t.max_steps:
                 loss, tokens, grad_norm = self._step()

@@ -55,21 +55,16 @@ def varlen_sdpa(
     for b in range(query.shape[0]):
         bounds = _segments(position_ids[b if position_ids.shape[0] > 1 else 0]) if position_ids is not None else None
         bounds = bounds or [0, query.shape[2]]
+        lengths = [e - s for s, e in itertools.pairwise(bounds) if e > s]
+        row = (query, key, value) if query.shape[0] == 1 else (query[b : b + 1], key[b : b + 1], value[b : b + 1])
+        # split, not slicing: its backward is one concatenation instead of a zero-filled
+        # full-size gradient per example
         parts = [
-            F.scaled_dot_product_attention(
-                query[b : b + 1, :, s:e],
-                key[b : b + 1, :, s:e],
-                value[b : b + 1, :, s:e],
-                is_causal=True,
-                scale=scaling,
-                dropout_p=dropout,
-            )
-            for s, e in itertools.pairwise(bounds)
-            if e > s
+            F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, dropout_p=dropout).transpose(1, 2)
+            for q, k, v in zip(*(t.split(lengths, dim=2) for t in row), strict=True)
         ]
-        rows.append(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
-    out = torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]
-    return out.transpose(1, 2).contiguous(), None
+        rows.append(torch.cat(parts, dim=1))  # (1, L, H, D): the concatenation is the only copy
+    return torch.cat(rows, dim=0) if len(rows) > 1 else rows[0], None
 
 
 AttentionInterface.register(NAME, varlen_sdpa)

@@ -85,6 +85,13 @@ def test_accumulation_and_padding_free_give_the_same_steps(tiny_base, setup):
     assert runs[0] == pytest.approx(runs[2], rel=1e-4)
 
 
+@pytest.mark.parametrize("method", ["sft", "lora"])
+def test_speedups_give_the_same_steps(tiny_base, setup, method):
+    tok, examples = setup
+    on, off = (train_losses(config(tiny_base, method, speedups=f), tok, examples[:32]) for f in (True, False))
+    assert on == pytest.approx(off, rel=1e-4)
+
+
 @pytest.mark.parametrize("method", ["sft", "lora", "dora"])
 def test_each_method_reduces_validation_loss(tiny_base, setup, method):
     tok, examples = setup

@@ -1,0 +1,172 @@
+"""LoRA layers that read the same input, computed together while training.
+
+peft runs each LoRA linear on its own: the base GEMM, x @ A^T, then @ B^T, then a scale
+and an add as two more passes over the output. In a decoder layer q/k/v read one tensor
+and gate/up read another, so during training we:
+
+- find the groups by watching one small probe forward (which LoRA linears receive the very
+  same input tensor), so no module names or architectures are hard-coded;
+- compute the group's down-projections as one GEMM, x @ [A_q; A_k; A_v]^T, and add each
+  member's up-projection into its base output in place, the scale folded into the GEMM;
+- in the backward (a custom autograd function), accumulate the input gradient of every
+  base and LoRA term in place, where autograd adds activation-sized tensors one by one.
+
+The first member called computes the whole group and hands the others their outputs when
+they are called with the same tensor; a call with any other input computes alone, so the
+result is always each module's own function of its own input, as in peft (up to float
+rounding). Only plain LoRA on frozen `nn.Linear` layers is touched (no dropout, DoRA,
+merged or disabled adapters, mixed dtypes or sharded weights), and under autocast each
+layer runs peft's forward; the base GEMMs stay separate, since fusing them measured no
+faster. Everything is restored when the block exits, so saving and inference use peft's
+own forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tunewright.train.probe import probe_forward
+
+
+def _adapter(module: nn.Module) -> str | None:
+    """The one active adapter of a plain LoRA linear, or None where fusing does not apply."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    if type(module) is not LoraLinear or module.merged or module.disable_adapters:
+        return None
+    active = [a for a in module.active_adapters if a in module.lora_A]
+    if len(active) != 1 or active[0] in module.lora_variant or type(module.base_layer) is not nn.Linear:
+        return None
+    name = active[0]
+    base, lora_a, lora_b = module.base_layer, module.lora_A[name], module.lora_B[name]
+    frozen = [t for t in (base.weight, base.bias) if t is not None]
+    weights = (*frozen, lora_a.weight, lora_b.weight)
+    if any(t.requires_grad for t in frozen) or not isinstance(module.lora_dropout[name], nn.Identity):
+        return None
+    if lora_b.bias is not None or lora_a.bias is not None or len({w.dtype for w in weights}) != 1:
+        return None
+    if any(type(w) not in (nn.Parameter, torch.Tensor) for w in weights):  # sharded (DTensor) weights
+        return None
+    return name
+
+
+class _GroupLinear(torch.autograd.Function):
+    """y_i = x W_i^T + b_i + s_i (x A_i^T) B_i^T for the members i of a group sharing x.
+
+    Forward: one GEMM for all x A_i^T, then per member the base GEMM and the LoRA term added
+    in place (`addmm_`). Backward: the input gradient accumulates every member's base and
+    LoRA terms in place, where autograd would add whole activation-sized tensors.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, down: torch.Tensor, group: _Group, *ups: torch.Tensor) -> Any:
+        flat = x.reshape(-1, x.shape[-1])
+        hidden = flat @ down.t()
+        outs = []
+        for base, h, up, scale in zip(group.bases, hidden.split(group.ranks, dim=1), ups, group.scales, strict=True):
+            y = F.linear(flat, base.weight, base.bias)
+            y.addmm_(h, up.t(), alpha=scale)
+            outs.append(y.view(*x.shape[:-1], -1))
+        ctx.save_for_backward(flat, hidden, down, *ups)
+        ctx.group, ctx.shape = group, x.shape
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
+        flat, hidden, down, *ups = ctx.saved_tensors
+        group = ctx.group
+        d_hidden, d_ups = [], []
+        for grad, h, up, scale in zip(grads, hidden.split(group.ranks, dim=1), ups, group.scales, strict=True):
+            if grad is None:
+                d_hidden.append(torch.zeros_like(h))
+                d_ups.append(None)
+                continue
+            dy = grad.reshape(-1, grad.shape[-1])
+            d_hidden.append(torch.mm(dy, up).mul_(scale))
+            d_ups.append(torch.mm(dy.t(), h).mul_(scale))
+        dh = torch.cat(d_hidden, dim=1)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.mm(dh, down)
+            for grad, base in zip(grads, group.bases, strict=True):
+                if grad is not None:
+                    dx.addmm_(grad.reshape(-1, grad.shape[-1]), base.weight)
+            dx = dx.view(ctx.shape)
+        return dx, torch.mm(dh.t(), flat), None, *d_ups
+
+
+class _Group:
+    """LoRA linears fed the same input: computed together by whichever is called first."""
+
+    def __init__(self, members: list[tuple[nn.Module, str]]) -> None:
+        self.members = members
+        self.bases = [m.base_layer for m, _ in members]
+        self.ranks = [m.lora_A[a].out_features for m, a in members]
+        self.scales = [m.scaling[a] for m, a in members]
+        self._input: torch.Tensor | None = None
+        self._ready: dict[int, torch.Tensor] = {}
+
+    def forward(self, index: int, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):  # autocast picks dtypes per op: peft's own forward
+            module = self.members[index][0]
+            return type(module).forward(module, x, *args, **kwargs)
+        if self._input is x and index in self._ready:
+            out = self._ready.pop(index)
+            if not self._ready:
+                self._input = None
+            return out
+        down = torch.cat([m.lora_A[a].weight for m, a in self.members])
+        outs = _GroupLinear.apply(x, down, self, *(m.lora_B[a].weight for m, a in self.members))
+        self._ready = {i: o for i, o in enumerate(outs) if i != index}
+        self._input = x if self._ready else None
+        return outs[index]
+
+
+def find_groups(model: nn.Module) -> list[list[tuple[nn.Module, str]]]:
+    """Plain LoRA linears grouped by shared input, seen in one eval-mode probe forward."""
+    adapters = {m: a for m in model.modules() if (a := _adapter(m)) is not None}
+    if not adapters:
+        return []
+    inputs: list[tuple[torch.Tensor, list[nn.Module]]] = []
+    calls: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        calls[module] = calls.get(module, 0) + 1
+        if not args or not isinstance(args[0], torch.Tensor):
+            return
+        for tensor, members in inputs:
+            if tensor is args[0]:
+                members.append(module)
+                return
+        inputs.append((args[0], [module]))
+
+    handles = [m.register_forward_pre_hook(record) for m in adapters]
+    try:
+        probe_forward(model)
+    finally:
+        for h in handles:
+            h.remove()
+    groups = [[(m, adapters[m]) for m in members if calls[m] == 1] for _, members in inputs]
+    return [g for g in groups if g]
+
+
+@contextlib.contextmanager
+def fused_lora(model: nn.Module) -> Iterator[int]:
+    """Run the model's LoRA linears grouped inside the block; yields how many were fused."""
+    groups = [_Group(members) for members in find_groups(model)]
+    for group in groups:
+        for i, (module, _) in enumerate(group.members):
+            module.forward = functools.partial(group.forward, i)
+    try:
+        yield sum(len(g.members) for g in groups)
+    finally:
+        for group in groups:
+            for module, _ in group.members:
+                del module.forward
