@@ -69,7 +69,7 @@ def build(root: Path, n_pairs: int, seed: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run_tunewright(root: Path, steps: int, batch: int) -> dict:
+def run_tunewright(root: Path, steps: int, batch: int, overrides: list[str]) -> dict:
     from tunewright.cli.main import main
     from tunewright.core.workspace import init_workspace
 
@@ -92,6 +92,7 @@ def run_tunewright(root: Path, steps: int, batch: int) -> dict:
         f"training.warmup_ratio={HYPER['warmup'] / steps}",
         f"training.seed={HYPER['seed']}",
         "checkpoint.every=null",
+        *overrides,
     ]
     if main(args) != 0:
         raise SystemExit("tunewright train failed")
@@ -156,8 +157,8 @@ def run_trl(root: Path, steps: int, batch: int) -> dict:
     return {"tokens": trainer.state.num_input_tokens_seen, "seconds": out.metrics["train_runtime"], "losses": losses}
 
 
-def child(tool: str, root: Path, steps: int, batch: int) -> None:
-    result = (run_tunewright if tool == "tunewright" else run_trl)(root, steps, batch)
+def child(tool: str, root: Path, steps: int, batch: int, overrides: list[str]) -> None:
+    result = run_tunewright(root, steps, batch, overrides) if tool == "tunewright" else run_trl(root, steps, batch)
     (root / f"{tool}.json").write_text(json.dumps(result))
 
 
@@ -168,13 +169,20 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=1, help="runs per tool, alternating which goes first")
     ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra tunewright config override, e.g. training.speedups=false (repeatable)",
+    )
+    ap.add_argument(
         "--peak-tflops", type=float, default=67.0, help="the device's fp32 peak for MFU (GPU only; H100/H200 SXM: 67)"
     )
     ap.add_argument("--child", choices=["tunewright", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.root, args.steps, args.batch)
+        child(args.child, args.root, args.steps, args.batch, args.set)
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -183,7 +191,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             # alternate the order so drift in the machine's speed does not favour one tool
             for tool in ("tunewright", "trl") if repeat % 2 == 0 else ("trl", "tunewright"):
-                runs[tool].append(run_child(tool, root, args.steps, args.batch))
+                runs[tool].append(run_child(tool, root, args.steps, args.batch, args.set))
     import torch
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
@@ -193,6 +201,7 @@ def main() -> None:
         f"model: Llama 8 x 512 ({n_params / 1e6:.1f}M parameters), {args.pairs} pairs, "
         f"{args.steps} steps of batch {args.batch}, "
         f"LoRA r{HYPER['rank']} all-linear, lr {HYPER['lr']}, fp32, on {gpu or f'CPU ({os.cpu_count()} cores)'}"
+        + (f"; tunewright with {' '.join(args.set)}" if args.set else "")
     )
     rates = {}
     for tool, results in runs.items():
@@ -211,9 +220,10 @@ def main() -> None:
     )
 
 
-def run_child(tool: str, root: Path, steps: int, batch: int) -> dict:
+def run_child(tool: str, root: Path, steps: int, batch: int, overrides: list[str]) -> dict:
     """One training run of `tool` in its own process (so its peak RSS is its own)."""
     cmd = [sys.executable, __file__, "--child", tool, "--root", str(root), "--steps", str(steps), "--batch", str(batch)]
+    cmd += [f"--set={o}" for o in overrides]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read() if proc.stderr else ""
