@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/dedup.py --docs 200000 --workers 2
 	$(BIN)/python benchmarks/curate_pipeline.py --records 50000 --workers 2
-	$(BIN)/python benchmarks/train_lora.py --steps 40 --batch 8
+	$(BIN)/python benchmarks/train_lora.py --steps 40 --batch 8 --repeats 3
 
 clean:
 	rm -rf $(VENV) demo-workspace
