@@ -105,13 +105,11 @@ def _kernel_matches(module: nn.Module, eps: float) -> bool:
 def _patchable(module: nn.Module) -> float | None:
     weight = getattr(module, "weight", None)
     eps = _eps(module)
-    if not type(module).__name__.endswith("RMSNorm") or eps is None or not isinstance(weight, nn.Parameter):
+    if not type(module).__name__.endswith("RMSNorm") or eps is None or type(weight) is not nn.Parameter:
+        return None  # exactly a Parameter: not a sharded (DTensor) one
+    if weight.dim() != 1 or weight.dtype != torch.float32 or weight.device.type != "cpu":
         return None
-    if type(weight) is not nn.Parameter or weight.dim() != 1 or weight.dtype != torch.float32:
-        return None
-    if weight.device.type != "cpu" or not _kernel_matches(module, eps):
-        return None
-    return eps
+    return eps if _kernel_matches(module, eps) else None
 
 
 @contextlib.contextmanager
