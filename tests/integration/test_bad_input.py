@@ -101,3 +101,39 @@ def test_eval_task_file_missing(model_workspace, capsys):
     code, err = run(capsys, "eval", "-w", str(model_workspace), "--model", "models/tiny-base")
     assert code == 2
     assert "data/splits/test.jsonl" in err and "not found" in err
+
+
+def snapshot(ws):
+    """Every file under the workspace's data/, reports/ and runs/ with its bytes."""
+    return {
+        p.relative_to(ws).as_posix(): p.read_bytes()
+        for sub in ("data", "reports", "runs")
+        for p in sorted((ws / sub).rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_failure_writing_one_output_changes_no_output_and_records_no_run(workspace, capsys):
+    ws = workspace
+    assert main(["curate", "-w", str(ws)]) == 0
+    before = snapshot(ws)
+    card = ws / "reports/data-card.md"
+    card.unlink()
+    card.mkdir()  # the data card cannot be written
+    code, err = run(capsys, "curate", "-w", str(ws), "split.seed=7")
+    assert code == 2
+    assert f"{card} is a directory, but this output is a file" in err and "Traceback" not in err
+    card.rmdir()
+    after = snapshot(ws)
+    del before["reports/data-card.md"]
+    assert after == before  # the same splits, quarantine, curated file and runs, byte for byte
+    assert [p.name for p in ws.rglob(".*")] == []  # no staged leftovers
+
+
+def test_an_os_error_names_the_path(workspace, capsys):
+    (workspace / "data/curated").rmdir()
+    (workspace / "data/curated").write_text("a file where a directory should be")
+    code, err = run(capsys, "curate", "-w", str(workspace))
+    assert code == 2
+    assert f"cannot use {workspace / 'data/curated'}" in err and "Traceback" not in err
+    assert run_dirs(workspace) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tunewright.cli.main import main
-from tunewright.core.modeling import resolve_model
+from tunewright.core.model_source import resolve_model
 
 SHORT = ["training.max_steps=30", "training.eval_every=10", "training.micro_batch_size=4", "checkpoint.every=5"]
 
@@ -27,8 +27,8 @@ def latest_run(ws: Path) -> Path:
     return sorted((ws / "runs").glob("train-*"), key=lambda p: p.stat().st_mtime)[-1]
 
 
-def start_cli(ws: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def start_cli(ws: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, "-m", "tunewright", "train", "-w", str(ws), *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -71,18 +71,25 @@ def test_resume_after_a_killed_run_reproduces_the_loss_curve(curated):
     assert manifest["results"]["resumed_from"] == str(checkpoint)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits(curated):
+@pytest.mark.parametrize(
+    ("signum", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C (SIGINT)")]
+)
+def test_a_stop_signal_saves_a_checkpoint_says_how_to_resume_and_exits(curated, signum, code, name):
     ws = curated
-    proc = start_cli(ws, *SHORT, "training.max_steps=400")
+    proc = start_cli(ws, *SHORT, "training.max_steps=400", env={"TUNEWRIGHT_PROGRESS_EVERY": "0"})
     wait_for("*/step-000005", ws, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert "stopped by SIGTERM at step" in err and "--resume" in err
-    step = int(err.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    assert proc.returncode == code, err
+    assert f"stopped by {name} at step" in err and "continue with: tunewright train --resume" in err
+    assert "Traceback" not in err
+    step = int(err.split(f"stopped by {name} at step ")[1].split(";")[0])
     saved = next((ws / "checkpoints").glob(f"*/step-{step:06d}"))
     assert json.loads((saved / "state.json").read_text())["step"] == step
     assert not list((ws / "runs").glob("train-*")), "an interrupted run is not promoted to runs/"
+    # stderr is a pipe here, so progress came as plain lines, one per step with the interval at 0
+    assert "training: started (400 to do)" in err
+    assert f"training: {step}/400" in err and "(stopped)" in err
 
 
 def test_resume_from_a_checkpoint_of_another_config_is_refused(curated, capsys):
@@ -169,3 +176,33 @@ def test_tensorboard_events_or_a_clear_message(curated, capsys):
     else:
         assert code == 0
         assert list((latest_run(ws) / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("pad", ["eos", "none"])
+def test_a_tokenizer_without_its_own_pad_token_trains_without_touching_the_vocabulary(curated, pad):
+    """Real models pad with EOS (SmolLM2) or have no pad token (Llama 3): no resize, a small portable adapter."""
+    from peft import PeftModel
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    ws = curated
+    config_path = ws / "models/tiny-base/tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    if pad == "eos":
+        config["pad_token"] = config["eos_token"]
+    else:
+        config.pop("pad_token", None)
+    config_path.write_text(json.dumps(config))
+    vocab = json.loads((ws / "models/tiny-base/config.json").read_text())["vocab_size"]
+    assert main(["train", "-w", str(ws), *SHORT, "training.max_steps=3", "checkpoint.every=null"]) == 0
+    adapter = latest_run(ws) / "adapter"
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+    assert keys and all("lora_" in k for k in keys), [k for k in keys if "lora_" not in k]
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "models/tiny-base"
+    assert str(ws) not in (adapter / "adapter_config.json").read_text()
+    assert "Model Card for Model ID" not in (adapter / "README.md").read_text()
+    base = AutoModelForCausalLM.from_pretrained(ws / "models/tiny-base")
+    model = PeftModel.from_pretrained(base, str(adapter))
+    assert model.get_input_embeddings().weight.shape[0] == vocab

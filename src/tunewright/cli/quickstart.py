@@ -38,7 +38,7 @@ def quickstart_cmd(
 ) -> None:
     """Init, curate, train (LoRA), eval vs base, export (merged), serve, and ask one question."""
     from tunewright.cli.main import main
-    from tunewright.core.modeling import resolve_model
+    from tunewright.core.model_source import resolve_model
     from tunewright.core.progress import console
     from tunewright.serve.app import BackgroundServer, create_app
     from tunewright.serve.engine import Engine

@@ -25,7 +25,7 @@ def serve_cmd(
     """Serve /v1/chat/completions and /v1/models (OpenAI-compatible) until interrupted."""
     import uvicorn
 
-    from tunewright.core.modeling import resolve_model
+    from tunewright.core.model_source import resolve_model
     from tunewright.serve.app import create_app, free_port
     from tunewright.serve.config import ServeConfig
     from tunewright.serve.engine import Engine

@@ -60,10 +60,11 @@ def train_cmd(
 
 
 def _check_data(cfg: TrainConfig, ws: Path) -> None:
+    from tunewright.core.model_location import locate_model
     from tunewright.core.workspace import resolve
-    from tunewright.train.recipe import load_split, prepare_tokenizer, render_check, resolve_model_ref
+    from tunewright.train.recipe import load_split, prepare_tokenizer, render_check
 
-    tokenizer = prepare_tokenizer(cfg, resolve_model_ref(ws, cfg.model.name_or_path))
+    tokenizer = prepare_tokenizer(cfg, locate_model(ws, cfg.model.name_or_path, "model.name_or_path"))
     split = load_split(resolve(ws, cfg.data.train_path), tokenizer, cfg)
     typer.echo(render_check(split, tokenizer))
     typer.echo("\n--check-data: nothing was trained.")

@@ -3,7 +3,8 @@
 Precedence is code defaults < YAML < `key.path=value` overrides. Every stage declares its
 config as a pydantic model whose sub-models forbid unknown keys; a validation failure
 becomes a `ConfigError` that names the file, the key path, what was expected and what was
-found. YAML is user input, so `_target_` only resolves against trusted import prefixes.
+found. YAML is user input, so `_target_` only resolves against trusted import prefixes, and
+only to the kind of class its key expects (an optimizer key takes optimizer classes).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base for every config model: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -115,23 +116,42 @@ def _describe(exc: ValidationError, source: str) -> str:
             lines.append(f"  {key}: unknown key (found {err['input']!r})")
         elif err["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
+        elif err["type"] == "value_error":
+            lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {err['msg']} (found {err['input']!r})")
     return "\n".join(lines)
 
 
-def resolve_target(target: str, allow_any: bool = False) -> Any:
-    """Import the object named by a `_target_` string, only from trusted prefixes."""
+def resolve_target(target: str, key: str, kind: type, allow_any: bool = False) -> type:
+    """Import the class a `_target_` names and check that it is a `kind` before anything calls it.
+
+    YAML and overrides are user input: outside the trusted prefixes a target needs the
+    explicit opt-in, and inside them a name such as `torch.hub.load` or `torch.save` is
+    still refused, because the key only accepts subclasses of `kind`.
+    """
     if not allow_any and not target.startswith(ALLOWED_TARGET_PREFIXES):
         allowed = ", ".join(ALLOWED_TARGET_PREFIXES)
         raise ConfigError(
-            f"_target_ {target!r} is not under an allowed prefix ({allowed}); set allow_any_target: true to opt in"
+            f"{key}: {target!r} is not under an allowed prefix ({allowed}); set allow_any_target: true to opt in"
         )
     module_name, _, attr = target.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        found = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"_target_ {target!r} cannot be imported") from None
+        raise ConfigError(f"{key}: {target!r} cannot be imported") from None
+    if not (isinstance(found, type) and issubclass(found, kind)):
+        what = f"a {type(found).__name__}" if not isinstance(found, type) else "a class of another kind"
+        raise ConfigError(f"{key}: {target!r} is {what}; expected a subclass of {kind.__module__}.{kind.__qualname__}")
+    return found
+
+
+def instantiate(cls: type, key: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a resolved `_target_` class; a constructor that rejects its arguments names the key."""
+    try:
+        return cls(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {cls.__module__}.{cls.__qualname__} rejected its arguments: {exc}") from None
 
 
 def dump_yaml(data: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -30,3 +31,12 @@ class CheckFailed(Exception):
     """A gate or parity check that ran and did not pass."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`cannot use <path>: <reason>` for a file-system error, naming every path involved."""
+    reason = exc.strerror or str(exc)
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return reason
+    return f"cannot use {' -> '.join(str(p) for p in paths)}: {reason}"

@@ -4,7 +4,9 @@ Readers yield one `Line` per input line or row, carrying either the parsed value
 reason it could not be parsed, with the file and the 1-based line number, so the caller
 can quarantine it. Writers go through a temporary file in the same directory followed by
 `os.replace`, which is atomic on POSIX: a reader sees the old file or the new one, never
-a torn one.
+a torn one. Temporary files and directories are created private (0600 / 0700); they are
+given the modes an ordinary `open` / `mkdir` would (0666 / 0777 minus the umask) before
+they take their final name, so a team on a shared filesystem can read the outputs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tunewright.core.errors import DataError
+from tunewright.core.errors import DataError, UserError
 
 
 @dataclass
@@ -55,7 +58,8 @@ def iter_jsonl(path: Path) -> Iterator[Line]:
             try:
                 yield Line(str(path), lineno, value=json.loads(text))
             except json.JSONDecodeError as exc:
-                yield Line(str(path), lineno, error=f"malformed JSON: {exc.msg} at column {exc.colno}", raw=text)
+                where = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+                yield Line(str(path), lineno, error=f"malformed JSON: {where}", raw=text)
 
 
 def iter_parquet(path: Path) -> Iterator[Line]:
@@ -132,12 +136,39 @@ def read_jsonl_strict(path: Path) -> list[Any]:
     return out
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_mode(path: Path, recursive: bool = False) -> None:
+    """Give what `tempfile` (or a library writing through it) made the mode `open` / `mkdir` would give.
+
+    Directories and executables get 0777, other files 0666, minus the umask; with
+    `recursive`, everything under a directory too (safetensors, for one, writes 0600).
+    """
+    mask = current_umask()
+    for p in [path, *(path.rglob("*") if recursive and path.is_dir() else [])]:
+        executable = p.is_dir() or os.stat(p).st_mode & 0o111
+        os.chmod(p, (0o777 if executable else 0o666) & ~mask)
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write `path` through a temp file that replaces it only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
@@ -169,13 +200,21 @@ def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
     return n
 
 
+def make_staging_dir(final: Path) -> Path:
+    """A fresh hidden directory beside `final` (same filesystem, so it can be renamed into place)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    usual_mode(tmp)
+    return tmp
+
+
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Build a directory in a temp sibling; it replaces `path` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tmp = make_staging_dir(path)
     try:
         yield tmp
+        usual_mode(tmp, recursive=True)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -195,10 +234,94 @@ def replace_dir(src: Path, path: Path) -> None:
         src.rename(path)
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class OutputSet:
+    """The outputs of one command, built aside and swapped in together, or not at all.
+
+    `file(final)` / `dir(final)` return a staging path beside the final one; the command
+    writes there. `commit()` checks every target first (a directory is never replaced by
+    a file or the reverse), then renames each staged path into place, moving what was
+    there aside; if any rename fails, every output already moved is put back, so the
+    workspace holds all the old outputs or all the new ones. `discard()` drops the staged
+    paths. The OS error of a failed rename propagates, naming its path.
+    """
+
+    def __init__(self) -> None:
+        self.staged: dict[Path, Path] = {}
+
+    def file(self, final: Path) -> Path:
+        """Where to write the new content of file `final`."""
+        self._check_target(final, is_dir=False)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+        self.staged[final] = tmp
+        return tmp
+
+    def dir(self, final: Path) -> Path:
+        """A fresh directory to build the new content of directory `final` in."""
+        self._check_target(final, is_dir=True)
+        self.staged[final] = make_staging_dir(final)
+        return self.staged[final]
+
+    @staticmethod
+    def _check_target(final: Path, is_dir: bool) -> None:
+        if final.exists() and final.is_dir() != is_dir:
+            have, want = ("a directory", "a file") if final.is_dir() else ("a file", "a directory")
+            raise UserError(f"{final} is {have}, but this output is {want}; move it away or choose another path")
+
+    def commit(self) -> None:
+        """Move every staged output into place; all or nothing."""
+        for final, tmp in self.staged.items():
+            self._check_target(final, is_dir=tmp.is_dir())
+            usual_mode(tmp, recursive=True)
+        moved: list[tuple[Path, Path | None, bool]] = []
+        try:
+            for final, tmp in self.staged.items():
+                backup = None
+                if final.exists() or final.is_symlink():
+                    backup = final.with_name(f".{final.name}.{secrets.token_hex(4)}.old")
+                    os.rename(final, backup)
+                moved.append((final, backup, False))
+                os.rename(tmp, final)
+                moved[-1] = (final, backup, True)
+        except BaseException:
+            for final, backup, placed in reversed(moved):
+                if placed:
+                    _remove(final)
+                if backup is not None:
+                    os.rename(backup, final)
+            self.discard()
+            raise
+        for _, backup, _ in moved:
+            if backup is not None:
+                _remove(backup)
+        self.staged.clear()
+
+    def discard(self) -> None:
+        """Remove whatever was staged; the workspace keeps its old outputs."""
+        for tmp in self.staged.values():
+            _remove(tmp)
+        self.staged.clear()
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_tree(root: Path) -> str:
+    """One content hash for a directory: sha256 over every file's relative path and sha256."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
     return h.hexdigest()

@@ -2,10 +2,12 @@
 
 Loading goes through `AutoModelForCausalLM` / `AutoTokenizer`, so a hub id or a local
 directory works the same; a training run's adapter is loaded on top of its base with
-`PeftModel`. A tokenizer without a pad token, or whose pad token is its EOS, gets a
-distinct pad token: padding with EOS would mask the EOS out of the labels and the model
-would never learn to stop. Generation is one function so that eval, the export parity
-check and the server produce answers the same way.
+`PeftModel`. The vocabulary is never changed: a tokenizer without a pad token pads with
+a token it already has (its EOS), because every padded position is masked out of
+attention and labels by position, so pad == EOS costs nothing, while adding a token
+would resize the embeddings and make adapters unloadable on the real base model.
+Generation is one function so that eval, the export parity check and the server produce
+answers the same way.
 """
 
 from __future__ import annotations
@@ -32,19 +34,20 @@ def quiet_transformers() -> None:
 quiet_transformers()
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-PAD_TOKEN = "<|pad|>"
 
 
 def load_tokenizer(name_or_path: str | Path, require_chat_template: bool = True) -> PreTrainedTokenizerBase:
-    """Load a tokenizer with a pad token distinct from EOS (and, by default, a chat template)."""
+    """Load a tokenizer (by default one with a chat template); one without a pad token pads with its EOS."""
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path))
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer from {name_or_path}: {exc}") from None
     if require_chat_template and tok.chat_template is None:
         raise UserError(f"tokenizer at {name_or_path} has no chat template; chat models need one")
-    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
-        tok.add_special_tokens({"pad_token": PAD_TOKEN})
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise UserError(f"tokenizer at {name_or_path} has neither a pad nor an EOS token to pad with")
+        tok.pad_token = tok.eos_token
     return tok
 
 
@@ -54,15 +57,19 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase | None = None,
     attn_implementation: str | None = None,
 ) -> PreTrainedModel:
-    """Load a causal LM; grows the embeddings if the tokenizer gained a pad token."""
+    """Load a causal LM as it is; a tokenizer with ids beyond its embeddings is an error, never a resize."""
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype], **extra)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model from {name_or_path}: {exc}") from None
     if tokenizer is not None:
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(len(tokenizer))
+        rows = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > rows:
+            raise UserError(
+                f"the tokenizer has {len(tokenizer)} tokens but the model at {name_or_path} embeds only {rows}; "
+                "use the tokenizer that belongs to this model"
+            )
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -137,62 +144,3 @@ def generate_chat(
                 )
             )
     return out
-
-
-@dataclass
-class ModelSource:
-    """Where a model to run comes from: a base (path or hub id), optionally with an adapter."""
-
-    label: str
-    base: str
-    adapter: Path | None = None
-    run_id: str | None = None
-    dtype: str = "float32"
-    tuned_from: str | None = None  # a fully fine-tuned model's base (what `base` means for it)
-
-    def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        """Load the model ready for inference."""
-        if self.adapter is not None:
-            return load_adapter_model(self.base, self.adapter, self.dtype)
-        tokenizer = load_tokenizer(self.base)
-        return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
-
-    def files(self) -> list[Path]:
-        """Local files this model is made of (manifest inputs)."""
-        paths = [Path(self.base)] if Path(self.base).exists() else []
-        return paths + ([self.adapter] if self.adapter is not None else [])
-
-
-def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None) -> ModelSource:
-    """Turn a model reference into a `ModelSource`.
-
-    `ref` is `base` (the base model of `base_of`), a training run (id, path or
-    `latest:train`), a model directory (an export), or a hub id.
-    """
-    from tunewright.core.runs import find_run, load_manifest
-
-    if ref == "base":
-        if base_of is None:
-            raise UserError("'base' names the base model of another model; use it with --baseline")
-        return ModelSource("base", base_of.tuned_from or base_of.base, dtype=base_of.dtype)
-    local = Path(ref) if Path(ref).is_absolute() else workspace / ref
-    if (local / "config.json").is_file():
-        return ModelSource(ref, str(local))
-    if (local / "adapter_config.json").is_file():
-        raise UserError(f"{ref} is an adapter directory; pass the training run that made it")
-    try:
-        run_dir = find_run(workspace, ref)
-    except UserError:
-        if ref.startswith(("latest", "runs/", "/", ".")) or local.exists():
-            raise
-        return ModelSource(ref, ref)
-    manifest = load_manifest(run_dir)
-    model_cfg = manifest["config"]["model"]
-    base = Path(model_cfg["name_or_path"])
-    base_ref = str(workspace / base) if (workspace / base).exists() else model_cfg["name_or_path"]
-    rid, dtype = manifest["run_id"], model_cfg["dtype"]
-    if (run_dir / "model" / "config.json").is_file():
-        return ModelSource(rid, str(run_dir / "model"), None, rid, dtype, tuned_from=base_ref)
-    if not (run_dir / "adapter").is_dir():
-        raise UserError(f"run {rid} ({manifest['stage']}) has no adapter or model to evaluate")
-    return ModelSource(rid, base_ref, run_dir / "adapter", rid, dtype)

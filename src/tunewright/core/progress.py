@@ -1,11 +1,17 @@
-"""One progress bar helper for every long step, so all stages look and behave alike.
+"""Progress for every long step, on a terminal and in logs alike.
 
-Bars go to stderr through rich and disappear from logs that are not a terminal, so
-stdout stays clean for what a command prints as its result.
+On a terminal, rich draws a bar (or a spinner for steps without a count) on stderr. When
+stderr is not a terminal (CI, Slurm, `| tee`, a file), a plain line is written when the
+step starts, every `TUNEWRIGHT_PROGRESS_EVERY` seconds (default 30) while it runs, and
+when it ends, so a log shows that a long command is alive and how far it got. Stdout
+stays clean for what a command prints as its result.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -22,13 +28,74 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
+def plain_interval() -> float:
+    """Seconds between plain progress lines (`TUNEWRIGHT_PROGRESS_EVERY`, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("TUNEWRIGHT_PROGRESS_EVERY", "30")))
+    except ValueError:
+        return 30.0
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _say(line: str) -> None:
+    console.file.write(line + "\n")
+    console.file.flush()
+
+
+class _PlainProgress:
+    """Plain progress lines: at the start, at most every `interval` seconds, and at the end."""
+
+    def __init__(self, description: str, total: int | None) -> None:
+        self.description, self.total = description, total
+        self.done, self.info = 0, ""
+        self.t0 = self.last = time.monotonic()
+        self.interval = plain_interval()
+        _say(f"{description}: started" + (f" ({total} to do)" if total else ""))
+
+    def _line(self, now: float) -> str:
+        count = f"{self.done}/{self.total} ({100 * self.done / self.total:.0f}%)" if self.total else f"{self.done}"
+        left = ""
+        if self.total and 0 < self.done < self.total:
+            left = f", about {_clock((now - self.t0) / self.done * (self.total - self.done))} left"
+        info = f", {self.info}" if self.info else ""
+        return f"{self.description}: {count}, {_clock(now - self.t0)} elapsed{left}{info}"
+
+    def advance(self, n: int = 1, **fields: str) -> None:
+        self.done += n
+        self.info = fields.get("info", self.info)
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            _say(self._line(now))
+
+    def finish(self, failed: bool) -> None:
+        end = "stopped" if failed else "done"
+        _say(f"{self._line(time.monotonic())} ({end})")
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """Show a bar for `description`; yields `advance(n=1, **fields)` to step it.
+    """Show progress for `description`; yields `advance(n=1, **fields)` to step it.
 
-    Extra keyword fields (for example `info="loss 1.23"`) are shown after the bar;
+    Extra keyword fields (for example `info="loss 1.23"`) are shown after the count;
     `enabled=False` hides it (ranks other than 0 of a distributed run).
     """
+    if not enabled:
+        yield lambda n=1, **fields: None
+        return
+    if not console.is_terminal:
+        plain = _PlainProgress(description, total)
+        try:
+            yield plain.advance
+        except BaseException:
+            plain.finish(failed=True)
+            raise
+        plain.finish(failed=False)
+        return
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -38,7 +105,6 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=False,
-        disable=not (enabled and console.is_terminal),
     )
     with progress:
         task = progress.add_task(description, total=total, info="")
@@ -47,3 +113,28 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
             progress.update(task, advance=n, **fields)
 
         yield advance
+
+
+@contextmanager
+def status(description: str) -> Iterator[None]:
+    """A step without a count (loading, merging, saving): a spinner, or plain start / alive / end lines."""
+    if console.is_terminal:
+        with console.status(description):
+            yield
+        return
+    t0 = time.monotonic()
+    _say(f"{description}: started")
+    stop = threading.Event()
+
+    def alive() -> None:
+        while not stop.wait(plain_interval() or 1.0):
+            _say(f"{description}: running, {_clock(time.monotonic() - t0)} elapsed")
+
+    ticker = threading.Thread(target=alive, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+    _say(f"{description}: done in {_clock(time.monotonic() - t0)}")

@@ -1,10 +1,14 @@
 """Run directories with `manifest.json`: what ran, on what, producing what, from which parents.
 
-A run is built in a hidden staging directory and renamed into `runs/<run-id>` only when
-the command succeeds, after its manifest is written, so an interrupted command never
-leaves a run that looks whole. Lineage needs no bookkeeping by the stages: a run's
-parents are the earlier runs whose recorded outputs have the same sha256 as this run's
-inputs (the curation run that wrote a split, the training run that wrote an adapter).
+A run is built in a hidden staging directory, and so is every output it writes outside
+it (`output_file` / `output_dir`): when the command succeeds, the manifest is written and
+the outputs and then the run directory are renamed into place together (`OutputSet`), so
+a failed or interrupted command changes nothing and never leaves a run that looks whole.
+
+Lineage comes from what a run consumed, recorded when it reads it: each input is hashed
+as it is added, and its producer is the newest completed run that wrote that same path
+with that same content. Equal bytes at another path (a tokenizer copied beside an
+adapter) or an older run that once wrote the same bytes are not parents.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from tunewright.core.config import dump_yaml
 from tunewright.core.errors import UserError
-from tunewright.core.io import atomic_dir, sha256_file, write_json, write_text
+from tunewright.core.io import OutputSet, sha256_file, write_json, write_text
 
 MANIFEST = "manifest.json"
 
@@ -94,18 +98,37 @@ class Run:
     command: list[str]
     config: dict[str, Any]
     seed: int | None
-    inputs: list[Path] = field(default_factory=list)
-    outputs: list[Path] = field(default_factory=list)
+    outputs: OutputSet = field(default_factory=OutputSet)
+    inputs: list[dict[str, str]] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+    manifest_copies: list[Path] = field(default_factory=list)
+    _producers: dict[tuple[str, str], str] | None = None
 
     def add_input(self, path: Path) -> None:
-        """Record a file (or every file under a directory) this run read."""
-        self.inputs.extend(_files(path))
+        """Record a file (or every file under a directory) this run read, with the run that produced it."""
+        if self._producers is None:
+            self._producers = output_producers(self.workspace)
+        for p in _files(path):
+            entry = {"path": self.rel(p), "sha256": sha256_file(p)}
+            producer = self._producers.get((entry["path"], entry["sha256"]))
+            if producer is not None:
+                entry["run"] = producer
+                self.add_parent(producer)
+            self.inputs.append(entry)
 
-    def add_output(self, path: Path) -> None:
-        """Record a file outside the run directory that this run wrote."""
-        self.outputs.extend(_files(path))
+    def add_parent(self, run_id: str) -> None:
+        """Record a run this one consumed the output of."""
+        if run_id not in self.parents:
+            self.parents.append(run_id)
+
+    def output_file(self, path: Path) -> Path:
+        """Where to write the new version of `path`; it takes its place when the run completes."""
+        return self.outputs.file(path)
+
+    def output_dir(self, path: Path) -> Path:
+        """A directory to build the new version of `path` in; it takes its place when the run completes."""
+        return self.outputs.dir(path)
 
     @property
     def final_dir(self) -> Path:
@@ -133,24 +156,35 @@ def start_run(
     config: dict[str, Any],
     seed: int | None = None,
 ) -> Iterator[Run]:
-    """Record a run: yields a `Run` whose staging dir becomes `runs/<id>` on success."""
+    """Record a run: yields a `Run`; on success its outputs and `runs/<id>` appear together."""
     run_id = new_run_id(stage)
     started = _now()
     t0 = time.monotonic()
-    with atomic_dir(workspace / "runs" / run_id) as staging:
-        run = Run(workspace, run_id, stage, staging, command, config, seed)
+    outputs = OutputSet()
+    final = workspace / "runs" / run_id
+    run = Run(workspace, run_id, stage, outputs.dir(final), command, config, seed, outputs)
+    try:
         yield run
-        write_text(staging / "config.yaml", dump_yaml(config))
+        write_text(run.dir / "config.yaml", dump_yaml(config))
         manifest = _manifest(run, started, time.monotonic() - t0)
-        write_json(staging / MANIFEST, manifest)
+        for path in [run.dir / MANIFEST, *run.manifest_copies]:
+            write_json(path, manifest)
+        outputs.staged[final] = outputs.staged.pop(final)  # the run record goes into place last
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
 
 
 def _manifest(run: Run, started: str, seconds: float) -> dict[str, Any]:
-    inside = [p for p in _files(run.dir) if p.name != MANIFEST]
-    outputs = [{"path": f"runs/{run.run_id}/{p.relative_to(run.dir)}", "sha256": sha256_file(p)} for p in inside]
-    outputs += [{"path": run.rel(p), "sha256": sha256_file(p)} for p in run.outputs]
-    inputs = [{"path": run.rel(p), "sha256": sha256_file(p)} for p in run.inputs]
-    parents = list(dict.fromkeys(run.parents + producers(run.workspace, inputs)))
+    copies = {p.resolve() for p in run.manifest_copies}
+    outputs = []
+    for final, staged in run.outputs.staged.items():
+        for p in _files(staged):
+            if p.resolve() in copies or (staged == run.dir and p.name == MANIFEST):
+                continue
+            where = final / p.relative_to(staged) if staged.is_dir() else final
+            outputs.append({"path": run.rel(where), "sha256": sha256_file(p)})
     return {
         "run_id": run.run_id,
         "stage": run.stage,
@@ -164,20 +198,19 @@ def _manifest(run: Run, started: str, seconds: float) -> dict[str, Any]:
         "started_at": started,
         "finished_at": _now(),
         "duration_s": round(seconds, 3),
-        "parents": parents,
-        "inputs": inputs,
+        "parents": run.parents,
+        "inputs": run.inputs,
         "outputs": outputs,
         "results": run.results,
     }
 
 
-def producers(workspace: Path, inputs: list[dict[str, str]]) -> list[str]:
-    """Run ids whose recorded outputs include any of these input hashes (newest first)."""
-    wanted = {i["sha256"] for i in inputs}
-    found = []
-    for manifest in sorted(list_manifests(workspace), key=_order, reverse=True):
-        if wanted & {o["sha256"] for o in manifest.get("outputs", [])}:
-            found.append(manifest["run_id"])
+def output_producers(workspace: Path) -> dict[tuple[str, str], str]:
+    """(path, sha256) -> the newest completed run that wrote that path with that content."""
+    found: dict[tuple[str, str], str] = {}
+    for manifest in sorted(list_manifests(workspace), key=_order):
+        for out in manifest.get("outputs", []):
+            found[(out["path"], out["sha256"])] = manifest["run_id"]
     return found
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from tunewright.curate.config import CurateConfig
-
-if TYPE_CHECKING:
-    from tunewright.curate.stage import CurationResult
+from tunewright.curate.decontaminate import Decontaminate
+from tunewright.curate.result import CurationResult
 
 EXAMPLES_PER_STEP = 3
+MATCH_ROWS = 50  # contaminated records listed in the card (all of them are in the quarantine)
 
 
 def _clip(text: str, n: int = 100) -> str:
@@ -25,30 +24,54 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         "",
         "## Sources",
         "",
-        "| source | path | license | training allowed | lines read |",
-        "|---|---|---|---|---|",
+        "| source | path | license | training allowed | lines read | kept |",
+        "|---|---|---|---|---|---|",
     ]
+    kept_by_source = result.kept_records.by_source
     for s in cfg.sources:
         read = result.lines_by_source.get(s.name, 0)
         if s.name in result.skipped_sources:
             read = f"skipped: {result.skipped_sources[s.name]}"
-        lines.append(f"| {s.name} | {s.path} | {s.license} | {'yes' if s.allow_training else 'no'} | {read} |")
-    lines += ["", "## What each step removed", "", "| step | in | out | removed |", "|---|---|---|---|"]
+        allowed = "yes" if s.allow_training else "no"
+        lines.append(f"| {s.name} | {s.path} | {s.license} | {allowed} | {read} | {kept_by_source.get(s.name, 0)} |")
+    lines += [
+        "",
+        "## What each step did",
+        "",
+        "| step | in | out | removed | modified |",
+        "|---|---|---|---|---|",
+    ]
     quarantine = result.quarantine
     per_step = quarantine.by_step()
+    modified = quarantine.by_step_action("modified")
     read_removed = per_step.get("read", 0) + per_step.get("normalise", 0)
-    lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} | {read_removed} |")
-    for step in result.steps:
+    read_kept = result.lines_read - read_removed
+    lines.append(f"| read + normalise | {result.lines_read} | {read_kept} | {read_removed} | 0 |")
+    for step in (s for s in result.steps if s.in_card):
         st = step.stats
-        lines.append(f"| {st.name} | {st.records_in} | {st.records_out} | {st.records_in - st.records_out} |")
+        removed = st.records_in - st.records_out
+        lines.append(f"| {st.name} | {st.records_in} | {st.records_out} | {removed} | {modified.get(st.name, 0)} |")
+    changed_then_removed = len(quarantine.modified_ids) - result.kept_records.modified
     lines += [
         "",
         f"Every input line is accounted for: {result.lines_read} read = {result.kept} kept + "
         f"{quarantine.count()} removed (see `{cfg.output.quarantine_dir}/`). "
-        f"{quarantine.count('modified')} kept records were modified (cleaning, PII handling); "
-        "their quarantine entries have `action: modified`.",
+        f"{result.kept_records.modified} of the {result.kept} kept records were modified (cleaning, PII handling); "
+        "their quarantine entries have `action: modified`"
+        + (f"; {changed_then_removed} more were modified and later removed." if changed_then_removed else "."),
         "",
+        "## Lengths of the kept records (words)",
+        "",
+        "| split | records | prompt median | prompt p95 | prompt max | answer median | answer p95 | answer max |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    for split, stats in result.lengths().items():
+        p, a = stats["prompt_words"], stats["answer_words"]
+        lines.append(
+            f"| {split} | {result.split_counts[split]} | {p['median']} | {p['p95']} | {p['max']} | "
+            f"{a['median']} | {a['p95']} | {a['max']} |"
+        )
+    lines.append("")
     pii = next((s for s in result.steps if s.name == "pii"), None)
     if pii is not None:
         lines += ["## Personal data", "", f"Mode: `{cfg.pii.mode}`.", "", "| type | found |", "|---|---|"]
@@ -67,13 +90,7 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         lines.append("")
     decon_step = next((s for s in result.steps if s.name == "decontaminate"), None)
     if decon_step is not None:
-        lines += ["## Eval contamination", ""]
-        if decon_step.matches:
-            lines += ["| training record | matched eval items |", "|---|---|"]
-            lines += [f"| {rid} | {', '.join(items)} |" for rid, items in decon_step.matches.items()]
-        else:
-            lines.append("No training record contained an eval prompt n-gram.")
-        lines.append("")
+        lines += _contamination(cfg, decon_step)
     lines += ["## Splits", "", "| split | records | sha256 |", "|---|---|---|"]
     for name, size in result.split_counts.items():
         lines.append(f"| {name} | {size} | `{result.split_hashes.get(name, '')}` |")
@@ -83,7 +100,13 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     if decon:
         lines.append(
             f"- Decontamination looked for {cfg.decontaminate.ngram}-grams of the eval prompts in "
-            f"{', '.join(cfg.decontaminate.eval_sets)}; paraphrased eval items are not detected."
+            f"{', '.join(cfg.decontaminate.eval_sets)}; paraphrased eval items are not detected"
+            + (
+                f", and an eval item copied into more than {cfg.decontaminate.max_matches} training records "
+                "looks like common phrasing and stays."
+                if cfg.decontaminate.max_matches
+                else "."
+            )
         )
     else:
         lines.append("- No decontamination against eval sets was configured: eval results may be inflated.")
@@ -112,3 +135,34 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         lines.append("- No quality filters were applied beyond removing empty and malformed records.")
     lines.append("")
     return "\n".join(lines)
+
+
+def _contamination(cfg: CurateConfig, step: Decontaminate) -> list[str]:
+    d = cfg.decontaminate
+    guard = (
+        f"An n-gram found in more than {d.max_matches} training records is common phrasing shared with the eval "
+        "prompts (templates, greetings), not a leaked eval item, and is ignored (`decontaminate.max_matches`)."
+        if d.max_matches
+        else "Every matching n-gram removes its records (`decontaminate.max_matches: null`)."
+    )
+    lines = ["## Eval contamination", "", guard, ""]
+    lines += ["| eval set | n-grams | training records removed | n-grams ignored as common |", "|---|---|---|---|"]
+    for name, row in step.per_set().items():
+        lines.append(f"| {name} | {row['ngrams']} | {row['removed']} | {row['ignored']} |")
+    lines.append("")
+    if step.ignored:
+        lines += ["Ignored as common phrasing:", "", "| n-gram | training records | eval items |", "|---|---|---|"]
+        for gram, n in sorted(step.ignored.items(), key=lambda kv: -kv[1])[:MATCH_ROWS]:
+            items = sorted(step.items_of(gram))
+            shown = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+            lines.append(f"| {_clip(gram, 80)} | {n} | {shown} |")
+        lines.append("")
+    if step.matches:
+        lines += ["| removed training record | matched eval items |", "|---|---|"]
+        lines += [f"| {rid} | {', '.join(items)} |" for rid, items in list(step.matches.items())[:MATCH_ROWS]]
+        if len(step.matches) > MATCH_ROWS:
+            lines.append(f"| … {len(step.matches) - MATCH_ROWS} more | see the quarantine |")
+    else:
+        lines.append("No training record contained a distinctive eval prompt n-gram.")
+    lines.append("")
+    return lines

@@ -1,4 +1,7 @@
-"""Typed configuration of `tunewright curate` (the YAML in `configs/curate.yaml`)."""
+"""Typed configuration of `tunewright curate` (the YAML in `configs/curate.yaml`).
+
+Each field's docstring is its one-line description in `tunewright config show curate`.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,17 @@ class SourceConfig(StrictModel):
     """One raw source: where it is, its shape, and whether we may train on it."""
 
     name: str
+    """Source name, kept on every record (`source`) and in its id."""
     path: str
+    """File to read (relative to the workspace or absolute)."""
     format: Literal["jsonl", "parquet", "csv"] = "jsonl"
+    """jsonl | parquet | csv."""
     license: str
+    """The data's license; it must be in allowed_licenses."""
     allow_training: bool = True
+    """Whether the team may train on this source."""
     columns: dict[str, str] = Field(default_factory=dict)
+    """Our field -> the input's column, e.g. {prompt: question, response: answer}."""
 
 
 FUZZY_PRESETS = {
@@ -33,13 +42,21 @@ class FuzzyDedupConfig(StrictModel):
     """MinHash LSH near-duplicate removal; a preset, with any field overridable."""
 
     enabled: bool = False
+    """Remove near duplicates (keeps the first of each cluster)."""
     preset: Literal["nemo", "word5", "recall"] = "nemo"
+    """nemo (24-char shingles, 20 bands x 13 rows) | recall (26 x 10) | word5 (word 5-grams)."""
     shingle: Literal["char", "word"] | None = None
+    """Override the preset's shingles: char | word."""
     ngram: int | None = Field(None, gt=0)
+    """Override the preset's shingle length."""
     bands: int | None = Field(None, gt=0)
+    """Override the preset's LSH bands."""
     rows: int | None = Field(None, gt=0)
+    """Override the preset's rows per band."""
     seed: int | None = None
+    """Override the preset's hash seed."""
     jaccard_threshold: float | None = Field(None, gt=0, le=1)
+    """Verify LSH candidates with their true Jaccard similarity (null: trust LSH)."""
 
     def resolved(self) -> dict[str, object]:
         """The preset with explicit fields applied on top."""
@@ -53,18 +70,26 @@ class FuzzyDedupConfig(StrictModel):
 
 class CleanConfig(StrictModel):
     enabled: bool = True
+    """Clean text: control characters, whitespace, unicode (changed records are logged as modified)."""
     fix_unicode: bool = True
+    """Repair mojibake and bad escapes with ftfy."""
     strip_html: bool = False
+    """Keep only the visible text of HTML."""
 
 
 class QualityConfig(StrictModel):
     """Heuristic filters: `sft` preset for instruction data (default), `nemo` for web documents."""
 
     enabled: bool = True
+    """Apply the heuristic quality filters."""
     preset: Literal["sft", "nemo"] = "sft"
+    """sft (thresholds for prompt/response pairs) | nemo (NeMo Curator's English web defaults)."""
     text: Literal["assistant", "all"] = "assistant"
+    """The text the filters read: assistant (what is trained on) | all."""
     thresholds: dict[str, dict[Literal["min", "max", "min_words"], float]] = Field(default_factory=dict)
+    """Per-filter overrides, e.g. {word_count: {min: 3}, urls: {max: 0.1}}."""
     disable: list[str] = Field(default_factory=list)
+    """Filters to skip, e.g. [punctuation]."""
 
     @model_validator(mode="after")
     def _known_filters(self) -> QualityConfig:
@@ -78,41 +103,63 @@ class QualityConfig(StrictModel):
 
 class LanguageConfig(StrictModel):
     enabled: bool = True
+    """Keep only records in the listed languages (py3langid, offline)."""
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    """ISO 639-1 codes to keep."""
     min_score: float = Field(0.5, ge=0, le=1)
+    """Minimum normalised probability of the detected language."""
     text: Literal["assistant", "all"] = "all"
+    """The text identified: assistant | all."""
 
 
 class PiiConfig(StrictModel):
     enabled: bool = True
+    """Detect personal data (also scrubbed from what the quarantine stores)."""
     mode: Literal["redact", "mask", "hash", "drop", "report"] = "redact"
+    """redact ([EMAIL]) | mask (keep last 4) | hash (salted) | drop (quarantine the record) | report (count only)."""
     types: list[Literal["email", "phone", "credit_card", "ssn", "ip_address", "iban", "secret"]] = Field(
         default_factory=lambda: ["email", "phone", "credit_card", "ssn", "ip_address", "iban", "secret"]
     )
+    """Kinds of personal data detected."""
     salt: str = ""
+    """Salt for mode: hash."""
 
 
 class SemanticDedupConfig(StrictModel):
     """SemDeDup with all-MiniLM-L6-v2: k-means, then drop pairs above a cosine threshold."""
 
     enabled: bool = False
+    """Remove records that repeat the meaning of another (embeds every record: slower)."""
     threshold: float = Field(0.97, gt=0, le=1)
+    """Cosine similarity above which two records are duplicates."""
     clusters: int | None = Field(None, gt=0)
+    """k-means clusters (null: sqrt of the number of records)."""
     seed: int = 42
+    """k-means seed."""
     model: str | None = None
+    """Sentence-embedding model directory (null: the packaged all-MiniLM-L6-v2)."""
 
 
 class DecontaminateConfig(StrictModel):
     enabled: bool = True
+    """Remove training records that contain n-grams of eval prompts."""
     eval_sets: list[str] = Field(default_factory=list)
+    """Eval JSONL files whose user prompts must not appear in training data."""
     ngram: int = Field(13, gt=0)
+    """Word n-gram length; shorter eval prompts count whole."""
     min_words: int = Field(5, gt=0)
+    """Eval prompts shorter than this many words are ignored."""
+    max_matches: int | None = Field(10, gt=0)
+    """An n-gram found in more training records than this is common phrasing, not contamination (null: no limit)."""
 
 
 class SplitConfig(StrictModel):
     validation: float = Field(0.1, ge=0, lt=1)
+    """Share of records in the validation split."""
     test: float = Field(0.1, ge=0, lt=1)
+    """Share of records in the test split."""
     seed: int = 42
+    """Seed of the split assignment (same records + seed = same splits)."""
 
     @model_validator(mode="after")
     def _room_for_train(self) -> SplitConfig:
@@ -123,23 +170,41 @@ class SplitConfig(StrictModel):
 
 class OutputConfig(StrictModel):
     curated: str = "data/curated/curated.jsonl"
+    """Every kept record, before splitting."""
     splits_dir: str = "data/splits"
+    """Directory of train.jsonl, validation.jsonl, test.jsonl."""
     quarantine_dir: str = "data/quarantine"
+    """Directory of <step>.jsonl: every removed or modified record with its reason."""
     data_card: str = "reports/data-card.md"
+    """The data card (Markdown)."""
 
 
 class CurateConfig(StrictModel):
     sources: list[SourceConfig] = Field(min_length=1)
+    """The raw sources."""
     allowed_licenses: list[str] = Field(default_factory=lambda: ["CC-BY-4.0", "Apache-2.0", "MIT"])
+    """Licenses the team may train on."""
     on_disallowed: Literal["error", "skip"] = "error"
+    """A source whose license is not allowed: error | skip (recorded in the data card)."""
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    """Text cleaning."""
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    """Heuristic quality filters (NeMo Curator's scores)."""
     language: LanguageConfig = Field(default_factory=LanguageConfig)
+    """Language identification."""
     pii: PiiConfig = Field(default_factory=PiiConfig)
+    """Personal data."""
     exact_dedup: bool = True
+    """Remove records whose normalised text is identical (keeps the first)."""
     fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)
+    """Near-duplicate removal with MinHash + LSH."""
     semantic_dedup: SemanticDedupConfig = Field(default_factory=SemanticDedupConfig)
+    """Meaning-level duplicate removal (SemDeDup)."""
     workers: int = Field(1, ge=1)
+    """Processes for the per-record steps (also: curate --workers N)."""
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
+    """Eval contamination removal."""
     split: SplitConfig = Field(default_factory=SplitConfig)
+    """Train / validation / test splits."""
     output: OutputConfig = Field(default_factory=OutputConfig)
+    """Where the outputs go."""

@@ -6,7 +6,8 @@ mod-97 check, IPs must parse, phone numbers need a `+`, a 3-3-4 grouping or a tr
 need their dashes and valid area/group/serial. Modes: `redact` (a placeholder per type),
 `mask` (keep the last 4 characters), `hash` (a salted sha256 prefix per value), `drop`
 (quarantine the record), `report` (count only). The quarantine stores the handled record,
-never the raw value, except in `report` mode where the record itself is left unchanged.
+never the raw value; `scrubber` gives the curation stage the same handling for everything
+else the quarantine stores (malformed lines, records other steps removed or changed).
 """
 
 from __future__ import annotations
@@ -181,6 +182,13 @@ def handle_text(text: str, mode: str, kinds: Iterable[str], salt: str = "") -> t
         last = f.end
     out.append(text[last:])
     return "".join(out), counts
+
+
+def scrubber(mode: str, kinds: Iterable[str] = PII_TYPES, salt: str = "") -> Callable[[str], str]:
+    """A text -> text function that replaces PII as `mode` does (redact for report and drop)."""
+    replace = mode if mode in ("redact", "mask", "hash") else "redact"
+    kinds = tuple(kinds)
+    return lambda text: handle_text(text, replace, kinds, salt)[0]
 
 
 class PiiStep(Step):

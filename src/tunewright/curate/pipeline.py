@@ -15,12 +15,26 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tunewright.core.records import Conversation
+
+# Entry fields that locate a record rather than quote it: never scrubbed.
+LOCATORS = frozenset({"step", "action", "id", "source", "path", "line"})
+
+
+def scrub_entry(value: Any, scrub: Callable[[str], str], key: str | None = None) -> Any:
+    """`value` with `scrub` applied to every string in it, except the locator fields of an entry."""
+    if isinstance(value, str):
+        return value if key in LOCATORS else scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_entry(v, scrub, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_entry(v, scrub) for v in value]
+    return value
 
 
 class Quarantine:
@@ -29,13 +43,20 @@ class Quarantine:
     With a `directory`, entries are appended to `<directory>/<step>.jsonl` as they come and
     only the first `keep` per step stay in memory (examples for the data card), so a large
     corpus does not pile up in memory. Without one, every entry stays in `entries`.
+    With `scrub` (the PII handler), every string an entry quotes (the raw line, the
+    record, the reason) is scrubbed before it is stored anywhere; file and line still
+    lead to the original.
     """
 
-    def __init__(self, directory: Path | None = None, keep: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, keep: int | None = None, scrub: Callable[[str], str] | None = None
+    ) -> None:
         self.directory = directory
         self.keep = keep
+        self.scrub = scrub
         self.entries: dict[str, list[dict[str, Any]]] = {}
         self.tally: Counter[tuple[str, str]] = Counter()
+        self.modified_ids: Counter[str] = Counter()  # record id -> steps that modified it
         self._files: dict[str, IO[str]] = {}
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -58,8 +79,12 @@ class Quarantine:
 
     def record(self, entry: dict[str, Any]) -> None:
         """Store one finished entry (also how entries made in worker processes arrive)."""
+        if self.scrub is not None:
+            entry = scrub_entry(entry, self.scrub)
         step = entry["step"]
         self.tally[(step, entry["action"])] += 1
+        if entry["action"] == "modified" and entry.get("id") is not None:
+            self.modified_ids[entry["id"]] += 1
         if self.directory is not None:
             fh = self._files.get(step)
             if fh is None:
@@ -71,6 +96,10 @@ class Quarantine:
 
     def count(self, action: str = "removed") -> int:
         return sum(n for (_, act), n in self.tally.items() if act == action)
+
+    def by_step_action(self, action: str) -> dict[str, int]:
+        """Entries of one action (removed, modified, reported) per step."""
+        return {step: n for (step, act), n in self.tally.items() if act == action}
 
     def by_step(self) -> dict[str, int]:
         """Entries per step, in the order the steps first quarantined something."""
@@ -103,6 +132,7 @@ class Step(ABC):
 
     name = "step"
     per_record = False
+    in_card = True  # False for helper steps that only annotate records for the step after them
 
     def __init__(self) -> None:
         self.stats = StepStats(self.name)

@@ -1,25 +1,23 @@
 """`tunewright curate`: sources -> steps -> splits, with quarantine, data card and manifest.
 
 Records stream through the steps (per-record steps in `workers` processes); the kept ones
-go to a scratch file with their split group key, the quarantine streams to scratch files,
-and memory holds only the dedup indices and one group key per kept record. Nothing in the
-workspace changes until every record has been processed: then the splits, quarantine and
-curated file each replace the previous ones as a whole, so a failed run leaves the
-previous outputs intact.
+go to the staged curated file with their split group key kept in memory, the quarantine
+streams to its staged directory, and memory holds only the dedup indices and one group
+key per kept record. Every output (curated file, splits, quarantine, data card) is staged
+beside its final path and they all replace the previous ones together with the run
+record (see `core.runs`), so a failed run leaves every previous output intact.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewright.core.errors import DataError
-from tunewright.core.io import atomic_dir, replace_dir, sha256_file, write_text
+from tunewright.core.io import sha256_file
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
 from tunewright.core.runs import Run
@@ -27,7 +25,7 @@ from tunewright.core.workspace import resolve
 from tunewright.curate.card import EXAMPLES_PER_STEP, render_card
 from tunewright.curate.clean import Clean
 from tunewright.curate.config import CurateConfig
-from tunewright.curate.decontaminate import Decontaminate, load_eval_index
+from tunewright.curate.decontaminate import Decontaminate, EvalNgramScan, load_eval_index
 from tunewright.curate.dedup.exact import ExactDedup
 from tunewright.curate.dedup.fuzzy import FuzzyDedup
 from tunewright.curate.dedup.minhash import FuzzyParams
@@ -37,30 +35,13 @@ from tunewright.curate.filters.heuristic import build_filters
 from tunewright.curate.filters.language import LanguageFilter
 from tunewright.curate.filters.quality import QualityFilter
 from tunewright.curate.parallel import stream_steps
-from tunewright.curate.pii import PiiStep
+from tunewright.curate.pii import PiiStep, scrubber
 from tunewright.curate.pipeline import Quarantine, Step
+from tunewright.curate.result import CurationResult, KeptRecords
 from tunewright.curate.sources import admit_sources, check_columns, read_source
 from tunewright.curate.split import assign_splits, group_key
 
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class CurationResult:
-    split_counts: dict[str, int]
-    quarantine: Quarantine
-    steps: list[Step]
-    lines_by_source: dict[str, int]
-    skipped_sources: dict[str, str]
-    split_hashes: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def lines_read(self) -> int:
-        return sum(self.lines_by_source.values())
-
-    @property
-    def kept(self) -> int:
-        return sum(self.split_counts.values())
 
 
 def build_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None) -> list[Step]:
@@ -87,7 +68,8 @@ def build_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None)
     if cfg.decontaminate.enabled and cfg.decontaminate.eval_sets:
         paths = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets]
         d = cfg.decontaminate
-        steps.append(Decontaminate(load_eval_index(paths, d.ngram, d.min_words)))
+        index = load_eval_index(paths, d.ngram, d.min_words)
+        steps += [EvalNgramScan(index), Decontaminate(index, d.max_matches, scratch)]
     return steps
 
 
@@ -106,10 +88,17 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
         run.add_input(path)
     for p in cfg.decontaminate.eval_sets if cfg.decontaminate.enabled else []:
         run.add_input(resolve(workspace, p))
+    out = cfg.output
+    staged = {
+        "curated": run.output_file(resolve(workspace, out.curated)),
+        "splits": run.output_dir(resolve(workspace, out.splits_dir)),
+        "quarantine": run.output_dir(resolve(workspace, out.quarantine_dir)),
+        "card": run.output_file(resolve(workspace, out.data_card)),
+    }
     with tempfile.TemporaryDirectory(prefix=".curate-", dir=run.dir.parent) as tmp:
-        scratch = Path(tmp)
-        steps = build_steps(cfg, workspace, scratch)
-        quarantine = Quarantine(scratch / "quarantine", keep=EXAMPLES_PER_STEP)
+        steps = build_steps(cfg, workspace, Path(tmp))
+        scrub = scrubber(cfg.pii.mode, cfg.pii.types, cfg.pii.salt) if cfg.pii.enabled else None
+        quarantine = Quarantine(staged["quarantine"], keep=EXAMPLES_PER_STEP, scrub=scrub)
         counts: dict[str, int] = {}
         seen_ids: set[str] = set()
 
@@ -121,60 +110,50 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
                         yield rec
 
         try:
-            keys = _drain(stream_steps(records(), steps, quarantine, cfg.workers), scratch / "curated.jsonl")
+            kept = _drain(stream_steps(records(), steps, quarantine, cfg.workers), staged["curated"], quarantine)
         finally:
             quarantine.close()
-        if not keys:
-            raise DataError("no records left after curation; see the quarantine reasons")
-        names = assign_splits(keys, cfg.split.validation, cfg.split.test, cfg.split.seed)
-        sizes = Counter(names)
-        if not sizes["train"]:
-            raise DataError("the train split is empty; lower split.validation / split.test")
-        result = CurationResult({s: sizes[s] for s in SPLITS}, quarantine, steps, counts, skipped)
-        _write(cfg, workspace, run, scratch, names, result)
+    if not kept.keys:
+        raise DataError("no records left after curation; see the quarantine reasons")
+    names = assign_splits(kept.keys, cfg.split.validation, cfg.split.test, cfg.split.seed)
+    sizes = Counter(names)
+    if not sizes["train"]:
+        raise DataError("the train split is empty; lower split.validation / split.test")
+    result = CurationResult({s: sizes[s] for s in SPLITS}, quarantine, steps, counts, skipped, kept, names)
+    _write(cfg, run, staged, names, result)
     return result
 
 
-def _drain(stream: Iterator[Conversation], path: Path) -> list[str]:
-    """Write the kept records to `path` as JSONL; returns each one's split group key."""
-    keys = []
+def _drain(stream: Iterator[Conversation], path: Path, quarantine: Quarantine) -> KeptRecords:
+    """Write the kept records to `path` as JSONL, tallying them (group keys, sources, lengths)."""
+    kept = KeptRecords()
     with path.open("w", encoding="utf-8") as fh:
         for rec in stream:
             fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
-            keys.append(group_key(rec))
-    return keys
+            kept.add(rec, group_key(rec), rec.id in quarantine.modified_ids)
+    return kept
 
 
-def _write(
-    cfg: CurateConfig, workspace: Path, run: Run, scratch: Path, names: list[str], result: CurationResult
-) -> None:
-    out = cfg.output
-    splits_dir = resolve(workspace, out.splits_dir)
-    with atomic_dir(splits_dir) as tmp, (scratch / "curated.jsonl").open(encoding="utf-8") as curated_lines:
-        files = {name: (tmp / f"{name}.jsonl").open("w", encoding="utf-8") for name in SPLITS}
+def _write(cfg: CurateConfig, run: Run, staged: dict[str, Path], names: list[str], result: CurationResult) -> None:
+    splits_dir = staged["splits"]
+    with staged["curated"].open(encoding="utf-8") as curated_lines:
+        files = {name: (splits_dir / f"{name}.jsonl").open("w", encoding="utf-8") for name in SPLITS}
         try:
             for line, name in zip(curated_lines, names, strict=True):
                 files[name].write(line)
         finally:
             for fh in files.values():
                 fh.close()
-    quarantine_dir = resolve(workspace, out.quarantine_dir)
-    replace_dir(scratch / "quarantine", quarantine_dir)
-    curated = resolve(workspace, out.curated)
-    curated.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(scratch / "curated.jsonl", curated)
     result.split_hashes = {name: sha256_file(splits_dir / f"{name}.jsonl") for name in SPLITS}
-    card = resolve(workspace, out.data_card)
-    write_text(card, render_card(cfg, result))
-    for path in (curated, splits_dir, quarantine_dir, card):
-        run.add_output(path)
+    staged["card"].write_text(render_card(cfg, result), encoding="utf-8")
     q = result.quarantine
     run.results.update(
         lines_read=result.lines_read,
         skipped_sources=result.skipped_sources,
         kept=result.kept,
         quarantined=q.count(),
-        modified=q.count("modified"),
+        modified_kept=result.kept_records.modified,
+        kept_by_source=dict(result.kept_records.by_source),
         quarantine_by_step=q.by_step(),
         pii_counts=next((dict(s.counts) for s in result.steps if isinstance(s, PiiStep)), {}),
         splits=result.split_counts,

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.core.io import write_jsonl, write_text
-from tunewright.core.modeling import ModelSource, generate_chat, resolve_model
+from tunewright.core.model_source import ModelSource, resolve_model
+from tunewright.core.modeling import generate_chat
 from tunewright.core.progress import progress_bar
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
@@ -62,16 +63,17 @@ def run_eval(
     cfg: EvalConfig, workspace: Path, model_ref: str, baseline_ref: str | None, run: Run
 ) -> tuple[ModelResult, ModelResult | None]:
     """Evaluate the model (and the baseline), write generations and the report."""
-    tasks = load_tasks(cfg, workspace)
-    for task in tasks:
-        run.add_input(task.path)
     target = resolve_model(workspace, model_ref)
     baseline = resolve_model(workspace, baseline_ref, base_of=target) if baseline_ref else None
+    tasks = load_tasks(cfg, workspace)
+    report_path = run.output_file(resolve(workspace, cfg.report))
+    for task in tasks:
+        run.add_input(task.path)
     for source in filter(None, (target, baseline)):
         for path in source.files():
             run.add_input(path)
         if source.run_id:
-            run.parents.append(source.run_id)
+            run.add_parent(source.run_id)
     results = [evaluate_model(target, tasks, cfg)]
     if baseline is not None:
         results.append(evaluate_model(baseline, tasks, cfg))
@@ -85,8 +87,11 @@ def run_eval(
     tuned, base = results[0], (results[1] if len(results) > 1 else None)
     report = render_report(cfg, tasks, tuned, base, run.run_id)
     write_text(run.dir / "eval-report.md", report)
-    report_path = resolve(workspace, cfg.report)
     write_text(report_path, report)
-    run.add_output(report_path)
-    run.results.update(model=tuned.summary(), baseline=base.summary() if base else None, passed=tuned.passed)
+    run.results.update(
+        model=tuned.summary(),
+        model_run=target.run_id,
+        baseline=base.summary() if base else None,
+        passed=tuned.passed,
+    )
     return tuned, base

@@ -14,7 +14,8 @@ from pathlib import Path
 from transformers import GenerationConfig
 
 from tunewright.core.errors import UserError
-from tunewright.core.modeling import ModelSource, load_adapter_model
+from tunewright.core.model_source import ModelSource
+from tunewright.core.modeling import load_adapter_model
 
 FORMATS = ("merged", "adapter")
 
@@ -23,8 +24,6 @@ def export_model(source: ModelSource, fmt: str, out_dir: Path) -> None:
     """Write `source` (a training run: adapter or full fine-tune) to `out_dir` in format `fmt`."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if source.run_id is None:
-        raise UserError(f"{source.label} is not a training run; pass one (a run id or latest:train)")
     if fmt == "adapter":
         if source.adapter is None:
             raise UserError(f"{source.label} is a full fine-tune with no adapter; export it with --format merged")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunewright.core.modeling import ModelSource, generate_chat
+from tunewright.core.model_source import ModelSource
+from tunewright.core.modeling import generate_chat
 
 
 @dataclass

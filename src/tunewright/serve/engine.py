@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TextIteratorStreamer
 
-from tunewright.core.modeling import Generation, ModelSource, generate_chat
+from tunewright.core.model_source import ModelSource
+from tunewright.core.modeling import Generation, generate_chat
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

@@ -7,7 +7,8 @@ prompt) to the end of the turn's EOS token, and a token is trained when it overl
 (a template whose generation prompt ends in a space merges it into the answer's first
 token, which must still be trained). `loss_on` picks the spans: every assistant
 turn (default), the last one, or all tokens. The EOS is trained, so the model learns to
-stop; padding uses a pad token distinct from EOS, so no EOS is ever masked.
+stop. Padding positions are masked by position (attention 0, label -100), never by
+token id, so a tokenizer whose pad token is its EOS (common in real models) loses no EOS.
 Completion: prompt tokens are context, the completion and an appended EOS are trained.
 Pretrain: every token of each document plus an EOS, cut into `max_length` blocks.
 """

@@ -1,5 +1,9 @@
 """The training loop: AdamW-style optimiser, warmup + decay, accumulation, clipping, eval,
-checkpoints, resume, early stopping and SIGTERM handling, on one process or many.
+checkpoints, resume, early stopping and SIGTERM / Ctrl-C handling, on one process or many.
+
+SIGTERM (a scheduler's preemption) and SIGINT (Ctrl-C) both let the current step finish,
+save a checkpoint and stop with a message saying how to resume; a second Ctrl-C aborts at
+once without saving.
 
 Each optimiser step consumes `gradient_accumulation_steps` global micro-batches; the
 summed token loss of every micro-batch is divided by the target-token count of the whole
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import signal
 import time
@@ -26,7 +31,7 @@ from typing import Any
 
 import torch
 
-from tunewright.core.config import resolve_target
+from tunewright.core.config import instantiate, resolve_target
 from tunewright.core.errors import UserError
 from tunewright.core.progress import progress_bar
 from tunewright.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
@@ -44,9 +49,14 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Interrupted(UserError):
-    """Training stopped on SIGTERM after saving a checkpoint."""
+    """Training stopped on SIGTERM or SIGINT after saving a checkpoint; exit code 128 + the signal."""
 
-    exit_code = 143
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
 
 
 def make_scheduler(
@@ -89,10 +99,12 @@ class Batches:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
-    """The configured optimiser (`_target_`, allowlisted) over the trainable parameters."""
-    cls = resolve_target(cfg.optimizer.target, cfg.optimizer.allow_any_target)
+    """The configured optimiser (`_target_`: an Optimizer subclass, allowlisted) over the trainable parameters."""
+    key = "training.optimizer._target_"
+    cls = resolve_target(cfg.optimizer.target, key, torch.optim.Optimizer, cfg.optimizer.allow_any_target)
     params = [p for p in model.parameters() if p.requires_grad]
-    return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, **cfg.optimizer.kwargs)
+    kwargs = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay, **cfg.optimizer.kwargs}
+    return instantiate(cls, "training.optimizer", params, **kwargs)
 
 
 def _autocast(d: Dist, dtype: str) -> contextlib.AbstractContextManager:
@@ -132,7 +144,7 @@ class Trainer:
     log: Callable[[dict[str, Any]], None] = lambda row: None
     checkpoint_root: Path | None = None
     state: TrainerState = field(default_factory=TrainerState)
-    stop_requested: bool = False
+    stop_requested: int = 0  # the signal number that asked the loop to stop, 0 while none did
 
     def __post_init__(self) -> None:
         t = self.cfg.training
@@ -166,32 +178,26 @@ class Trainer:
         batch = collate_packed(units, self.pad_id) if rows else collate(units, self.pad_id)
         return {k: v.to(self.d.device) for k, v in batch.items()}
 
-    def _tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        """Real (non-pad) tokens in a batch."""
-        if "attention_mask" in batch:
-            return int(batch["attention_mask"].sum())
-        return int((batch["input_ids"] != self.pad_id).sum())
-
     def _step(self) -> tuple[float, int, float | None]:
         t = self.cfg.training
-        micro = []
+        micro, tokens = [], 0
         for _ in range(t.gradient_accumulation_steps):
             batch = self.batches.get(self.state.cursor)
             units = batch[self.d.rank :: self.d.world]
             if t.padding_free and not self.packed:
                 units = [PackedRow(list(units))]
+            tokens += sum(u.length if isinstance(u, PackedRow) else len(u.input_ids) for u in units)
             micro.append(self._collate(units))
             self.state.cursor += 1
         local_targets = sum(count_targets(b) for b in micro)
         (global_targets,) = all_sum([float(local_targets)], self.d)
         scale = self.d.world / max(1.0, global_targets)
-        loss_sum, tokens = 0.0, 0
+        loss_sum = 0.0
         for i, b in enumerate(micro):
             with no_grad_sync(self.model, skip=i < len(micro) - 1), _autocast(self.d, self.cfg.model.dtype):
                 loss, _ = model_loss(self.model, b)
             (loss * scale).backward()
             loss_sum += loss.item()
-            tokens += self._tokens(b)
         grad_norm = None
         if t.max_grad_norm:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -230,19 +236,27 @@ class Trainer:
         )
 
     @contextlib.contextmanager
-    def _sigterm(self) -> Iterator[None]:
+    def _stop_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT ask the loop to checkpoint and stop after the current step."""
+
         def request(signum: int, frame: FrameType | None) -> None:
-            self.stop_requested = True
+            if self.stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_requested = signum
+            if self.d.main:
+                note = " (Ctrl-C again aborts without saving)" if signum == signal.SIGINT else ""
+                os.write(2, f"\n{SIGNAL_NAMES[signum]}: saving a checkpoint after this step{note}\n".encode())
 
         try:
-            previous = signal.signal(signal.SIGTERM, request)
+            previous = {s: signal.signal(s, request) for s in SIGNAL_NAMES}
         except ValueError:  # not the main thread: no handler, no graceful stop
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def run(self) -> dict[str, Any]:
         t, c = self.cfg.training, self.cfg.checkpoint
@@ -257,7 +271,7 @@ class Trainer:
         t0, start_tokens, stopped_early = time.perf_counter(), self.state.tokens, False
         varlen = varlen_attention(unwrap(self.model)) if t.padding_free or self.packed else contextlib.nullcontext()
         bar = progress_bar("training", total=t.max_steps, enabled=self.d.main)
-        with varlen, self._speedups(), self._sigterm(), bar as advance:
+        with varlen, self._speedups(), self._stop_signals(), bar as advance:
             advance(self.state.step)
             while self.state.step < t.max_steps:
                 loss, tokens, grad_norm = self._step()
@@ -283,10 +297,12 @@ class Trainer:
                 advance(1, info=f"loss {loss:.3f}, {rate:,.0f} tok/s")
                 (stop,) = all_sum([float(self.stop_requested)], self.d)
                 if stop:
+                    signum = int(self.stop_requested or signal.SIGTERM)
                     where = self._checkpoint()
                     raise Interrupted(
-                        f"stopped by SIGTERM at step {step}"
-                        + (f"; checkpoint {where}; continue with --resume {where}" if where else "")
+                        f"stopped by {SIGNAL_NAMES.get(signum, 'a signal')} at step {step}"
+                        + (f"; checkpoint {where}; continue with: tunewright train --resume {where}" if where else ""),
+                        signum,
                     )
                 if c.every and (step % c.every == 0 or step == t.max_steps or stopped_early):
                     self._checkpoint()

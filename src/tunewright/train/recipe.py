@@ -18,9 +18,12 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from tunewright.core.adapter_files import adapter_summary, make_portable
 from tunewright.core.errors import DataError, UserError
 from tunewright.core.io import read_jsonl_strict, sha256_file
+from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_model, load_tokenizer
+from tunewright.core.progress import status
 from tunewright.core.records import RecordError, conversation_from_dict
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
@@ -38,12 +41,6 @@ class Split:
     path: Path
     examples: list[Example] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"read": 0, "too_long": 0, "truncated": 0})
-
-
-def resolve_model_ref(workspace: Path, name_or_path: str) -> str:
-    """A workspace-relative directory if one exists, else the string as given (a hub id)."""
-    local = resolve(workspace, name_or_path)
-    return str(local) if local.exists() else name_or_path
 
 
 def _examples(obj: Any, where: str, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig) -> list[Example]:
@@ -133,6 +130,18 @@ def build_model(cfg: TrainConfig, model_ref: str, tokenizer: PreTrainedTokenizer
     return model.to(d.device)
 
 
+def adapter_readme(adapter_dir: Path, cfg: TrainConfig, run_id: str) -> str:
+    """What a training run's adapter is and how to load it (instead of PEFT's empty template)."""
+    base = cfg.model.name_or_path
+    return (
+        f"# Adapter of training run {run_id}\n\n"
+        f"{adapter_summary(adapter_dir)}, trained by tunewright ({cfg.task}, {cfg.training.max_steps} steps) "
+        f"on top of `{base}`; the run's `manifest.json` records the data, config and versions.\n\n"
+        f'Load it with `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), '
+        f'"runs/{run_id}/adapter")`, or export it with `tunewright export {run_id}`.\n'
+    )
+
+
 class Logger:
     """metrics.jsonl (and TensorBoard) writer for rank 0."""
 
@@ -170,7 +179,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train as configured; `run` is None on ranks other than 0 (they write nothing)."""
     torch.manual_seed(cfg.training.seed)
-    model_ref = resolve_model_ref(workspace, cfg.model.name_or_path)
+    model_ref = locate_model(workspace, cfg.model.name_or_path, "model.name_or_path")
     tokenizer = prepare_tokenizer(cfg, model_ref)
     train = load_split(resolve(workspace, cfg.data.train_path), tokenizer, cfg)
     if not train.examples:
@@ -178,6 +187,14 @@ def run_training(
     validation = None
     if cfg.data.validation_path:
         validation = load_split(resolve(workspace, cfg.data.validation_path), tokenizer, cfg)
+    if run is not None:
+        for split in (train, validation):
+            if split is not None:
+                run.add_input(split.path)
+        if Path(model_ref).exists():
+            run.add_input(Path(model_ref))
+        if cfg.training.optimizer.allow_any_target:
+            run.results["opted_in_target"] = cfg.training.optimizer.target
     model = wrap(build_model(cfg, model_ref, tokenizer, d), d, cfg.distributed.strategy)
     units = pack(train.examples, cfg.model.max_seq_length) if cfg.data.packing else train.examples
     logger = Logger(run.dir, cfg.logging.tensorboard) if run is not None else None
@@ -203,15 +220,13 @@ def run_training(
     state = full_state_dict(model) if d.active and cfg.distributed.strategy == "fsdp2" else None
     if run is None:
         return summary
-    for split in (train, validation):
-        if split is not None:
-            run.add_input(split.path)
-    if Path(model_ref).exists():
-        run.add_input(Path(model_ref))
     write_loss_curve(run.dir / "loss-curve.svg", trainer.state.metrics)
     target = run.dir / ("model" if cfg.method == "sft" else "adapter")
-    unwrap(model).save_pretrained(target, state_dict=state)
-    tokenizer.save_pretrained(target)
+    with status(f"saving the {target.name}"):
+        unwrap(model).save_pretrained(target, state_dict=state)
+        tokenizer.save_pretrained(target)
+    if cfg.method != "sft":
+        make_portable(target, cfg.model.name_or_path, adapter_readme(target, cfg, run.run_id))
     summary.update(
         method=cfg.method,
         task=cfg.task,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from tunewright.core.config import StrictModel, apply_overrides, load_config, resolve_target
+from tunewright.core.config import StrictModel, apply_overrides, instantiate, load_config, resolve_target, validate
 from tunewright.core.errors import ConfigError
 
 
@@ -70,15 +70,55 @@ def test_override_syntax_and_section_conflicts():
     assert original == {"a": {"b": 1}}
 
 
-def test_target_allowlist():
+def test_target_allowlist_and_kind():
     import torch
 
-    assert resolve_target("torch.optim.AdamW") is torch.optim.AdamW
-    with pytest.raises(ConfigError, match="not under an allowed prefix"):
-        resolve_target("os.system")
+    key, kind = "training.optimizer._target_", torch.optim.Optimizer
+    assert resolve_target("torch.optim.AdamW", key, kind) is torch.optim.AdamW
+    with pytest.raises(ConfigError, match=r"training\.optimizer\._target_: 'os\.system' is not under an allowed"):
+        resolve_target("os.system", key, kind)
     with pytest.raises(ConfigError, match="cannot be imported"):
-        resolve_target("torch.optim.NoSuchThing")
-    assert resolve_target("os.path.join", allow_any=True).__name__ == "join"
+        resolve_target("torch.optim.NoSuchThing", key, kind)
+    # under a trusted prefix, but not an optimizer: refused before anything is called
+    for target in ("torch.hub.load", "torch.save", "torch.load"):
+        with pytest.raises(
+            ConfigError, match=r"is a function; expected a subclass of torch\.optim\.optimizer\.Optimizer"
+        ):
+            resolve_target(target, key, kind)
+    with pytest.raises(ConfigError, match="is a class of another kind"):
+        resolve_target("torch.nn.Linear", key, kind)
+    with pytest.raises(ConfigError, match="is a class of another kind"):
+        resolve_target("collections.OrderedDict", key, kind, allow_any=True)
+
+
+def test_opt_in_admits_an_optimizer_outside_the_prefixes(tmp_path, monkeypatch):
+    import torch
+
+    (tmp_path / "myopt.py").write_text("import torch\n\nclass Opt(torch.optim.SGD):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="not under an allowed prefix"):
+        resolve_target("myopt.Opt", "k", torch.optim.Optimizer)
+    assert resolve_target("myopt.Opt", "k", torch.optim.Optimizer, allow_any=True).__name__ == "Opt"
+
+
+def test_instantiate_names_the_key_when_the_constructor_refuses():
+    import torch
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ConfigError, match=r"training\.optimizer: torch\.optim\.adamw\.AdamW rejected its arguments"):
+        instantiate(torch.optim.AdamW, "training.optimizer", params, lr=1e-3, momentum=0.9)
+
+
+def test_train_config_refuses_a_dangerous_target_naming_the_key():
+    from tunewright.train.config import TrainConfig
+
+    base = {"model": {"name_or_path": "m"}}
+    for target in ("torch.hub.load", "torch.save"):
+        data = {**base, "training": {"optimizer": {"_target_": target}}}
+        with pytest.raises(ConfigError, match=r"training\.optimizer: _target_: .* expected a subclass"):
+            validate(data, TrainConfig, "c.yaml")
+    ok = validate({**base, "training": {"optimizer": {"_target_": "torch.optim.SGD"}}}, TrainConfig, "c.yaml")
+    assert ok.training.optimizer.target == "torch.optim.SGD"
 
 
 def test_override_indexes_into_lists():
@@ -103,3 +143,23 @@ def test_shipped_configs_validate(tmp_path):
         ("serve.yaml", ServeConfig),
     ]:
         load_config(tmp_path / "configs" / name, model)
+
+
+@pytest.mark.parametrize("stage", ["curate", "train", "eval", "serve"])
+def test_every_config_key_is_described_and_the_description_round_trips(tmp_path, stage):
+    import importlib
+
+    import yaml
+
+    from tunewright.cli.config_cmd import STAGES
+    from tunewright.core.config_doc import describe_config, undescribed_fields
+    from tunewright.core.workspace import init_workspace
+
+    name, module, cls_name = STAGES[stage]
+    model = getattr(importlib.import_module(module), cls_name)
+    assert undescribed_fields(model) == []
+    init_workspace(tmp_path)
+    cfg = load_config(tmp_path / "configs" / name, model)
+    text = describe_config(cfg)
+    assert validate(yaml.safe_load(text), model, "shown") == cfg
+    assert all("  # " in line for line in text.splitlines())

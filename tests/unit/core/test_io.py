@@ -66,3 +66,76 @@ def test_parquet_rows_and_corrupt_file(tmp_path):
     bad.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(DataError, match="not a readable Parquet file"):
         list(iter_parquet(bad))
+
+
+def test_output_set_replaces_everything_or_nothing(tmp_path, monkeypatch):
+    import os
+
+    from tunewright.core.io import OutputSet
+
+    card, splits = tmp_path / "card.md", tmp_path / "splits"
+    card.write_text("old card")
+    splits.mkdir()
+    (splits / "train.jsonl").write_text("old split")
+
+    def stage() -> OutputSet:
+        out = OutputSet()
+        out.file(card).write_text("new card")
+        (out.dir(splits) / "train.jsonl").write_text("new split")
+        (out.dir(tmp_path / "fresh") / "f").write_text("new")
+        return out
+
+    real_rename, calls = os.rename, []
+
+    def failing_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 4:  # card aside, card in, splits aside, then the new splits fail to land
+            raise OSError(28, "No space left on device", str(dst))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="No space left"):
+        stage().commit()
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert card.read_text() == "old card"
+    assert (splits / "train.jsonl").read_text() == "old split"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.md", "splits"]
+
+    stage().commit()
+    assert card.read_text() == "new card"
+    assert (splits / "train.jsonl").read_text() == "new split"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.md", "fresh", "splits"]
+
+
+def test_output_set_never_swaps_a_directory_for_a_file(tmp_path):
+    from tunewright.core.errors import UserError
+    from tunewright.core.io import OutputSet
+
+    (tmp_path / "card.md").mkdir()
+    with pytest.raises(UserError, match=r"card\.md is a directory, but this output is a file"):
+        OutputSet().file(tmp_path / "card.md")
+
+
+def test_atomic_write_and_dir_honour_the_umask(tmp_path):
+    import os
+
+    from tunewright.core.io import atomic_dir, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("y")
+            os.chmod(d / "f", 0o600)  # as safetensors leaves its files
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "a.txt").stat().st_mode & 0o777) == "0o644"
+    assert oct((tmp_path / "d").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "d/f").stat().st_mode & 0o777) == "0o644"
+
+
+def test_malformed_json_reason_reads_once(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"prompt": "unterminated\n')
+    (line,) = list(iter_jsonl(p))
+    assert line.error == "malformed JSON: Unterminated string starting at column 12"

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -11,9 +12,9 @@ def test_manifest_records_hashes_versions_and_lineage(tmp_path):
     ws = tmp_path
     data = ws / "data.jsonl"
     with start_run(ws, "make", ["tunewright", "make"], {"k": 1}, seed=3) as parent:
-        data.write_text("x\n")
-        parent.add_output(data)
+        parent.output_file(data).write_text("x\n")
         (parent.dir / "inside.txt").write_text("y")
+        assert not data.exists()  # staged until the run completes
     with start_run(ws, "use", ["tunewright", "use"], {}) as child:
         child.add_input(data)
     m = load_manifest(ws / "runs" / parent.run_id)
@@ -24,14 +25,75 @@ def test_manifest_records_hashes_versions_and_lineage(tmp_path):
     assert {"path": "data.jsonl", "sha256": sha256_file(data)} in m["outputs"]
     assert any(o["path"].endswith("inside.txt") for o in m["outputs"])
     assert (ws / "runs" / parent.run_id / "config.yaml").read_text() == "k: 1\n"
-    assert load_manifest(ws / "runs" / child.run_id)["parents"] == [parent.run_id]
+    used = load_manifest(ws / "runs" / child.run_id)
+    assert used["parents"] == [parent.run_id]
+    assert used["inputs"] == [{"path": "data.jsonl", "sha256": sha256_file(data), "run": parent.run_id}]
 
 
-def test_failed_run_leaves_no_run_directory(tmp_path):
+def test_failed_run_leaves_no_run_directory_and_no_output(tmp_path):
+    out = tmp_path / "report.md"
+    out.write_text("previous")
     with pytest.raises(RuntimeError), start_run(tmp_path, "boom", [], {}) as run:
+        run.output_file(out).write_text("new")
+        (run.output_dir(tmp_path / "exports" / "x") / "w.bin").write_text("half")
         (run.dir / "partial.bin").write_text("half")
         raise RuntimeError
     assert list((tmp_path / "runs").iterdir()) == []
+    assert out.read_text() == "previous"
+    assert list((tmp_path / "exports").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "report.md", "runs"]
+
+
+def test_parents_come_from_the_producer_of_the_path_not_from_equal_bytes(tmp_path):
+    ws = tmp_path
+    base_tok = ws / "models/base/tokenizer.json"
+    base_tok.parent.mkdir(parents=True)
+    base_tok.write_text('{"vocab": 1}')
+    with start_run(ws, "train", [], {}) as first:
+        first.add_input(base_tok)
+        (first.dir / "adapter").mkdir()
+        (first.dir / "adapter/tokenizer.json").write_text('{"vocab": 1}')  # the same bytes, another path
+    with start_run(ws, "train", [], {}) as second:
+        second.add_input(base_tok)
+    assert load_manifest(ws / "runs" / second.run_id)["parents"] == []
+
+    split = ws / "data/splits/train.jsonl"
+    curations = []
+    for _ in range(3):  # three curation runs that write identical splits
+        with start_run(ws, "curate", [], {}) as cur:
+            cur.output_file(split).write_text("same\n")
+        curations.append(cur.run_id)
+    with start_run(ws, "train", [], {}) as third:
+        third.add_input(split)
+    assert load_manifest(ws / "runs" / third.run_id)["parents"] == [curations[-1]]
+
+    split.write_text("edited by hand\n")
+    with start_run(ws, "train", [], {}) as fourth:
+        fourth.add_input(split)
+    manifest = load_manifest(ws / "runs" / fourth.run_id)
+    assert manifest["parents"] == [] and "run" not in manifest["inputs"][0]
+
+
+def test_outputs_and_run_record_honour_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with start_run(tmp_path, "make", [], {}) as run:
+            run.output_file(tmp_path / "reports/card.md").write_text("x")
+            (run.output_dir(tmp_path / "exports/m") / "w.bin").write_bytes(b"1")
+    finally:
+        os.umask(old)
+    modes = {
+        p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777)
+        for p in [*tmp_path.rglob("*")]
+        if not p.name.startswith(".")
+    }
+    run_dir = f"runs/{run.run_id}"
+    assert modes["reports/card.md"] == "0o640"
+    assert modes["exports/m"] == "0o750"
+    assert modes["exports/m/w.bin"] == "0o640"
+    assert modes[run_dir] == "0o750"
+    assert modes[f"{run_dir}/manifest.json"] == "0o640"
+    assert modes[f"{run_dir}/config.yaml"] == "0o640"
 
 
 def test_find_run_by_id_path_and_latest(tmp_path):

@@ -95,4 +95,11 @@ def test_quality_step_reads_assistant_text_and_names_the_filter():
     q = Quarantine()
     kept = run_steps([good, bad], [QualityFilter(build_filters("sft", {}, []))], q)
     assert [r.id for r in kept] == ["ok"]
-    assert q.entries["quality"][0]["reason"] == "boilerplate=1 > max 0.4"
+    assert q.entries["quality"][0]["reason"] == "boilerplate: share of boilerplate paragraphs 1 > max 0.4"
+
+
+def test_a_below_minimum_reason_says_what_was_measured():
+    repeats = to_conversation({"prompt": "docs?", "response": "see\nsee\nsee\nsee\nsee\nsee"}, "s", "r")
+    q = Quarantine()
+    assert run_steps([repeats], [QualityFilter(build_filters("sft", {}, []))], q) == []
+    assert q.entries["quality"][0]["reason"] == "repeated_lines: share of unique lines 0.1667 < min 0.5"

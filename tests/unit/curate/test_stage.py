@@ -160,3 +160,49 @@ def test_curate_with_workers_writes_identical_outputs(workspace):
     assert files == single[0]
     assert card.splitlines() == single[1].splitlines()
     assert not any(p.name.startswith(".curate-") for p in (workspace / "runs").iterdir())
+
+
+def test_the_quarantine_never_stores_a_pii_value(workspace):
+    email, card, phone = "jane.roe@example.org", "4111 1111 1111 1111", "+44 20 7946 0958"
+    with (workspace / "data/raw/support_tickets.jsonl").open("a") as fh:
+        fh.write(f'{{"prompt": "charge {card} for {email}", "response": \n')  # malformed: goes to read.jsonl
+        fh.write(json.dumps({"prompt": f"call {phone}", "response": "Lorem ipsum dolor sit amet."}) + "\n")
+    run_curate(workspace)
+    stored = "".join(p.read_text() for p in (workspace / "data/quarantine").glob("*.jsonl"))
+    card_text = (workspace / "reports/data-card.md").read_text()
+    for value in (email, card, phone):
+        assert value not in stored and value not in card_text
+    lines = count_lines(workspace / "data/raw/support_tickets.jsonl")
+    read = [json.loads(x) for x in (workspace / "data/quarantine/read.jsonl").read_text().splitlines()]
+    planted = next(e for e in read if e["line"] == lines - 1)
+    assert planted["path"] == "data/raw/support_tickets.jsonl"  # file:line still lead to the original
+    assert "[CREDIT_CARD]" in planted["raw"] and "[EMAIL]" in planted["raw"]
+    quality = [json.loads(x) for x in (workspace / "data/quarantine/quality.jsonl").read_text().splitlines()]
+    assert any("[PHONE]" in m["content"] for e in quality for m in e["record"]["messages"])
+
+
+def test_data_card_counts_kept_modifications_sources_and_lengths(workspace):
+    result, run = run_curate(workspace)
+    card = (workspace / "reports/data-card.md").read_text()
+    splits = [
+        json.loads(line) for s in SPLITS for line in (workspace / "data/splits" / f"{s}.jsonl").read_text().splitlines()
+    ]
+    kept_ids = {r["id"] for r in splits}
+    quarantine = (workspace / "data/quarantine").glob("*.jsonl")
+    logged = [json.loads(x) for p in quarantine for x in p.read_text().splitlines()]
+    modified_ids = {e["id"] for e in logged if e["action"] == "modified"}
+    kept_modified = len(modified_ids & kept_ids)
+    assert modified_ids - kept_ids, "the sample has records that were cleaned and later removed"
+    assert f"{kept_modified} of the {len(splits)} kept records were modified" in card
+    assert f"; {len(modified_ids - kept_ids)} more were modified and later removed." in card
+    assert run.results["modified_kept"] == kept_modified
+    for source in ("support_tickets", "runbook_chats"):
+        kept = sum(r["source"] == source for r in splits)
+        assert f"| {result.lines_by_source[source]} | {kept} |" in card
+        assert run.results["kept_by_source"][source] == kept
+    assert "## Lengths of the kept records (words)" in card
+    answer_words = sorted(len(r["messages"][-1]["content"].split()) for r in splits)
+    train = result.lengths()["train"]["answer_words"]
+    assert train["max"] <= answer_words[-1] and train["min"] >= answer_words[0]
+    assert "at at" not in card and "decontaminate_scan" not in card
+    assert "| golden.jsonl |" in card and "n-grams ignored as common" in card

@@ -4,7 +4,8 @@ import httpx
 import openai
 import pytest
 
-from tunewright.core.modeling import ModelSource, generate_chat
+from tunewright.core.model_source import ModelSource
+from tunewright.core.modeling import generate_chat
 from tunewright.serve.app import BackgroundServer, create_app
 from tunewright.serve.engine import Engine, cut_at_stop
 

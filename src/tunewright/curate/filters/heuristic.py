@@ -190,6 +190,7 @@ class HeuristicFilter:
     min: float | None = None
     max: float | None = None
     min_words: int = 0
+    measures: str = "score"  # what the score is, for the quarantine reason
 
     def check(self, text: str) -> tuple[bool, float]:
         if self.min_words and len(words(text)) < self.min_words:
@@ -199,13 +200,15 @@ class HeuristicFilter:
         return ok, value
 
     def describe(self, value: float) -> str:
+        """`repeated_lines: share of unique lines 0.1667 < min 0.5`: the filter, what it measured, the bound."""
         bound = f"< min {self.min}" if self.min is not None and value < self.min else f"> max {self.max}"
-        return f"{self.name}={value:.4g} {bound}"
+        return f"{self.name}: {self.measures} {value:.4g} {bound}"
 
 
 @dataclass
 class Spec:
     score: Callable[[str], float]
+    measures: str
     nemo: dict[str, Any]
     sft: dict[str, Any] | None = field(default=None)
 
@@ -216,32 +219,54 @@ def _ngram(n: int, fn: Callable[[str, int], float]) -> Callable[[str], float]:
 
 # name -> score, NeMo Curator English defaults, SFT preset (None: not applied for SFT data)
 SPECS: dict[str, Spec] = {
-    "word_count": Spec(word_count, {"min": 50, "max": 100000}, {"min": 1, "max": 100000}),
-    "mean_word_length": Spec(mean_word_length, {"min": 3, "max": 10}, {"min": 2, "max": 15}),
-    "non_alpha_numeric": Spec(non_alpha_numeric, {"max": 0.25}, {"max": 0.5}),
-    "symbols_to_words": Spec(symbols_to_words, {"max": 0.1}, {"max": 0.2}),
-    "numbers": Spec(numbers, {"max": 0.15}, {"max": 0.3}),
-    "urls": Spec(urls, {"max": 0.2}, {"max": 0.5}),
-    "white_space": Spec(white_space, {"max": 0.25}, {"max": 0.5}),
-    "parentheses": Spec(parentheses, {"max": 0.1}, {"max": 0.2}),
-    "long_word": Spec(long_word, {"max": 1000}, {"max": 1000}),
-    "repeated_lines": Spec(unique_lines, {"min": 0.7}, {"min": 0.5}),
-    "repeated_paragraphs": Spec(unique_paragraphs, {"min": 0.7}, {"min": 0.5}),
-    "repeated_lines_char": Spec(unique_lines_chars, {"min": 0.8}, {"min": 0.5}),
-    "repeated_paragraphs_char": Spec(unique_paragraphs_chars, {"min": 0.8}, {"min": 0.5}),
-    "top_2gram": Spec(_ngram(2, top_ngram), {"max": 0.2}, {"max": 0.3, "min_words": 50}),
-    "top_3gram": Spec(_ngram(3, top_ngram), {"max": 0.18}, {"max": 0.28, "min_words": 50}),
-    "top_4gram": Spec(_ngram(4, top_ngram), {"max": 0.16}, {"max": 0.26, "min_words": 50}),
+    "word_count": Spec(word_count, "words", {"min": 50, "max": 100000}, {"min": 1, "max": 100000}),
+    "mean_word_length": Spec(mean_word_length, "mean word length", {"min": 3, "max": 10}, {"min": 2, "max": 15}),
+    "non_alpha_numeric": Spec(non_alpha_numeric, "share of non-alphanumeric characters", {"max": 0.25}, {"max": 0.5}),
+    "symbols_to_words": Spec(symbols_to_words, "symbols per word", {"max": 0.1}, {"max": 0.2}),
+    "numbers": Spec(numbers, "share of digits", {"max": 0.15}, {"max": 0.3}),
+    "urls": Spec(urls, "share of URL characters", {"max": 0.2}, {"max": 0.5}),
+    "white_space": Spec(white_space, "share of whitespace", {"max": 0.25}, {"max": 0.5}),
+    "parentheses": Spec(parentheses, "share of brackets", {"max": 0.1}, {"max": 0.2}),
+    "long_word": Spec(long_word, "longest word", {"max": 1000}, {"max": 1000}),
+    "repeated_lines": Spec(unique_lines, "share of unique lines", {"min": 0.7}, {"min": 0.5}),
+    "repeated_paragraphs": Spec(unique_paragraphs, "share of unique paragraphs", {"min": 0.7}, {"min": 0.5}),
+    "repeated_lines_char": Spec(unique_lines_chars, "share of characters in unique lines", {"min": 0.8}, {"min": 0.5}),
+    "repeated_paragraphs_char": Spec(
+        unique_paragraphs_chars, "share of characters in unique paragraphs", {"min": 0.8}, {"min": 0.5}
+    ),
+    "top_2gram": Spec(
+        _ngram(2, top_ngram),
+        "share of characters in the most frequent word 2-gram",
+        {"max": 0.2},
+        {"max": 0.3, "min_words": 50},
+    ),
+    "top_3gram": Spec(
+        _ngram(3, top_ngram),
+        "share of characters in the most frequent word 3-gram",
+        {"max": 0.18},
+        {"max": 0.28, "min_words": 50},
+    ),
+    "top_4gram": Spec(
+        _ngram(4, top_ngram),
+        "share of characters in the most frequent word 4-gram",
+        {"max": 0.16},
+        {"max": 0.26, "min_words": 50},
+    ),
     **{
-        f"duplicate_{n}gram": Spec(_ngram(n, duplicate_ngrams), {"max": cut}, {"max": cut + 0.15, "min_words": 50})
+        f"duplicate_{n}gram": Spec(
+            _ngram(n, duplicate_ngrams),
+            f"share of characters in repeated word {n}-grams",
+            {"max": cut},
+            {"max": cut + 0.15, "min_words": 50},
+        )
         for n, cut in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
     },
-    "boilerplate": Spec(boilerplate, {"max": 0.4}, {"max": 0.4}),
-    "bullets": Spec(bullet_lines, {"max": 0.9}, {"max": 0.9}),
-    "ellipsis": Spec(lines_ending_with_ellipsis, {"max": 0.3}, {"max": 0.3}),
-    "punctuation": Spec(lines_without_end_mark, {"max": 0.85}),
-    "common_words": Spec(common_english_words, {"min": 2}),
-    "words_with_letters": Spec(words_with_letters, {"min": 0.8}, {"min": 0.5}),
+    "boilerplate": Spec(boilerplate, "share of boilerplate paragraphs", {"max": 0.4}, {"max": 0.4}),
+    "bullets": Spec(bullet_lines, "share of bullet lines", {"max": 0.9}, {"max": 0.9}),
+    "ellipsis": Spec(lines_ending_with_ellipsis, "share of lines ending in an ellipsis", {"max": 0.3}, {"max": 0.3}),
+    "punctuation": Spec(lines_without_end_mark, "share of lines without end punctuation", {"max": 0.85}),
+    "common_words": Spec(common_english_words, "common English words", {"min": 2}),
+    "words_with_letters": Spec(words_with_letters, "share of words with letters", {"min": 0.8}, {"min": 0.5}),
 }
 
 
@@ -257,5 +282,5 @@ def build_filters(preset: str, overrides: dict[str, dict[str, Any]], disable: li
             params = {**(params or {}), **overrides[name]}
         if params is None or name in disable:
             continue
-        out.append(HeuristicFilter(name, spec.score, **params))
+        out.append(HeuristicFilter(name, spec.score, **params, measures=spec.measures))
     return out

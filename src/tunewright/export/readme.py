@@ -1,0 +1,74 @@
+"""The README written into every export: what it is, where it came from, how to load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunewright.core.adapter_files import adapter_summary
+
+
+def _eval_line(verdict: dict[str, Any] | None, allowed_failure: bool) -> str:
+    if verdict is None:
+        return "Evaluation: this training run had not been evaluated when it was exported."
+    gates = "passed every gate" if verdict["passed"] else f"FAILED gate(s) {', '.join(verdict['failed_gates'])}"
+    line = f"Evaluation: `{verdict['run_id']}` {gates}."
+    if allowed_failure and not verdict["passed"]:
+        line += " It was exported anyway with `--allow-failed-eval`."
+    return line
+
+
+def export_readme(
+    name: str, fmt: str, out_dir: Path, results: dict[str, Any], verdict: dict[str, Any] | None, allowed: bool
+) -> str:
+    """Markdown README for an export of format `fmt` built in `out_dir`."""
+    base = results["base_model"]
+    digest = f" (content sha256 `{base['sha256'][:16]}…`)" if base.get("sha256") else ""
+    run = results["source_run"]
+    if fmt == "adapter":
+        what = f"A PEFT adapter ({adapter_summary(out_dir)}) for the base model `{base['name_or_path']}`{digest}."
+        use = [
+            "```python",
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'base = AutoModelForCausalLM.from_pretrained("{base["name_or_path"]}")',
+            f'model = PeftModel.from_pretrained(base, "exports/{name}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("exports/{name}")',
+            "```",
+            "",
+            f"vLLM: `vllm serve {base['name_or_path']} --enable-lora --lora-modules {name}=exports/{name}`; "
+            f"tunewright: `tunewright serve exports/{name}` (finds the base and checks its content hash).",
+        ]
+    else:
+        what = f"A standalone model: training run `{run}` merged into the base `{base['name_or_path']}`{digest}."
+        use = [
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'model = AutoModelForCausalLM.from_pretrained("exports/{name}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("exports/{name}")  # chat template included',
+            "```",
+            "",
+            f"vLLM: `vllm serve exports/{name}`; tunewright: `tunewright serve exports/{name}`.",
+        ]
+    return "\n".join(
+        [
+            f"# {name}",
+            "",
+            what,
+            "",
+            f"Exported by tunewright from training run `{run}` (see `manifest.json` for every input, output and "
+            "version, and `tunewright runs lineage` in the workspace for the data it learned from).",
+            "",
+            _eval_line(verdict, allowed),
+            "",
+            f"Parity: the export answered all {results['parity_prompts']} golden prompts exactly as the trained "
+            "model did (`parity.json`).",
+            "",
+            "## Use",
+            "",
+            *use,
+            "",
+        ]
+    )

@@ -1,0 +1,122 @@
+"""Export guards and portability: a failed eval blocks the export, names are never overwritten
+silently, an adapter export names its base portably, and lineage follows what each run consumed."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tunewright.cli.main import main
+from tunewright.core.errors import UserError
+from tunewright.core.model_source import resolve_model
+
+SHORT = ["training.max_steps=20", "training.eval_every=10", "checkpoint.every=null"]
+EVAL_FAST = ["generation.max_new_tokens=24", "tasks=[{name: golden, data: data/raw/eval/golden.jsonl}]"]
+GATE = ["gates=[{metric: golden.format_rate, op: '>=', threshold: 0.99}]"]
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def runs(ws: Path, stage: str) -> list[dict]:
+    found = [manifest(p) for p in (ws / "runs").glob(f"{stage}-*")]
+    return sorted(found, key=lambda m: m["started_at"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_base):
+    from tunewright.core.workspace import init_workspace
+    from tunewright.demo.sample_data import write_sample_data
+
+    ws = tmp_path_factory.mktemp("export") / "ws"
+    init_workspace(ws)
+    write_sample_data(ws / "data/raw")
+    shutil.copytree(tiny_base, ws / "models/tiny-base")
+    assert main(["curate", "-w", str(ws)]) == 0
+    assert main(["train", "-w", str(ws), *SHORT]) == 0
+    return ws
+
+
+def test_a_failed_eval_blocks_the_export_unless_allowed_and_recorded(trained, capsys):
+    ws = trained
+    assert main(["eval", "-w", str(ws), *EVAL_FAST, *GATE]) == 1
+    eval_id = runs(ws, "eval")[-1]["run_id"]
+    capsys.readouterr()
+    assert main(["export", "latest:train", "--name", "blocked", "-w", str(ws)]) == 1
+    err = capsys.readouterr().err
+    assert f"latest evaluation ({eval_id}) failed gate(s) golden.format_rate" in err and "--allow-failed-eval" in err
+    assert not (ws / "exports/blocked").exists()
+    assert main(["export", "latest:train", "--name", "blocked", "--allow-failed-eval", "-w", str(ws)]) == 0
+    exported = manifest(ws / "exports/blocked")
+    assert exported["results"]["eval"] == {"run_id": eval_id, "passed": False, "failed_gates": ["golden.format_rate"]}
+    assert exported["results"]["allow_failed_eval"] is True and exported["config"]["allow_failed_eval"] is True
+    assert eval_id in exported["parents"]
+    assert "FAILED gate(s) golden.format_rate" in (ws / "exports/blocked/README.md").read_text()
+
+
+def test_an_export_name_is_not_overwritten_without_asking(trained, capsys):
+    ws = trained
+    assert main(["eval", "-w", str(ws), *EVAL_FAST, "gates=[]"]) == 0  # the latest eval now passes
+    assert main(["export", "latest:train", "--name", "taken", "-w", str(ws)]) == 0
+    first = (ws / "exports/taken/manifest.json").read_bytes()
+    capsys.readouterr()
+    assert main(["export", "latest:train", "--name", "taken", "-w", str(ws)]) == 2
+    assert "exports/taken already exists; pass --overwrite" in capsys.readouterr().err
+    assert (ws / "exports/taken/manifest.json").read_bytes() == first
+    assert main(["export", "latest:train", "--name", "taken", "--overwrite", "-w", str(ws)]) == 0
+    assert (ws / "exports/taken/manifest.json").read_bytes() != first
+    assert main(["export", "latest:train", "--name", "../escape", "-w", str(ws)]) == 2
+
+
+def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ws = trained
+    assert main(["eval", "-w", str(ws), *EVAL_FAST, "gates=[]"]) == 0
+    old = os.umask(0o022)
+    try:
+        assert main(["export", "latest:train", "--format", "adapter", "--name", "ad", "-w", str(ws)]) == 0
+    finally:
+        os.umask(old)
+    out = ws / "exports/ad"
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "models/tiny-base"
+    for path in out.iterdir():
+        assert oct(path.stat().st_mode & 0o777) == "0o644", path
+        if path.suffix in (".json", ".md") and path.name != "manifest.json":  # the manifest records the command
+            assert str(ws) not in path.read_text(), path
+    readme = (out / "README.md").read_text()
+    assert "Model Card for Model ID" not in readme and "LoRA r=16" in readme and "passed every gate" in readme
+    base = manifest(out)["results"]["base_model"]
+    assert base["name_or_path"] == "models/tiny-base" and len(base["sha256"]) == 64
+
+    source = resolve_model(ws, "exports/ad")  # the base is found by name and checked by hash
+    assert source.base == str(ws / "models/tiny-base") and source.adapter == out
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ws / "models/tiny-base"), str(out))
+    assert plain.get_input_embeddings().weight.shape[0] == len(source.load()[1])
+
+    moved = ws.parent / "elsewhere"  # the export and its base, copied to another place, still load
+    shutil.copytree(ws / "exports", moved / "exports")
+    shutil.copytree(ws / "models", moved / "models")
+    assert resolve_model(moved, "exports/ad").base == str(moved / "models/tiny-base")
+    (moved / "models/tiny-base/config.json").write_text("{}")
+    with pytest.raises(UserError, match="whose files differ"):
+        resolve_model(moved, "exports/ad")
+
+
+def test_lineage_follows_what_each_run_consumed(trained):
+    ws = trained
+    base_id = runs(ws, "base")[0]["run_id"] if runs(ws, "base") else None
+    for _ in range(2):
+        assert main(["curate", "-w", str(ws)]) == 0  # identical splits again
+    latest_curate = runs(ws, "curate")[-1]["run_id"]
+    first_train = runs(ws, "train")[0]["run_id"]
+    assert main(["train", "-w", str(ws), *SHORT, "training.max_steps=2"]) == 0
+    second = runs(ws, "train")[-1]
+    assert second["parents"] == [latest_curate, *([base_id] if base_id else [])]
+    assert first_train not in second["parents"]
+    consumed = {i["path"]: i.get("run") for i in second["inputs"]}
+    assert consumed["data/splits/train.jsonl"] == latest_curate
