@@ -20,6 +20,7 @@ from tunewright.core.errors import UserError
 from tunewright.core.io import sha256_tree
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_adapter_model, load_model, load_tokenizer
+from tunewright.core.progress import status
 from tunewright.core.runs import MANIFEST, find_run, load_manifest
 
 
@@ -37,10 +38,11 @@ class ModelSource:
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Load the model ready for inference."""
-        if self.adapter is not None:
-            return load_adapter_model(self.base, self.adapter, self.dtype)
-        tokenizer = load_tokenizer(self.base)
-        return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
+        with status(f"loading {self.label}"):
+            if self.adapter is not None:
+                return load_adapter_model(self.base, self.adapter, self.dtype)
+            tokenizer = load_tokenizer(self.base)
+            return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
 
     def files(self) -> list[Path]:
         """Local files this model is made of (manifest inputs)."""

@@ -13,6 +13,7 @@ answers the same way.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,12 @@ def generate_chat(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> list[Generation]:
-    """Answer each conversation (a list of role/content dicts); greedy when temperature is 0."""
+    """Answer each conversation (a list of role/content dicts); greedy when temperature is 0.
+
+    `advance(n)` is called after each batch of `n` answers (a progress display).
+    """
     tokenizer.padding_side = "left"
     stop = _stop_ids(model, tokenizer)
     sampling: dict[str, Any] = {"do_sample": False}
@@ -143,4 +148,6 @@ def generate_chat(
                     finish_reason="length" if ended is None else "stop",
                 )
             )
+        if advance is not None:
+            advance(len(chunk))
     return out

@@ -77,6 +77,22 @@ class _PlainProgress:
         _say(f"{self._line(time.monotonic())} ({end})")
 
 
+_live = {"active": False}  # rich shows one live display (bar or spinner) per console at a time
+
+
+@contextmanager
+def _one_live_display() -> Iterator[bool]:
+    """True when the caller may start a live display (none is active yet)."""
+    if _live["active"]:
+        yield False
+        return
+    _live["active"] = True
+    try:
+        yield True
+    finally:
+        _live["active"] = False
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[..., None]]:
     """Show progress for `description`; yields `advance(n=1, **fields)` to step it.
@@ -96,6 +112,16 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
             raise
         plain.finish(failed=False)
         return
+    with _one_live_display() as free:
+        if not free:
+            yield lambda n=1, **fields: None
+            return
+        with _rich_bar(description, total) as advance:
+            yield advance
+
+
+@contextmanager
+def _rich_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -116,11 +142,21 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
 
 
 @contextmanager
-def status(description: str) -> Iterator[None]:
-    """A step without a count (loading, merging, saving): a spinner, or plain start / alive / end lines."""
+def status(description: str, enabled: bool = True) -> Iterator[None]:
+    """A step without a count (loading, merging, saving): a spinner, or plain start / alive / end lines.
+
+    On a terminal, a step inside another step's bar or spinner shows nothing of its own.
+    """
+    if not enabled:
+        yield
+        return
     if console.is_terminal:
-        with console.status(description):
-            yield
+        with _one_live_display() as free:
+            if not free:
+                yield
+                return
+            with console.status(description):
+                yield
         return
     t0 = time.monotonic()
     _say(f"{description}: started")

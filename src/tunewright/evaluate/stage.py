@@ -44,14 +44,10 @@ def evaluate_model(source: ModelSource, tasks: list[Task], cfg: EvalConfig) -> M
     model, tokenizer = source.load()
     metrics, answers = {}, {}
     total = sum(len(t.prompts) for t in tasks)
+    g = cfg.generation
     with progress_bar(f"evaluating {source.label}", total=total) as advance:
         for task in tasks:
-            outs = []
-            g = cfg.generation
-            for i in range(0, len(task.prompts), g.batch_size):
-                chunk = task.prompts[i : i + g.batch_size]
-                outs += generate_chat(model, tokenizer, chunk, g.max_new_tokens, g.batch_size)
-                advance(len(chunk))
+            outs = generate_chat(model, tokenizer, task.prompts, g.max_new_tokens, g.batch_size, advance=advance)
             answers[task.name] = [o.text for o in outs]
             metrics[task.name], _ = score_task(answers[task.name], task.references, cfg.format_regex, cfg.fields)
     result = ModelResult(source, metrics, answers)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tunewright.core.model_source import ModelSource
 from tunewright.core.modeling import generate_chat
+from tunewright.core.progress import progress_bar
 
 
 @dataclass
@@ -31,9 +32,10 @@ def check_parity(
 ) -> ParityResult:
     """Generate with both models and list the prompts whose answers differ."""
     answers = []
-    for source in (reference, exported):
+    for what, source in (("trained model", reference), ("export", exported)):
         model, tokenizer = source.load()
-        answers.append([g.text for g in generate_chat(model, tokenizer, prompts, max_new_tokens)])
+        with progress_bar(f"golden prompts on the {what}", total=len(prompts)) as advance:
+            answers.append([g.text for g in generate_chat(model, tokenizer, prompts, max_new_tokens, advance=advance)])
     diverged = [
         {"id": i, "prompt": p[-1]["content"], "trained": a, "export": b}
         for i, p, a, b in zip(ids, prompts, answers[0], answers[1], strict=True)

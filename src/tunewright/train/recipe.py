@@ -117,7 +117,8 @@ def render_check(split: Split, tokenizer: PreTrainedTokenizerBase, n: int = 3) -
 
 
 def build_model(cfg: TrainConfig, model_ref: str, tokenizer: PreTrainedTokenizerBase, d: Dist) -> torch.nn.Module:
-    model = load_model(model_ref, cfg.model.dtype, tokenizer, attn_implementation=cfg.model.attn_implementation)
+    with status(f"loading {cfg.model.name_or_path}", enabled=d.main):
+        model = load_model(model_ref, cfg.model.dtype, tokenizer, attn_implementation=cfg.model.attn_implementation)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
