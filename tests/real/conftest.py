@@ -8,12 +8,6 @@ from pathlib import Path
 import pytest
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.real)
-
-
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """A plain HF directory of SmolLM2-135M-Instruct (~/.cache/tunewright unless TUNEWRIGHT_REAL_MODEL_DIR)."""

@@ -35,6 +35,8 @@ TRAIN = [
     "peft.alpha=16",
     "checkpoint.every=null",
 ]
+pytestmark = pytest.mark.real
+
 EVAL = ["generation.max_new_tokens=24", "tasks=[{name: golden, data: data/raw/eval/golden.jsonl}]", "gates=[]"]
 PROMPT = [{"role": "user", "content": "The table finance.ledger is stale. What should I do?"}]
 
