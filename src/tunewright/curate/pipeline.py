@@ -56,7 +56,7 @@ class Quarantine:
         self.scrub = scrub
         self.entries: dict[str, list[dict[str, Any]]] = {}
         self.tally: Counter[tuple[str, str]] = Counter()
-        self.modified_ids: Counter[str] = Counter()  # record id -> steps that modified it
+        self.modified_ids: set[str] = set()  # records some step changed (kept or removed later)
         self._files: dict[str, IO[str]] = {}
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ class Quarantine:
         step = entry["step"]
         self.tally[(step, entry["action"])] += 1
         if entry["action"] == "modified" and entry.get("id") is not None:
-            self.modified_ids[entry["id"]] += 1
+            self.modified_ids.add(entry["id"])
         if self.directory is not None:
             fh = self._files.get(step)
             if fh is None:
