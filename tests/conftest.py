@@ -37,3 +37,26 @@ def model_workspace(workspace: Path, tiny_base: Path) -> Path:
     """A workspace with sample data and a copy of the tiny base model at models/tiny-base."""
     shutil.copytree(tiny_base, workspace / BASE_MODEL_DIR)
     return workspace
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two LoRA adapters of the tiny base with random (non-zero) weights: answers differ per adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("adapters")
+    out = {}
+    for seed, (name, targets) in enumerate((("alpha", "all-linear"), ("beta", ["q_proj", "v_proj", "down_proj"]))):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_base)
+        config = LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False, task_type="CAUSAL_LM")
+        model = get_peft_model(base, config)
+        with torch.no_grad():
+            for n, param in model.named_parameters():
+                if "lora_B" in n:
+                    param.mul_(0.3)
+        model.save_pretrained(root / name)
+        out[name] = root / name
+    return out

@@ -122,7 +122,7 @@ def test_served_export_answers_through_openai(quickstart):
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

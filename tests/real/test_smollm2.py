@@ -21,8 +21,9 @@ from tunewright.cli.main import main
 from tunewright.core.model_source import resolve_model
 from tunewright.core.workspace import init_workspace
 from tunewright.demo.sample_data import write_sample_data
+from tunewright.engine import Engine
 from tunewright.serve.app import BackgroundServer, create_app
-from tunewright.serve.engine import Engine
+from tunewright.serve.service import Served
 
 TRAIN = [
     "model.name_or_path=models/smollm2",
@@ -97,8 +98,9 @@ def test_eval_export_and_serve_on_the_real_model(workspace):
     assert AutoModelForCausalLM.from_pretrained(merged).get_input_embeddings().weight.shape[0] == 49152
 
     for name in ("smol-merged", "smol-adapter"):
-        engine = Engine(resolve_model(ws, f"exports/{name}"))
-        with BackgroundServer(create_app(engine, name, max_new_tokens=16)) as server:
+        source = resolve_model(ws, f"exports/{name}")
+        app = create_app(lambda source=source, name=name: (Engine.from_source(source), Served(name, source.base)))
+        with BackgroundServer(app) as server:
             client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
             resp = client.chat.completions.create(model=name, messages=PROMPT, temperature=0, max_tokens=16)
         assert resp.choices[0].message.content.strip()

@@ -40,8 +40,9 @@ def quickstart_cmd(
     from tunewright.cli.main import main
     from tunewright.core.model_source import resolve_model
     from tunewright.core.progress import console
+    from tunewright.engine import Engine
     from tunewright.serve.app import BackgroundServer, create_app
-    from tunewright.serve.engine import Engine
+    from tunewright.serve.service import Served
 
     ws = workspace.resolve()
     export_name = "support-assistant"
@@ -58,8 +59,9 @@ def quickstart_cmd(
         if code != EXIT_OK:
             raise typer.Exit(code)
     console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1}  tunewright serve exports/{export_name}")
-    engine = Engine(resolve_model(ws, f"exports/{export_name}"))
-    with BackgroundServer(create_app(engine, export_name)) as server:
+    source = resolve_model(ws, f"exports/{export_name}")
+    app = create_app(lambda: (Engine.from_source(source), Served(export_name, source.base)))
+    with BackgroundServer(app) as server:
         answer = ask(server.base_url, export_name, QUESTION)
         url = server.base_url
     typer.echo("")

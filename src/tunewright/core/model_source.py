@@ -44,6 +44,12 @@ class ModelSource:
             tokenizer = load_tokenizer(self.base)
             return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
 
+    def load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        """The base model without its adapter (the engine applies adapters itself) and the tokenizer to use."""
+        with status(f"loading {self.label}"):
+            tokenizer = load_tokenizer(self.adapter if self.adapter is not None else self.base)
+            return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
+
     def files(self) -> list[Path]:
         """Local files this model is made of (manifest inputs)."""
         paths = [Path(self.base)] if Path(self.base).exists() else []

@@ -6,17 +6,13 @@ directory works the same; a training run's adapter is loaded on top of its base 
 a token it already has (its EOS), because every padded position is masked out of
 attention and labels by position, so pad == EOS costs nothing, while adding a token
 would resize the embeddings and make adapters unloadable on the real base model.
-Generation is one function so that eval, the export parity check and the server produce
-answers the same way.
+Generation lives in `tunewright.engine`, one path for eval, export parity and the server.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import transformers
@@ -84,70 +80,3 @@ def load_adapter_model(
     tokenizer = load_tokenizer(adapter_dir)
     model = load_model(base, dtype, tokenizer)
     return PeftModel.from_pretrained(model, str(adapter_dir)).eval(), tokenizer
-
-
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" (EOS produced) or "length"
-
-
-def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
-    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
-
-
-@torch.no_grad()
-def generate_chat(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    conversations: list[list[dict[str, str]]],
-    max_new_tokens: int = 64,
-    batch_size: int = 8,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    advance: Callable[[int], None] | None = None,
-) -> list[Generation]:
-    """Answer each conversation (a list of role/content dicts); greedy when temperature is 0.
-
-    `advance(n)` is called after each batch of `n` answers (a progress display).
-    """
-    tokenizer.padding_side = "left"
-    stop = _stop_ids(model, tokenizer)
-    sampling: dict[str, Any] = {"do_sample": False}
-    if temperature > 0:
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-        if seed is not None:
-            torch.manual_seed(seed)
-    out: list[Generation] = []
-    for i in range(0, len(conversations), batch_size):
-        chunk = conversations[i : i + batch_size]
-        prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(model.device)
-        seqs = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=stop,
-            pad_token_id=tokenizer.pad_token_id,
-            **sampling,
-        )
-        width = enc["input_ids"].shape[1]
-        for row, mask in zip(seqs, enc["attention_mask"], strict=True):
-            new = row[width:].tolist()
-            ended = next((k for k, t in enumerate(new) if t in stop), None)
-            body = new if ended is None else new[:ended]
-            out.append(
-                Generation(
-                    text=tokenizer.decode(body, skip_special_tokens=True),
-                    prompt_tokens=int(mask.sum()),
-                    completion_tokens=len(body) + (0 if ended is None else 1),
-                    finish_reason="length" if ended is None else "stop",
-                )
-            )
-        if advance is not None:
-            advance(len(chunk))
-    return out

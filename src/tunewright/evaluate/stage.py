@@ -8,10 +8,10 @@ from typing import Any
 
 from tunewright.core.io import write_jsonl, write_text
 from tunewright.core.model_source import ModelSource, resolve_model
-from tunewright.core.modeling import generate_chat
 from tunewright.core.progress import progress_bar
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
+from tunewright.engine.offline import answer_chats
 from tunewright.evaluate.config import EvalConfig
 from tunewright.evaluate.gates import GateResult, check_gates
 from tunewright.evaluate.metrics import score_task
@@ -41,15 +41,14 @@ class ModelResult:
 
 def evaluate_model(source: ModelSource, tasks: list[Task], cfg: EvalConfig) -> ModelResult:
     """Generate answers for every task item and score them."""
-    model, tokenizer = source.load()
     metrics, answers = {}, {}
-    total = sum(len(t.prompts) for t in tasks)
+    prompts = [p for task in tasks for p in task.prompts]
     g = cfg.generation
-    with progress_bar(f"evaluating {source.label}", total=total) as advance:
-        for task in tasks:
-            outs = generate_chat(model, tokenizer, task.prompts, g.max_new_tokens, g.batch_size, advance=advance)
-            answers[task.name] = [o.text for o in outs]
-            metrics[task.name], _ = score_task(answers[task.name], task.references, cfg.format_regex, cfg.fields)
+    with progress_bar(f"evaluating {source.label}", total=len(prompts)) as advance:
+        outs = iter(answer_chats(source, prompts, g.max_new_tokens, g.batch_size, advance=advance))
+    for task in tasks:
+        answers[task.name] = [next(outs).text for _ in task.prompts]
+        metrics[task.name], _ = score_task(answers[task.name], task.references, cfg.format_regex, cfg.fields)
     result = ModelResult(source, metrics, answers)
     result.gates = check_gates(cfg.gates, metrics)
     return result

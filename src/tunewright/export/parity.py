@@ -1,7 +1,7 @@
 """Export parity: the export must answer the golden prompts exactly as the trained model did.
 
-Both are run greedily on the same prompts in the same batches; any differing answer is
-a divergence (tokenizer, template, merge, precision or generation settings changed).
+Both are run greedily on the same prompts through the same engine; any differing answer
+is a divergence (tokenizer, template, merge, precision or generation settings changed).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunewright.core.model_source import ModelSource
-from tunewright.core.modeling import generate_chat
 from tunewright.core.progress import progress_bar
+from tunewright.engine.offline import answer_chats
 
 
 @dataclass
@@ -33,9 +33,8 @@ def check_parity(
     """Generate with both models and list the prompts whose answers differ."""
     answers = []
     for what, source in (("trained model", reference), ("export", exported)):
-        model, tokenizer = source.load()
         with progress_bar(f"golden prompts on the {what}", total=len(prompts)) as advance:
-            answers.append([g.text for g in generate_chat(model, tokenizer, prompts, max_new_tokens, advance=advance)])
+            answers.append([c.text for c in answer_chats(source, prompts, max_new_tokens, advance=advance)])
     diverged = [
         {"id": i, "prompt": p[-1]["content"], "trained": a, "export": b}
         for i, p, a, b in zip(ids, prompts, answers[0], answers[1], strict=True)

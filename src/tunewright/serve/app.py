@@ -1,35 +1,133 @@
-"""The FastAPI application and the uvicorn runner for `tunewright serve`."""
+"""The FastAPI application and the uvicorn runner for `tunewright serve`.
+
+The server listens at once and loads the model in the background: `/v1/health/live` answers
+from the start, `/v1/health/ready` (and every model route) answers 503 until the model is
+loaded and one short generation has warmed it up. On shutdown the engine stops taking
+requests and finishes the ones in flight (up to `shutdown_grace_s`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from tunewright import __version__
-from tunewright.serve.engine import Engine
-from tunewright.serve.routes import error, router
+from tunewright.engine import Engine, SamplingParams
+from tunewright.engine.engine import EngineClosed, PromptTooLong, QueueFull, UnknownAdapter
+from tunewright.serve.adapters_dir import AdapterDirectory
+from tunewright.serve.config import ServeConfig
+from tunewright.serve.gate import Gate
+from tunewright.serve.metrics import ServeMetrics
+from tunewright.serve.routes import NotReady, error, router
+from tunewright.serve.service import ModelNotFound, Served, Service
+
+log = logging.getLogger("tunewright.serve")
+Loader = Callable[[], tuple[Engine, Served]]
 
 
-def create_app(engine: Engine, model_name: str, max_new_tokens: int = 128) -> FastAPI:
-    """An app serving one model under `model_name`."""
-    app = FastAPI(title="tunewright", version=__version__)
-    app.state.engine = engine
-    app.state.model_name = model_name
-    app.state.max_new_tokens = max_new_tokens
-    app.state.started = int(time.time())
+def _warm_up(engine: Engine) -> None:
+    prompt = engine.chat_prompt([{"role": "user", "content": "Hello"}])
+    engine.generate([prompt], SamplingParams(max_tokens=2))
+
+
+def _load(app: FastAPI, load: Loader, cfg: ServeConfig) -> None:
+    try:
+        engine, served = load()
+        _warm_up(engine)
+        service: Service | None = None
+        metrics = ServeMetrics(lambda: service.load_by_model() if service else {})
+        service = Service(engine, served, cfg.max_new_tokens, cfg.request_timeout_s, metrics)
+        if cfg.adapters_dir:
+            app.state.adapter_dir = AdapterDirectory(engine, Path(cfg.adapters_dir), set(cfg.adapters) | {served.name})
+            app.state.adapter_dir.sync()
+        app.state.service = service
+        app.state.ready = True
+    except BaseException as exc:
+        app.state.load_error = exc
+        log.error("the model could not be loaded: %s", exc)
+        on_error = app.state.on_load_error
+        if on_error is not None:
+            on_error(exc)
+
+
+def create_app(load: Loader, cfg: ServeConfig | None = None, api_key: str | None = None) -> FastAPI:
+    """An app that loads its engine with `load` in the background and serves it."""
+    cfg = cfg or ServeConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(asyncio.to_thread(_load, app, load, cfg))
+        scanning: asyncio.Task | None = None
+        if cfg.adapters_dir:
+
+            async def rescan() -> None:
+                await loading
+                if app.state.adapter_dir is not None:
+                    await app.state.adapter_dir.keep_in_sync(cfg.adapters_rescan_s)
+
+            scanning = asyncio.create_task(rescan())
+        yield
+        app.state.closing = True
+        if scanning is not None:
+            scanning.cancel()
+        await loading
+        if app.state.service is not None:
+            await asyncio.to_thread(app.state.service.engine.shutdown, True, cfg.shutdown_grace_s)
+
+    app = FastAPI(title="tunewright", version=__version__, lifespan=lifespan)
+    app.state.service = None
+    app.state.ready = False
+    app.state.closing = False
+    app.state.load_error = None
+    app.state.on_load_error = None
+    app.state.adapter_dir = None
     app.include_router(router)
+    app.add_middleware(Gate, api_key=api_key, max_body_bytes=cfg.max_body_bytes, log=cfg.access_log)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            return error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
         param = ".".join(str(p) for p in first["loc"] if p != "body") or None
         return error(400, f"{param}: {first['msg']}" if param else first["msg"], param=param)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return error(
+            exc.status_code, str(exc.detail), "invalid_request_error" if exc.status_code < 500 else "server_error"
+        )
+
+    @app.exception_handler(ModelNotFound)
+    @app.exception_handler(UnknownAdapter)
+    async def _no_model(_: Request, exc: Exception) -> JSONResponse:
+        name = exc.args[0] if exc.args else ""
+        return error(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
+
+    @app.exception_handler(QueueFull)
+    async def _full(_: Request, exc: QueueFull) -> JSONResponse:
+        return error(429, f"the server is at capacity ({exc}); retry later", "rate_limit_error", code="queue_full")
+
+    @app.exception_handler(NotReady)
+    @app.exception_handler(EngineClosed)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return error(503, str(exc), "service_unavailable")
+
+    @app.exception_handler(PromptTooLong)
+    async def _too_long(_: Request, exc: PromptTooLong) -> JSONResponse:
+        return error(400, str(exc), code="context_length_exceeded")
 
     return app
 
@@ -44,7 +142,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 class BackgroundServer:
     """Run an app with uvicorn in a thread (for the quickstart and tests); a context manager."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, ready_timeout: float = 300) -> None:
+        self.app, self.ready_timeout = app, ready_timeout
         self.host, self.port = host, port or free_port(host)
         self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -55,13 +154,17 @@ class BackgroundServer:
 
     def __enter__(self) -> BackgroundServer:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
+        deadline = time.monotonic() + self.ready_timeout
+        state = self.app.state
+        while not (self.server.started and state.ready):
+            if state.load_error is not None:
+                self.__exit__()
+                raise state.load_error
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server on {self.host}:{self.port} did not start")
+                raise RuntimeError(f"server on {self.host}:{self.port} did not become ready")
             time.sleep(0.05)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=60)

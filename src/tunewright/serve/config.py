@@ -5,9 +5,33 @@ Each field's docstring is its one-line description in `tunewright config show se
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from tunewright.core.config import StrictModel
+
+
+class BatchingConfig(StrictModel):
+    max_num_seqs: int = Field(32, gt=0)
+    """Requests decoding together (KV-cache slots; the cache is allocated for all of them at start)."""
+    max_model_len: int = Field(2048, gt=8)
+    """Prompt + answer tokens per request (also bounded by the model's own context)."""
+    max_num_batched_tokens: int = Field(512, gt=0)
+    """Tokens per forward pass: one per decoding request plus chunks of prompts being read."""
+    max_waiting: int = Field(256, ge=0)
+    """Requests queued for a slot; beyond this new requests get 429."""
+
+
+class VllmConfig(StrictModel):
+    python: str | None = None
+    """Python of the environment where vLLM is installed (default: $TUNEWRIGHT_VLLM)."""
+    tensor_parallel_size: int = Field(1, gt=0)
+    """GPUs one model is split across (vLLM --tensor-parallel-size)."""
+    dtype: str = "auto"
+    """Weight dtype for vLLM (auto | float32 | bfloat16 | float16)."""
+    extra_args: list[str] = Field(default_factory=list)
+    """More `vllm serve` arguments, passed as they are."""
 
 
 class ServeConfig(StrictModel):
@@ -17,5 +41,27 @@ class ServeConfig(StrictModel):
     """Port (0 picks a free one; also: serve --port)."""
     model_name: str | None = None
     """Name clients send as "model" (null: the export's directory name)."""
-    max_new_tokens: int = Field(128, gt=0)
+    max_new_tokens: int = Field(512, gt=0)
     """Cap on max_tokens per request."""
+    engine: Literal["tunewright", "vllm"] = "tunewright"
+    """tunewright (this process) | vllm (launch `vllm serve` from its own environment; GPUs, tensor parallel)."""
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    """Continuous batching of the tunewright engine."""
+    adapters: dict[str, str] = Field(default_factory=dict)
+    """LoRA adapters served by name: {name: path} (also: serve --adapter NAME=PATH)."""
+    adapters_dir: str | None = None
+    """A directory of adapters, one per subdirectory named after it (NIM's layout), re-scanned."""
+    adapters_rescan_s: float = Field(30, gt=0)
+    """Seconds between scans of adapters_dir."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key every route but health needs (null: no key)."""
+    request_timeout_s: float | None = Field(600, gt=0)
+    """A request still running after this many seconds ends (504; null: no limit)."""
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    """Largest request body accepted (413 beyond)."""
+    access_log: bool = True
+    """One JSON line per request on stderr (never the prompt text)."""
+    shutdown_grace_s: float = Field(30, ge=0)
+    """On SIGTERM / Ctrl-C, seconds in-flight requests get to finish."""
+    vllm: VllmConfig = Field(default_factory=VllmConfig)
+    """Settings for engine: vllm."""

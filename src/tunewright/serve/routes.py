@@ -1,32 +1,46 @@
-"""Thin HTTP routes: validate, call the engine, shape the OpenAI response."""
+"""Thin HTTP routes: validate, hand to the service, shape the OpenAI response."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from tunewright.serve.engine import Engine, Sampling
+from tunewright.engine import Completion
 from tunewright.serve.protocol import (
     AssistantMessage,
+    ChatChoice,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    Choice,
     ChunkChoice,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
     Delta,
     ErrorBody,
     ErrorResponse,
+    LoadAdapterRequest,
     ModelCard,
     ModelList,
+    UnloadAdapterRequest,
     Usage,
-    completion_id,
+    new_id,
+    now,
 )
+from tunewright.serve.service import RequestStream, Service, finish_reason
 
 router = APIRouter()
+CLIENT_GONE = 499  # nginx's code for a client that closed the connection before the answer
+
+
+class NotReady(Exception):
+    """The model is still loading or warming up, or the server is shutting down (503)."""
 
 
 def error(
@@ -36,56 +50,278 @@ def error(
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def service_of(request: Request) -> Service:
+    service = request.app.state.service
+    if service is None or not request.app.state.ready:
+        raise NotReady("the model is loading" if not request.app.state.closing else "the server is shutting down")
+    return service
+
+
+# ---- operations ----------------------------------------------------------------------------------------------
+
+
 @router.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/v1/health/live")
+def live() -> dict[str, str]:
+    return {"status": "live"}
+
+
+@router.get("/v1/health/ready", response_model=None)
+def ready(request: Request) -> dict[str, str] | JSONResponse:
+    state = request.app.state
+    if state.ready and not state.closing:
+        return {"status": "ready"}
+    return error(503, "the model is loading" if not state.closing else "shutting down", "service_unavailable")
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    service = request.app.state.service
+    body = service.metrics.render() if service is not None else b""
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/v1/models")
 def list_models(request: Request) -> ModelList:
-    state = request.app.state
-    return ModelList(data=[ModelCard(id=state.model_name, created=state.started)])
+    service = service_of(request)
+    served = service.served
+    cards = [ModelCard(id=served.name, created=served.started, root=served.root)]
+    for name in service.engine.adapters:
+        if name != service.engine.default_adapter:
+            cards.append(ModelCard(id=name, created=served.started, root=name, parent=served.name))
+    return ModelList(data=cards)
+
+
+@router.post("/v1/load_lora_adapter", response_model=None)
+async def load_adapter(body: LoadAdapterRequest, request: Request) -> Response:
+    service = service_of(request)
+    if body.lora_name == service.served.name:
+        return error(400, f"{body.lora_name!r} is the served model's name", param="lora_name")
+    path = Path(body.lora_path)
+    if not (path / "adapter_config.json").is_file():
+        return error(400, f"no PEFT adapter at {body.lora_path} (adapter_config.json)", param="lora_path")
+    try:
+        await asyncio.to_thread(service.engine.add_adapter, body.lora_name, path)
+    except ValueError as exc:
+        return error(400, str(exc), param="lora_name")
+    return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' added successfully.")
+
+
+@router.post("/v1/unload_lora_adapter", response_model=None)
+async def unload_adapter(body: UnloadAdapterRequest, request: Request) -> Response:
+    service = service_of(request)
+    if body.lora_name == service.engine.default_adapter or not await asyncio.to_thread(
+        service.engine.remove_adapter, body.lora_name
+    ):
+        return error(404, f"no loaded adapter {body.lora_name!r}", param="lora_name", code="model_not_found")
+    return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
+
+
+# ---- generation -----------------------------------------------------------------------------------------------
+
+
+def _failed(results: list[Completion | None]) -> Response | None:
+    """The response for a request that did not finish normally, or None."""
+    if any(r is None for r in results):
+        return Response(status_code=CLIENT_GONE)
+    for r in results:
+        assert r is not None
+        if r.finish_reason == "timeout":
+            return error(504, "the request took longer than the server's request timeout", "timeout")
+        if r.finish_reason == "error":
+            return error(500, f"generation failed: {r.error}", "server_error")
+    return None
+
+
+def _usage(results: list[Completion]) -> Usage:
+    prompt = sum(r.prompt_tokens for r in results[:1]) if results else 0
+    completion = sum(r.completion_tokens for r in results)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+async def _merged(streams: list[RequestStream]) -> AsyncIterator[tuple[int, object]]:
+    """(choice index, output) from several streams as they arrive."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, stream: RequestStream) -> None:
+        async for out in stream:
+            await queue.put((i, out))
+        await queue.put((i, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        open_streams = len(tasks)
+        while open_streams:
+            i, out = await queue.get()
+            if out is None:
+                open_streams -= 1
+            else:
+                yield i, out
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _sse(data: object) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 @router.post("/v1/chat/completions", response_model=None)
-def chat_completions(
-    body: ChatCompletionRequest, request: Request
-) -> ChatCompletionResponse | JSONResponse | StreamingResponse:
-    state = request.app.state
-    engine: Engine = state.engine
-    if body.model != state.model_name:
-        return error(404, f"The model '{body.model}' does not exist", param="model", code="model_not_found")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response | ChatCompletionResponse:
+    service = service_of(request)
+    adapter = service.adapter_for(body.model)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-    limit = min(body.max_completion_tokens or body.max_tokens or state.max_new_tokens, state.max_new_tokens)
-    sampling = Sampling(limit, body.temperature, body.top_p, body.seed, body.stop_list())
-    if body.stream:
-        return StreamingResponse(_sse(engine, body.model, messages, sampling), media_type="text/event-stream")
-    gen = engine.chat(messages, sampling)
-    return ChatCompletionResponse(
-        model=body.model,
-        choices=[Choice(message=AssistantMessage(content=gen.text), finish_reason=gen.finish_reason)],
-        usage=Usage(
-            prompt_tokens=gen.prompt_tokens,
-            completion_tokens=gen.completion_tokens,
-            total_tokens=gen.prompt_tokens + gen.completion_tokens,
-        ),
-    )
-
-
-def _sse(engine: Engine, model: str, messages: list[dict[str, str]], sampling: Sampling) -> Iterator[str]:
-    base = completion_id()
-    created = int(time.time())
-
-    def chunk(delta: Delta, finish: str | None = None) -> str:
-        c = ChatCompletionChunk(
-            id=base, created=created, model=model, choices=[ChunkChoice(delta=delta, finish_reason=finish)]
+    prompt = service.engine.chat_prompt(messages)
+    top = (body.top_logprobs or 0) if body.logprobs else None
+    params = [
+        service.sampling(
+            body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens,
+            service.cap,
+            min_tokens=body.min_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=None if body.seed is None else body.seed + i,
+            stop=body.stop_list(),
+            logprobs=top,
         )
-        return f"data: {json.dumps(c.model_dump(exclude_none=False))}\n\n"
+        for i in range(body.n)
+    ]
+    streams = service.start([prompt] * body.n, params, adapter, request)
+    if body.stream:
+        usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(_chat_events(service, body.model, streams, usage), media_type="text/event-stream")
+    results = await asyncio.gather(*(s.result() for s in streams))
+    failed = _failed(results)
+    if failed is not None:
+        return failed
+    choices = [
+        ChatChoice(
+            index=i,
+            message=AssistantMessage(content=r.text),
+            finish_reason=finish_reason(r.finish_reason),
+            logprobs=service.chat_logprobs(r.logprobs) if top is not None else None,
+        )
+        for i, r in enumerate(results)
+    ]
+    return ChatCompletionResponse(model=body.model, choices=choices, usage=_usage(results))
 
-    yield chunk(Delta(role="assistant", content=""))
-    for event in engine.stream(messages, sampling):
-        if event.finish_reason is not None:
-            yield chunk(Delta(), event.finish_reason)
-        elif event.text:
-            yield chunk(Delta(content=event.text))
+
+async def _chat_events(
+    service: Service, model: str, streams: list[RequestStream], include_usage: bool
+) -> AsyncIterator[str]:
+    cid, created = new_id("chatcmpl"), now()
+
+    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+        c = ChatCompletionChunk(id=cid, created=created, model=model, choices=choices, usage=usage)
+        return _sse(c.model_dump(exclude_none=not include_usage or usage is None))
+
+    for i in range(len(streams)):
+        yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+    totals = [Completion() for _ in streams]
+    async for i, out in _merged(streams):
+        totals[i].add(out)
+        logprobs = service.chat_logprobs(out.logprobs) if out.logprobs else None
+        if out.text or logprobs:
+            yield chunk([ChunkChoice(index=i, delta=Delta(content=out.text), logprobs=logprobs)])
+        if out.finish_reason in ("timeout", "error"):
+            yield _sse(
+                ErrorResponse(error=ErrorBody(message=out.error or out.finish_reason, type="server_error")).model_dump()
+            )
+        if out.finish_reason is not None:
+            yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=finish_reason(out.finish_reason))])
+    if include_usage:
+        yield chunk([], _usage(totals))
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request) -> Response | CompletionResponse:
+    service = service_of(request)
+    adapter = service.adapter_for(body.model)
+    tokenizer = service.engine.tokenizer
+    prompts, texts = [], []
+    for p in body.prompts():
+        if isinstance(p, str):
+            prompts.append(tokenizer(p)["input_ids"])
+            texts.append(p)
+        else:
+            if any(t < 0 or t >= len(tokenizer) for t in p):
+                return error(400, "prompt holds token ids outside the vocabulary", param="prompt")
+            prompts.append(p)
+            texts.append(tokenizer.decode(p))
+    echo_logprobs = body.logprobs if body.echo and body.logprobs is not None else None
+    params = [
+        service.sampling(
+            body.max_tokens,
+            16,
+            min_tokens=body.min_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=None if body.seed is None else body.seed + k,
+            stop=body.stop_list(),
+            logprobs=body.logprobs,
+            prompt_logprobs=echo_logprobs,
+        )
+        for k in range(body.n)
+    ]
+    pairs = [(i, k) for i in range(len(prompts)) for k in range(body.n)]
+    streams = service.start([prompts[i] for i, _ in pairs], [params[k] for _, k in pairs], adapter, request)
+    if body.stream:
+        return StreamingResponse(
+            _completion_events(body, streams, [texts[i] for i, _ in pairs]), media_type="text/event-stream"
+        )
+    results = await asyncio.gather(*(s.result() for s in streams))
+    failed = _failed(results)
+    if failed is not None:
+        return failed
+    choices = []
+    for index, ((i, _), r) in enumerate(zip(pairs, results, strict=True)):
+        assert r is not None
+        prefix = texts[i] if body.echo else ""
+        logprobs = None
+        if body.logprobs is not None:
+            echoed = r.prompt_logprobs if body.echo else None
+            logprobs = service.completion_logprobs(echoed, prompts[i], r.logprobs, 0)
+        choices.append(
+            CompletionChoice(
+                index=index, text=prefix + r.text, finish_reason=finish_reason(r.finish_reason), logprobs=logprobs
+            )
+        )
+    prompt_tokens = sum(len(p) for p in prompts)
+    completion_tokens = sum(r.completion_tokens for r in results if r is not None)
+    usage = Usage(
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+    )
+    return CompletionResponse(model=body.model, choices=choices, usage=usage)
+
+
+async def _completion_events(
+    body: CompletionRequest, streams: list[RequestStream], texts: list[str]
+) -> AsyncIterator[str]:
+    cid, created = new_id("cmpl"), now()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    totals = [Completion() for _ in streams]
+    if body.echo:
+        for i, text in enumerate(texts):
+            yield _sse(
+                CompletionResponse(
+                    id=cid, created=created, model=body.model, choices=[CompletionChoice(index=i, text=text)]
+                ).model_dump(exclude_none=True)
+            )
+    async for i, out in _merged(streams):
+        totals[i].add(out)
+        choice = CompletionChoice(index=i, text=out.text, finish_reason=finish_reason(out.finish_reason))
+        if out.text or out.finish_reason is not None:
+            yield _sse(
+                CompletionResponse(id=cid, created=created, model=body.model, choices=[choice]).model_dump(
+                    exclude_none=True
+                )
+            )
+    if include_usage:
+        usage = _usage(totals)
+        yield _sse(CompletionResponse(id=cid, created=created, model=body.model, choices=[], usage=usage).model_dump())
     yield "data: [DONE]\n\n"

@@ -1,22 +1,39 @@
-"""The server on 127.0.0.1, answered through the official openai client."""
+"""The server on 127.0.0.1, through the official openai client: API shapes, adapters, errors, operations."""
+
+import json
+import threading
+import time
 
 import httpx
 import openai
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
-from tunewright.core.model_source import ModelSource
-from tunewright.core.modeling import generate_chat
+from tunewright.core.modeling import load_tokenizer
+from tunewright.engine import Engine, EngineConfig, SamplingParams
 from tunewright.serve.app import BackgroundServer, create_app
-from tunewright.serve.engine import Engine, cut_at_stop
+from tunewright.serve.config import ServeConfig
+from tunewright.serve.service import Served
 
 QUESTION = [{"role": "user", "content": "The table hr.payroll is stale. What should I do?"}]
 
 
+def loader(tiny_base, adapters=None, **config):
+    def load():
+        model = AutoModelForCausalLM.from_pretrained(tiny_base)
+        engine = Engine(model, load_tokenizer(tiny_base), EngineConfig(**config), adapters)
+        return engine, Served("tiny", str(tiny_base))
+
+    return load
+
+
 @pytest.fixture(scope="module")
-def server(tiny_base):
-    engine = Engine(ModelSource("tiny", str(tiny_base)))
-    with BackgroundServer(create_app(engine, "tiny", max_new_tokens=24)) as srv:
-        yield srv, engine
+def server(tiny_base, tiny_adapters):
+    cfg = ServeConfig(max_new_tokens=64, max_body_bytes=20_000)
+    app = create_app(loader(tiny_base, tiny_adapters, max_num_seqs=8, max_model_len=512), cfg)
+    with BackgroundServer(app) as srv:
+        yield srv, app.state.service
 
 
 @pytest.fixture(scope="module")
@@ -24,54 +41,306 @@ def client(server):
     return openai.OpenAI(base_url=server[0].base_url, api_key="unused", max_retries=0)
 
 
-def test_models_list(client):
-    assert [m.id for m in client.models.list().data] == ["tiny"]
+def direct(service, messages, adapter=None, **params):
+    engine = service.engine
+    return engine.generate([engine.chat_prompt(messages)], SamplingParams(**params), adapter)[0]
 
 
-def test_chat_completion_matches_direct_generation(client, server):
-    engine = server[1]
-    resp = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=16)
-    direct = generate_chat(engine.model, engine.tokenizer, [QUESTION], max_new_tokens=16)[0]
-    assert resp.object == "chat.completion"
+def test_models_list_names_the_base_and_its_adapters(client):
+    models = {m.id: m for m in client.models.list().data}
+    assert set(models) == {"tiny", "alpha", "beta"}
+    assert models["alpha"].parent == "tiny" and models["tiny"].parent is None
+
+
+@pytest.mark.parametrize("model", ["tiny", "alpha", "beta"])
+def test_chat_completion_is_the_engine_answer_of_the_chosen_adapter(client, server, model):
+    resp = client.chat.completions.create(model=model, messages=QUESTION, temperature=0, max_tokens=16)
+    expected = direct(server[1], QUESTION, None if model == "tiny" else model, max_tokens=16)
+    assert resp.object == "chat.completion" and resp.model == model
     assert resp.choices[0].message.role == "assistant"
-    assert resp.choices[0].message.content == direct.text
-    assert resp.choices[0].finish_reason == direct.finish_reason
-    assert resp.usage.prompt_tokens == direct.prompt_tokens == engine.count_prompt_tokens(QUESTION)
-    assert resp.usage.completion_tokens == direct.completion_tokens
-    assert resp.usage.total_tokens == direct.prompt_tokens + direct.completion_tokens
+    assert resp.choices[0].message.content == expected.text
+    assert resp.choices[0].finish_reason == expected.finish_reason
+    assert resp.usage.prompt_tokens == expected.prompt_tokens
+    assert resp.usage.total_tokens == expected.prompt_tokens + expected.completion_tokens
 
 
-def test_max_tokens_is_capped_by_the_server(client):
-    resp = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=500)
-    assert resp.usage.completion_tokens <= 24
-
-
-def test_streaming_concatenates_to_the_full_answer(client):
-    full = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=16)
-    stream = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=16, stream=True)
-    chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert text == full.choices[0].message.content
+def test_streaming_with_usage_concatenates_to_the_full_answer(client):
+    full = client.chat.completions.create(model="alpha", messages=QUESTION, temperature=0, max_tokens=16)
+    chunks = list(
+        client.chat.completions.create(
+            model="alpha",
+            messages=QUESTION,
+            temperature=0,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[-1].choices[0].finish_reason == full.choices[0].finish_reason
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full.choices[0].message.content
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finals] == [full.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == full.usage.completion_tokens
     assert len({c.id for c in chunks}) == 1
 
 
-def test_unknown_model_is_404(client):
+def test_raw_stream_ends_with_done(server):
+    body = {"model": "tiny", "messages": QUESTION, "max_tokens": 4, "stream": True}
+    with httpx.stream("POST", f"{server[0].base_url}/chat/completions", json=body, timeout=60) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+
+
+def test_n_choices_seed_stop_logprobs_and_response_format(client):
+    resp = client.chat.completions.create(
+        model="tiny", messages=QUESTION, temperature=1.0, seed=7, n=3, max_tokens=8, logprobs=True, top_logprobs=2
+    )
+    again = client.chat.completions.create(
+        model="tiny", messages=QUESTION, temperature=1.0, seed=7, n=3, max_tokens=8, logprobs=True, top_logprobs=2
+    )
+    assert [c.index for c in resp.choices] == [0, 1, 2]
+    assert [c.message.content for c in resp.choices] == [c.message.content for c in again.choices]
+    first = resp.choices[0].logprobs.content[0]
+    assert len(first.top_logprobs) == 2 and first.logprob <= 0
+    assert "".join(t.token for t in resp.choices[0].logprobs.content) == resp.choices[0].message.content
+    full = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=32)
+    cut = full.choices[0].message.content[6:9]
+    stopped = client.chat.completions.create(
+        model="tiny", messages=QUESTION, temperature=0, max_tokens=32, stop=[cut, "zz"]
+    )
+    assert stopped.choices[0].message.content == full.choices[0].message.content.split(cut)[0]
+    assert stopped.choices[0].finish_reason == "stop"
+    json_mode = client.chat.completions.create(
+        model="tiny", messages=QUESTION, max_tokens=4, response_format={"type": "json_object"}
+    )
+    assert json_mode.choices[0].message.content is not None
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=QUESTION, response_format={"type": "yaml"})
+    with pytest.raises(openai.BadRequestError, match="at most 4 stop"):
+        client.chat.completions.create(model="tiny", messages=QUESTION, stop=["a", "b", "c", "d", "e"])
+
+
+def test_completions_echo_logprobs_as_lm_evaluation_harness_asks(server, tiny_base):
+    """The exact request local-completions sends for log-likelihood, parsed as it parses it."""
+    tokenizer = load_tokenizer(tiny_base)
+    context = tokenizer("The table finance.ledger is")["input_ids"]
+    continuations = [tokenizer(" stale")["input_ids"], tokenizer(" governed")["input_ids"]]
+    body = {
+        "model": "tiny",
+        "prompt": [context + c for c in continuations],
+        "temperature": 0,
+        "max_tokens": 1,
+        "logprobs": 1,
+        "seed": 1234,
+        "echo": True,
+    }
+    out = httpx.post(f"{server[0].base_url}/completions", json=body, timeout=60).json()
+    model = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    for choice, cont in zip(sorted(out["choices"], key=lambda c: c["index"]), continuations, strict=True):
+        lp = choice["logprobs"]
+        assert len(lp["token_logprobs"]) == len(context) + len(cont) + 1 and lp["token_logprobs"][0] is None
+        score = sum(lp["token_logprobs"][len(context) : -1])
+        greedy = all(
+            t == max(top.values())
+            for t, top in zip(
+                lp["token_logprobs"][len(context) : -1], lp["top_logprobs"][len(context) : -1], strict=True
+            )
+        )
+        ids = torch.tensor([context + cont])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(ids).logits[0].float(), -1)
+        expected = sum(float(logprobs[len(context) + i - 1, t]) for i, t in enumerate(cont))
+        assert score == pytest.approx(expected, abs=1e-4)
+        expected_greedy = all(int(logprobs[len(context) + i - 1].argmax()) == t for i, t in enumerate(cont))
+        assert greedy == expected_greedy
+        assert choice["text"].startswith(tokenizer.decode(context + cont))
+
+
+def test_completions_with_a_text_prompt_and_streaming(client):
+    plain = client.completions.create(model="beta", prompt="First step:", max_tokens=8, temperature=0)
+    streamed = list(
+        client.completions.create(model="beta", prompt="First step:", max_tokens=8, temperature=0, stream=True)
+    )
+    assert "".join(c.choices[0].text for c in streamed) == plain.choices[0].text
+    assert plain.object == "text_completion" and plain.usage.completion_tokens <= 8
+
+
+def test_errors_have_openai_shapes_and_the_server_keeps_serving(client, server):
+    url = server[0].base_url
     with pytest.raises(openai.NotFoundError) as exc:
         client.chat.completions.create(model="gpt-4o", messages=QUESTION)
     assert exc.value.body["code"] == "model_not_found"
+    r = httpx.post(
+        f"{url}/chat/completions",
+        content=b'{"model": "tiny", "messages": [',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("the body is not valid JSON")
+    r = httpx.post(f"{url}/chat/completions", json={"model": "tiny", "messages": [], "n": 1})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+    r = httpx.post(
+        f"{url}/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "x" * 30_000}]}
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    r = httpx.post(
+        f"{url}/chat/completions",
+        content=iter([b'{"model": "tiny", "messages": "', b"y" * 30_000, b'"}']),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413  # no Content-Length: counted as it arrives
+    long = [{"role": "user", "content": "word " * 600}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="tiny", messages=long)
+    assert exc.value.body["code"] == "context_length_exceeded"
+    assert httpx.get(f"{url}/nothing-here").json()["error"]["type"] == "invalid_request_error"
+    assert client.chat.completions.create(model="tiny", messages=QUESTION, max_tokens=2).choices[0].message.content
 
 
-def test_invalid_request_is_400_with_openai_error_shape(client, server):
-    with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="tiny", messages=[])
-    r = httpx.post(f"{server[0].base_url}/chat/completions", json={"model": "tiny", "messages": [], "n": 1})
-    assert r.status_code == 400
-    assert r.json()["error"]["type"] == "invalid_request_error"
-    assert r.json()["error"]["param"] == "messages"
+def test_health_readiness_and_metrics(client, server):
+    root = server[0].base_url.removesuffix("/v1")
+    client.chat.completions.create(model="alpha", messages=QUESTION, max_tokens=4)
+    assert httpx.get(f"{root}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{root}/v1/health/live").status_code == 200
+    assert httpx.get(f"{root}/v1/health/ready").json() == {"status": "ready"}
+    text = httpx.get(f"{root}/metrics").text
+    for name in (
+        'tunewright_time_to_first_token_seconds_bucket{le="0.005",model="alpha"}',
+        "tunewright_inter_token_latency_seconds_count",
+        "tunewright_e2e_request_latency_seconds_sum",
+        'tunewright_generation_tokens_total{model="alpha"}',
+        "tunewright_prompt_tokens_total",
+        'tunewright_requests_total{finish_reason="length",model="alpha"}',
+        "tunewright_num_requests_running",
+    ):
+        assert name in text, name
 
 
-def test_stop_strings():
-    assert cut_at_stop("abc. def", ["."]) == ("abc", True)
-    assert cut_at_stop("abc", ["x", ""]) == ("abc", False)
+def test_load_and_unload_adapters_over_http(client, server, tiny_adapters):
+    url = server[0].base_url
+    r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "gamma", "lora_path": str(tiny_adapters["beta"])})
+    assert r.status_code == 200, r.text
+    gamma = client.chat.completions.create(model="gamma", messages=QUESTION, temperature=0, max_tokens=12)
+    beta = client.chat.completions.create(model="beta", messages=QUESTION, temperature=0, max_tokens=12)
+    assert gamma.choices[0].message.content == beta.choices[0].message.content
+    for bad in ("../x", "a/b", ""):
+        r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": bad, "lora_path": str(tiny_adapters["beta"])})
+        assert r.status_code == 400, bad
+    assert httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "x", "lora_path": "/nope"}).status_code == 400
+    assert httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": "gamma"}).status_code == 200
+    assert httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": "gamma"}).status_code == 404
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gamma", messages=QUESTION)
+
+
+def test_concurrent_streams_over_three_models_equal_their_sequential_answers(client, server):
+    models = ["tiny", "alpha", "beta"]
+    expected = {
+        m: client.chat.completions.create(model=m, messages=QUESTION, temperature=0, max_tokens=24)
+        .choices[0]
+        .message.content
+        for m in models
+    }
+    answers, errors = [None] * 32, []
+
+    def ask(i):
+        try:
+            stream = client.chat.completions.create(
+                model=models[i % 3], messages=QUESTION, temperature=0, max_tokens=24, stream=True
+            )
+            answers[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert answers == [expected[models[i % 3]] for i in range(32)]
+
+
+def counter(root, name, **labels):
+    text = httpx.get(f"{root}/metrics").text
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    line = next((x for x in text.splitlines() if x.startswith(f"{name}{{{want}}}")), None)
+    return float(line.split()[-1]) if line else 0.0
+
+
+def test_a_client_that_disconnects_frees_its_slot(tiny_base):
+    app = create_app(loader(tiny_base, max_num_seqs=1, max_model_len=2048), ServeConfig(max_new_tokens=2000))
+    with BackgroundServer(app) as srv:
+        root = srv.base_url.removesuffix("/v1")
+        body = {"model": "tiny", "messages": QUESTION, "max_tokens": 1900, "min_tokens": 1900, "stream": True}
+        with httpx.stream("POST", f"{srv.base_url}/chat/completions", json=body, timeout=60) as r:
+            for n, _ in enumerate(r.iter_lines()):
+                if n == 3:
+                    break  # leave after a few chunks
+        client = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        # with one slot, this answer can only come once the abandoned request has been cancelled
+        done = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=4)
+        assert done.choices[0].finish_reason == "length"
+        assert counter(root, "tunewright_requests_total", finish_reason="abort", model="tiny") == 1
+        assert app.state.service.engine.stats()["running"] == {}
+
+
+def test_api_key_queue_full_and_not_ready(tiny_base, monkeypatch):
+    cfg = ServeConfig(max_new_tokens=2000)
+    app = create_app(loader(tiny_base, max_num_seqs=1, max_waiting=0, max_model_len=2048), cfg, api_key="s3cret")
+    with BackgroundServer(app) as srv:
+        root = srv.base_url.removesuffix("/v1")
+        assert httpx.get(f"{root}/v1/health/ready").status_code == 200  # probes need no key
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=srv.base_url, api_key="wrong", max_retries=0).models.list()
+        assert httpx.get(f"{root}/metrics").status_code == 401
+        client = openai.OpenAI(base_url=srv.base_url, api_key="s3cret", max_retries=0)
+        body = {"model": "tiny", "messages": QUESTION, "max_tokens": 1900, "min_tokens": 1900, "stream": True}
+        with httpx.stream(
+            "POST",
+            f"{srv.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer s3cret"},
+            timeout=60,
+        ) as r:
+            next(r.iter_lines())
+            with pytest.raises(openai.RateLimitError) as exc:
+                client.chat.completions.create(model="tiny", messages=QUESTION, max_tokens=2)
+            assert exc.value.body["code"] == "queue_full"
+    gate = threading.Event()
+
+    def slow_load():
+        gate.wait(60)
+        return loader(tiny_base)()
+
+    app = create_app(slow_load, ServeConfig())
+    srv = BackgroundServer(app)
+    srv.thread.start()
+    while not srv.server.started:
+        time.sleep(0.02)
+    root = srv.base_url.removesuffix("/v1")
+    assert httpx.get(f"{root}/v1/health/live").status_code == 200
+    assert httpx.get(f"{root}/v1/health/ready").status_code == 503
+    r = httpx.post(f"{srv.base_url}/chat/completions", json={"model": "tiny", "messages": QUESTION})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"
+    gate.set()
+    while not app.state.ready:
+        time.sleep(0.02)
+    assert httpx.get(f"{root}/v1/health/ready").status_code == 200
+    srv.__exit__()
+
+
+def test_shutdown_lets_a_request_in_flight_finish(tiny_base):
+    app = create_app(loader(tiny_base, max_model_len=1024), ServeConfig(max_new_tokens=600, shutdown_grace_s=60))
+    srv = BackgroundServer(app).__enter__()
+    body = {"model": "tiny", "messages": QUESTION, "max_tokens": 500, "min_tokens": 500, "stream": True}
+    lines = []
+    with httpx.stream("POST", f"{srv.base_url}/chat/completions", json=body, timeout=120) as r:
+        it = r.iter_lines()
+        lines.append(next(it))
+        stopper = threading.Thread(target=srv.__exit__)
+        stopper.start()
+        lines += [line for line in it if line]
+    stopper.join(60)
+    finals = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
+    assert finals[-1]["choices"][0]["finish_reason"] == "length" and lines[-1] == "data: [DONE]"

@@ -1,0 +1,243 @@
+"""Serving under concurrent load: tunewright serve vs `transformers serve --continuous-batching` vs vLLM (CPU build).
+
+Each server is started as its own process on 127.0.0.1 with the same model directory (fp32),
+warmed up, then a bounded load generator sends a fixed number of streaming chat requests at
+concurrency 1, 8 and 32 (64 output tokens each: `max_tokens` and, where the server honours
+it, `min_tokens`), and records output tokens/s for the level, time to first token (p50,
+p95), inter-token latency (p50) and errors. Tools alternate over `--repeats` rounds, so a
+shared machine's drift hits all of them alike. A batch-1 `generate` loop in this process
+gives the memory-bandwidth reference for concurrency 1. Ratios are printed per level.
+
+    python benchmarks/serve_load.py --model smollm2 --repeats 2
+    python benchmarks/serve_load.py --model tiny --tools tunewright,transformers
+
+vLLM runs from its own environment (`--vllm-python`, default .venv-vllm/bin/python, as
+`python -m vllm.entrypoints.openai.api_server`); it is skipped when absent. Every server gets
+the same thread count (`--threads`, default: all cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+PROMPTS = [
+    "Write a detailed explanation of how a nightly data pipeline can fail and how an on-call engineer should respond.",
+    "Describe, step by step, how to investigate a dashboard that shows stale numbers.",
+    "Explain to a new analyst why duplicate rows appear in a warehouse table and how to prevent them.",
+    "Write a short story about a data engineer who fixes a broken schema migration at night.",
+]
+LEVELS = (1, 8, 32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def model_dir(name: str, tmp: Path) -> Path:
+    if name == "smollm2":
+        from tunewright.demo.real_model import prepare_smollm2
+
+        return prepare_smollm2()
+    if name == "tiny":
+        from tunewright.core.io import read_jsonl_strict
+        from tunewright.demo.sample_data import write_sample_data
+        from tunewright.demo.setup import build_base_model
+
+        raw = write_sample_data(tmp / "raw")
+        build_base_model(tmp / "tiny", [r["text"] for r in read_jsonl_strict(raw["handbook"])], steps=30)
+        return tmp / "tiny"
+    return Path(name)
+
+
+def server_command(tool: str, model: Path, port: int, vllm_python: str) -> tuple[list[str], str, str]:
+    """(command, model name to send, readiness URL) for one tool."""
+    here = Path(sys.executable).parent
+    if tool == "tunewright":
+        cmd = [str(here / "tunewright"), "serve", str(model), "--port", str(port), "--workspace", str(model.parent)]
+        cmd += ["model_name=bench", "max_new_tokens=64", "access_log=false", "batching.max_num_seqs=32"]
+        return cmd, "bench", f"http://127.0.0.1:{port}/v1/health/ready"
+    if tool == "transformers":
+        cmd = [str(here / "transformers"), "serve", str(model), "--continuous-batching", "--host", "127.0.0.1"]
+        cmd += ["--port", str(port), "--dtype", "float32", "--device", "cpu"]
+        return cmd, str(model), f"http://127.0.0.1:{port}/health"
+    cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--dtype", "float32", "--served-model-name", "bench", "--max-model-len", "2048"]
+    cmd += ["--max-num-seqs", "32"]
+    return cmd, "bench", f"http://127.0.0.1:{port}/health"
+
+
+async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: str, tokens: int) -> dict:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": tokens,
+        "min_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    start = time.perf_counter()
+    stamps, usage = [], None
+    try:
+        async with client.stream("POST", url, json=body, timeout=600) as r:
+            if r.status_code != 200:
+                return {"error": f"HTTP {r.status_code}"}
+            async for line in r.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                for choice in chunk.get("choices", []):
+                    if (choice.get("delta") or {}).get("content"):
+                        stamps.append(time.perf_counter())
+    except httpx.HTTPError as exc:
+        return {"error": type(exc).__name__}
+    if not stamps:
+        return {"error": "no tokens"}
+    count = usage["completion_tokens"] if usage else len(stamps)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return {"ttft": stamps[0] - start, "gaps": gaps, "tokens": count}
+
+
+async def load_level(url: str, model: str, concurrency: int, requests: int, tokens: int) -> dict:
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
+    async with httpx.AsyncClient(limits=limits) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def bounded(i: int) -> dict:
+            async with gate:
+                return await one_request(client, url, model, PROMPTS[i % len(PROMPTS)], tokens)
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(bounded(i) for i in range(requests)))
+        seconds = time.perf_counter() - start
+    ok = [r for r in results if "error" not in r]
+    ttfts = sorted(r["ttft"] for r in ok)
+    gaps = [g for r in ok for g in r["gaps"]]
+    return {
+        "tok_s": sum(r["tokens"] for r in ok) / seconds,
+        "ttft_p50": statistics.median(ttfts) if ttfts else None,
+        "ttft_p95": ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] if ttfts else None,
+        "itl_p50": statistics.median(gaps) if gaps else None,
+        "errors": len(results) - len(ok),
+        "tokens": sum(r["tokens"] for r in ok),
+    }
+
+
+def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict]:
+    port = free_port()
+    cmd, name, ready = server_command(tool, model, port, args.vllm_python)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": "all",
+    }
+    log = open(Path(tempfile.gettempdir()) / f"serve-bench-{tool}.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if httpx.get(ready, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{tool} did not start; see {log.name}")
+            time.sleep(1)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        asyncio.run(load_level(url, name, 2, 2, 8))  # warm-up
+        return {c: asyncio.run(load_level(url, name, c, max(4, 2 * c), args.tokens)) for c in LEVELS}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def generate_reference(model: Path, tokens: int, threads: int) -> float:
+    """Batch-1 greedy `generate` tokens/s in this process: the bandwidth limit at concurrency 1."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(model)
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.no_grad():
+        lm.generate(**ids, max_new_tokens=4, do_sample=False)
+        start = time.perf_counter()
+        for _ in range(3):
+            lm.generate(**ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+    return 3 * tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2", help="smollm2 | tiny | a model directory")
+    ap.add_argument("--tools", default="tunewright,transformers,vllm")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").resolve()))
+    args = ap.parse_args()
+    tools = [t for t in args.tools.split(",") if t]
+    if "vllm" in tools and not Path(args.vllm_python).exists():
+        print(f"vLLM skipped: no {args.vllm_python}", file=sys.stderr)
+        tools.remove("vllm")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = model_dir(args.model, Path(tmp))
+        reference = generate_reference(model, args.tokens, args.threads)
+        runs: dict[str, list[dict[int, dict]]] = {t: [] for t in tools}
+        for round_ in range(args.repeats):
+            order = tools if round_ % 2 == 0 else list(reversed(tools))
+            for tool in order:
+                print(f"round {round_ + 1}: {tool} ...", file=sys.stderr, flush=True)
+                runs[tool].append(run_tool(tool, model, args))
+    print(f"model {args.model}, fp32, {args.threads} threads, {args.tokens} output tokens per request")
+    print(f"batch-1 generate (bandwidth reference): {reference:.1f} tok/s")
+    print(f"{'tool':<13}{'conc':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'errors':>7}")
+    best: dict[tuple[str, int], float] = {}
+    for tool, rounds in runs.items():
+        for c in LEVELS:
+            rows = [r[c] for r in rounds]
+            tok_s = sum(r["tokens"] for r in rows) / sum(r["tokens"] / r["tok_s"] for r in rows)
+            best[(tool, c)] = tok_s
+
+            def ms(key: str, rows: list[dict] = rows) -> str:
+                vals = [r[key] for r in rows if r[key] is not None]
+                return f"{1000 * statistics.mean(vals):.0f}ms" if vals else "-"
+
+            errors = sum(r["errors"] for r in rows)
+            print(f"{tool:<13}{c:>5}{tok_s:>9.1f}{ms('ttft_p50'):>10}{ms('ttft_p95'):>10}{ms('itl_p50'):>9}{errors:>7}")
+    for c in LEVELS:
+        ours = best.get(("tunewright", c))
+        parts = [f"{ours / best[(t, c)]:.2f}x {t}" for t in tools if t != "tunewright" and ours and best.get((t, c))]
+        if c == 1 and ours:
+            parts.append(f"{ours / reference:.2f}x batch-1 generate")
+        print(f"concurrency {c}: tunewright = " + ", ".join(parts))
+
+
+if __name__ == "__main__":
+    main()

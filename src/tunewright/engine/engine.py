@@ -1,0 +1,489 @@
+"""The engine: continuous (in-flight) batching of generation requests on one model.
+
+A background thread owns the model and loops over steps. Each step it takes new requests
+into free KV-cache slots (the waiting queue is bounded: a full queue refuses at once),
+drops cancelled and timed-out ones, then runs one forward pass over a flat batch: one token
+for every request that is decoding, plus chunks of the prompts being read, up to
+`max_num_batched_tokens` (chunked prefill, so a long prompt never stalls the decoders).
+The rows that end a prompt or decode a token are sampled, and each request's callback gets
+the new text. Requests for different LoRA adapters share a step.
+
+Callers use `submit` (an event callback per request, for the server) or `generate` (a
+list of prompts in, completions out, for eval and export parity): one generation path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tunewright.core.model_source import ModelSource
+from tunewright.engine.batch import Segment, StepBatch
+from tunewright.engine.detokenize import Detokenizer
+from tunewright.engine.hf import HFRunner
+from tunewright.engine.llama import LlamaRunner, unsupported_reason
+from tunewright.engine.lora import UnsupportedAdapter
+from tunewright.engine.params import Completion, Output, SamplingParams, TokenLogprob
+from tunewright.engine.sampler import choose, new_generator, token_logprob
+
+log = logging.getLogger("tunewright.engine")
+
+
+class QueueFull(Exception):
+    """The waiting queue is at its bound; the request was not taken (HTTP 429)."""
+
+
+class EngineClosed(Exception):
+    """The engine is shutting down and takes no new requests (HTTP 503)."""
+
+
+class UnknownAdapter(LookupError):
+    """A request named an adapter that is not loaded (HTTP 404)."""
+
+
+class PromptTooLong(ValueError):
+    """A prompt that does not fit the engine's context with room for an answer (HTTP 400)."""
+
+
+@dataclass
+class EngineConfig:
+    max_num_seqs: int = 16  # requests decoding together (KV-cache slots)
+    max_model_len: int = 1024  # prompt + answer tokens per request
+    max_num_batched_tokens: int = 512  # tokens per forward pass (decode rows + prefill chunks)
+    max_waiting: int = 256  # requests queued for a slot before new ones are refused
+
+
+@dataclass
+class _Request:
+    id: int
+    prompt: list[int]
+    params: SamplingParams
+    adapter: int
+    adapter_name: str | None
+    on_event: Callable[[Output], None]
+    submitted: float
+    tokens: list[int] = field(default_factory=list)
+    slot: int | None = None
+    computed: int = 0  # tokens whose keys and values are in the cache
+    generated: list[int] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
+    cancelled: bool = False
+    generator: torch.Generator | None = None
+    detok: Detokenizer | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        t = self.params.timeout_s
+        return self.submitted + t if t else None
+
+
+class RequestHandle:
+    """A submitted request: its id, and `cancel()` (a client that went away)."""
+
+    def __init__(self, engine: Engine, request: _Request) -> None:
+        self._engine, self._request = engine, request
+        self.id = request.id
+
+    def cancel(self) -> None:
+        self._request.cancelled = True
+        self._engine._wake()
+
+
+class Engine:
+    """Continuous batching over one base model with any number of LoRA adapters."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: EngineConfig | None = None,
+        adapters: dict[str, Path] | None = None,
+        default_adapter: str | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.runner = self._build_runner(model, adapters or {})
+        self.default_adapter = default_adapter
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._incoming: deque[_Request] = deque()
+        self._control: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._waiting: deque[_Request] = deque()
+        self._running: list[_Request] = []
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._stop = False
+
+    def _build_runner(self, model: PreTrainedModel, adapters: dict[str, Path]) -> LlamaRunner | HFRunner:
+        """The Llama-family runner when it can serve the model and every adapter, else the generic one."""
+        c = self.config
+        reason = unsupported_reason(model)
+        if reason is None:
+            runner = LlamaRunner(model, c.max_num_seqs, c.max_model_len)
+            try:
+                for name, path in adapters.items():
+                    runner.lora.add(name, Path(path))
+                return runner
+            except UnsupportedAdapter as exc:
+                reason = f"adapter {name!r}: {exc}"
+        log.warning("using the generic (slower) runner: %s", reason)
+        generic = HFRunner(model, c.max_num_seqs, c.max_model_len)
+        for name, path in adapters.items():
+            generic.lora.add(name, Path(path))
+        return generic
+
+    @classmethod
+    def from_source(cls, source: ModelSource, config: EngineConfig | None = None) -> Engine:
+        """An engine for a model reference: its base, with its adapter (if any) as the default."""
+        model, tokenizer = source.load_base()
+        adapters = {source.label: source.adapter} if source.adapter is not None else {}
+        return cls(model, tokenizer, config, adapters, source.label if adapters else None)
+
+    # ---- adapters --------------------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> list[str]:
+        """Names of the loaded adapters."""
+        return sorted(self.runner.lora.index)
+
+    def add_adapter(self, name: str, path: Path) -> None:
+        """Load (or reload) a PEFT LoRA adapter under `name`; applied between steps."""
+
+        def load() -> None:
+            try:
+                self.runner.lora.add(name, Path(path), self._adapters_in_use())
+            except UnsupportedAdapter as exc:
+                raise ValueError(f"adapter {name!r} at {path}: {exc}") from None
+
+        self._in_loop(load)
+
+    def remove_adapter(self, name: str) -> bool:
+        """Unload an adapter; requests already using it finish with it."""
+        return self._in_loop(lambda: self.runner.lora.remove(name, self._adapters_in_use()))
+
+    def _adapters_in_use(self) -> set[int]:
+        return {r.adapter for r in (*self._running, *self._waiting, *self._incoming)}
+
+    def _in_loop(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the engine thread between steps (directly when the thread is not running)."""
+        if self._thread is None or not self._thread.is_alive():
+            return fn()
+        done: Future = Future()
+        with self._cond:
+            self._control.append((fn, done))
+            self._cond.notify()
+        return done.result()
+
+    # ---- requests --------------------------------------------------------------------------------------
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids of a conversation rendered with the chat template, ready for an answer."""
+        return chat_prompt_ids(self.tokenizer, messages)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Requests decoding now and waiting for a slot, per adapter name ("" for the base model)."""
+        with self._cond:
+            running = Counter(r.adapter_name or "" for r in list(self._running))
+            waiting = Counter(r.adapter_name or "" for r in [*self._waiting, *self._incoming])
+        return {"running": dict(running), "waiting": dict(waiting)}
+
+    def submit(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        on_event: Callable[[Output], None],
+        adapter: str | None = None,
+        bounded: bool = True,
+    ) -> RequestHandle:
+        """Queue one request; `on_event` gets its outputs on the engine thread (keep it quick)."""
+        name = adapter if adapter is not None else self.default_adapter
+        index = 0
+        if name is not None:
+            if name not in self.runner.lora.index:
+                raise UnknownAdapter(name)
+            index = self.runner.lora.index[name]
+        if not prompt:
+            raise PromptTooLong("the prompt is empty")
+        if len(prompt) + (1 if params.max_tokens else 0) > self.config.max_model_len:
+            raise PromptTooLong(
+                f"the prompt has {len(prompt)} tokens; this engine takes at most {self.config.max_model_len} "
+                "tokens of prompt and answer together"
+            )
+        request = _Request(next(self._ids), list(prompt), params, index, name, on_event, time.monotonic())
+        request.tokens = list(prompt)
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is shutting down")
+            beyond_free_slots = len(self._waiting) + len(self._incoming) - len(self.runner.cache.free)
+            if bounded and beyond_free_slots >= self.config.max_waiting:
+                raise QueueFull(f"{self.config.max_waiting} requests are already waiting for a slot")
+            self._incoming.append(request)
+            self._cond.notify()
+        self._ensure_thread()
+        return RequestHandle(self, request)
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        adapter: str | None = None,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[Completion]:
+        """Run every prompt to completion (all queued at once) and return the results in order."""
+        results = [Completion() for _ in prompts]
+        left = threading.Semaphore(0)
+
+        def collect(i: int) -> Callable[[Output], None]:
+            def on_event(out: Output) -> None:
+                results[i].add(out)
+                if out.finish_reason is not None:
+                    if advance is not None:
+                        advance(1)
+                    left.release()
+
+            return on_event
+
+        for i, prompt in enumerate(prompts):
+            self.submit(prompt, params, collect(i), adapter, bounded=False)
+        for _ in prompts:
+            left.acquire()
+        failed = next((r for r in results if r.finish_reason == "error"), None)
+        if failed is not None:
+            raise RuntimeError(f"generation failed: {failed.error}")
+        return results
+
+    def shutdown(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop taking requests; with `drain`, let the queued and running ones finish first."""
+        with self._cond:
+            self._closing = True
+            if not drain:
+                for r in (*self._incoming, *self._waiting, *self._running):
+                    r.cancelled = True
+            self._cond.notify()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread is not None and self._thread.is_alive():
+            with self._cond:
+                if not (self._incoming or self._waiting or self._running):
+                    self._stop = True
+                    self._cond.notify()
+            self._thread.join(timeout=0.05)
+            if deadline is not None and time.monotonic() > deadline:
+                with self._cond:
+                    for r in (*self._incoming, *self._waiting, *self._running):
+                        r.cancelled = True
+                deadline = None
+
+    # ---- the loop --------------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _ensure_thread(self) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop = False
+                self._thread = threading.Thread(target=self._loop, name="tunewright-engine", daemon=True)
+                self._thread.start()
+                atexit.register(_stop_at_exit, weakref.ref(self))
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._incoming or self._waiting or self._running or self._control or self._stop):
+                    self._cond.wait()
+                if self._stop and not (self._incoming or self._waiting or self._running):
+                    return
+                self._waiting.extend(self._incoming)
+                self._incoming.clear()
+                control = list(self._control)
+                self._control.clear()
+            for fn, done in control:
+                try:
+                    done.set_result(fn())
+                except Exception as exc:  # handed to the caller of _in_loop
+                    done.set_exception(exc)
+            self._reap()
+            if self.runner.lora.retired:
+                self.runner.lora.collect(self._adapters_in_use())
+            self._admit()
+            if not self._running:
+                with self._cond:
+                    if self._waiting and not self._incoming and not self._control:
+                        self._cond.wait(timeout=0.05)  # waiting for a slot or a deadline
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a failed step fails its requests, not the engine
+                log.exception("engine step failed")
+                for r in list(self._running):
+                    self._finish(r, "error", error=f"{type(exc).__name__}: {exc}")
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for queue in (self._waiting, self._running):
+            for r in list(queue):
+                if r.cancelled:
+                    self._finish(r, "abort")
+                elif r.deadline is not None and now > r.deadline:
+                    self._finish(r, "timeout")
+
+    def _admit(self) -> None:
+        while self._waiting:
+            slot = self.runner.cache.allocate()
+            if slot is None:
+                return
+            r = self._waiting.popleft()
+            r.slot, r.generator = slot, new_generator(r.params)
+            r.detok = Detokenizer(self.tokenizer, r.params.stop)
+            self._running.append(r)
+
+    def _plan(self) -> tuple[StepBatch, list[tuple[_Request, int, int]]]:
+        """The step's flat batch: every decoding request, then prompt chunks within the token budget."""
+        budget = self.config.max_num_batched_tokens
+        work = [(r, r.computed, r.computed + 1) for r in self._running if len(r.tokens) - r.computed == 1]
+        budget -= len(work)
+        for r in self._running:
+            left = len(r.tokens) - r.computed
+            if left > 1 and budget > 0:
+                take = min(left, budget)
+                work.append((r, r.computed, r.computed + take))
+                budget -= take
+        # the runner takes one-token rows first, in slot order (they attend together), then the chunks
+        work.sort(key=lambda w: (w[2] - w[1] != 1, w[0].slot if w[2] - w[1] == 1 else 0))
+        ids: list[int] = []
+        positions: list[int] = []
+        segments, rows = [], []
+        for r, a, b in work:
+            start = len(ids)
+            segments.append(Segment(start, b - a, r.slot, a, r.adapter))
+            ids += r.tokens[a:b]
+            positions += range(a, b)
+            if r.params.prompt_logprobs is not None and a < len(r.prompt):
+                rows += range(start, start + (b - a))
+            elif b == len(r.tokens):
+                rows.append(start + (b - a) - 1)
+        batch = StepBatch(torch.tensor(ids), torch.tensor(positions), segments, torch.tensor(rows, dtype=torch.long))
+        return batch, work
+
+    def _step(self) -> None:
+        batch, work = self._plan()
+        logits = self.runner.forward(batch)
+        at = 0
+        for r, a, b in work:
+            r.computed = b
+            if r.params.prompt_logprobs is not None and a < len(r.prompt):
+                chunk = logits[at : at + (b - a)]
+                at += b - a
+                self._score_prompt(r, a, b, chunk)
+                last = chunk[-1] if b == len(r.tokens) else None
+            elif b == len(r.tokens):
+                last = logits[at]
+                at += 1
+            else:
+                last = None
+            if last is not None:
+                self._advance(r, last)
+
+    def _score_prompt(self, r: _Request, a: int, b: int, chunk: torch.Tensor) -> None:
+        """Log-probabilities (and the top k) of the prompt tokens a+1..b given their prefixes."""
+        if a == 0:
+            r.prompt_logprobs.append(None)
+        top = r.params.prompt_logprobs or 0
+        for j in range(a, min(b, len(r.prompt) - 1)):
+            r.prompt_logprobs.append(token_logprob(chunk[j - a], r.prompt[j + 1], top))
+
+    def _advance(self, r: _Request, logits: torch.Tensor) -> None:
+        """Sample the next token of a request whose whole sequence is now in the cache."""
+        p = r.params
+        if p.max_tokens == 0:
+            self._finish(r, "length")
+            return
+        if len(r.generated) < p.min_tokens and self.eos_ids:
+            logits = logits.clone()
+            logits[list(self.eos_ids)] = float("-inf")
+        token = choose(logits, p, r.generator)
+        logprob = [token_logprob(logits, token, p.logprobs)] if p.logprobs is not None else []
+        first = not r.generated
+        r.generated.append(token)
+        r.tokens.append(token)
+        out = Output(token_ids=[token], logprobs=logprob, prompt_tokens=len(r.prompt))
+        if first and p.prompt_logprobs is not None:
+            out.prompt_logprobs = list(r.prompt_logprobs)
+        if token in self.eos_ids:
+            out.completion_tokens = len(r.generated)
+            self._finish(r, "stop", out, text_ids=r.generated[:-1])
+            return
+        assert r.detok is not None
+        delta, stopped = r.detok.update(r.generated)
+        out.text = delta
+        out.completion_tokens = len(r.generated)
+        if stopped:
+            self._finish(r, "stop", out, flush=False)
+        elif len(r.generated) >= p.max_tokens or len(r.tokens) >= self.config.max_model_len:
+            self._finish(r, "length", out)
+        else:
+            r.on_event(out)
+
+    def _finish(
+        self,
+        r: _Request,
+        reason: str,
+        out: Output | None = None,
+        text_ids: list[int] | None = None,
+        flush: bool = True,
+        error: str | None = None,
+    ) -> None:
+        out = out or Output(prompt_tokens=len(r.prompt), completion_tokens=len(r.generated))
+        if out.prompt_logprobs is None and r.params.prompt_logprobs is not None and not r.generated:
+            out.prompt_logprobs = list(r.prompt_logprobs)
+        if flush and r.detok is not None:
+            out.text += r.detok.flush(text_ids if text_ids is not None else r.generated)
+        out.finish_reason, out.error = reason, error
+        if r in self._running:
+            self._running.remove(r)
+        elif r in self._waiting:
+            self._waiting.remove(r)
+        if r.slot is not None:
+            self.runner.release(r.slot)
+            r.slot = None
+        try:
+            r.on_event(out)
+        except Exception:  # a consumer's failure must not stop the engine
+            log.exception("request %s: event callback failed", r.id)
+
+
+def _stop_at_exit(ref: weakref.ref[Engine]) -> None:
+    """At interpreter exit, stop a still-running engine thread before torch is torn down under it."""
+    engine = ref()
+    if engine is not None:
+        engine.shutdown(drain=False, timeout=5)
+
+
+def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+    """A conversation rendered with the chat template and tokenized, ready for the assistant's answer."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Every token that ends an answer: the generation config's EOS ids and the tokenizer's."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    found = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        found.add(tokenizer.eos_token_id)
+    return found

@@ -1,0 +1,210 @@
+"""Forward passes for Llama-family models (Llama, Mistral, Qwen2) over a flat batch with a slot KV cache.
+
+Why not `model(...)`: the transformers forward wants a padded batch and its own cache, so a
+continuous batch would pay for padding and per-request cache objects. This runner reuses the
+model's own modules and weights (norms, rotary embedding, activation) and does the rest
+itself, in one pass per step over every request's tokens laid end to end:
+
+- q/k/v and gate/up are one GEMM each (the weights are concatenated once; the model's
+  `nn.Linear` modules are pointed at views of them, so nothing is stored twice);
+- new keys and values go straight into the request's cache slot;
+- single-token (decode) rows attend together over the cache with a length mask, longer
+  (prefill) chunks attend one at a time with a causal mask offset by what is cached;
+- LoRA adapters add their low-rank deltas per row group (`lora.py`);
+- the final norm and the LM head run only on the rows whose logits are needed.
+
+The arithmetic is the model's (same modules, same order of operations per row), so greedy
+answers match `generate` up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+
+from tunewright.engine.batch import StepBatch
+from tunewright.engine.kv_cache import SlotKVCache
+from tunewright.engine.lora import LoraSet
+
+SUPPORTED = ("llama", "mistral", "qwen2")
+
+
+def unsupported_reason(model: PreTrainedModel) -> str | None:
+    """Why this runner cannot run `model` (None when it can)."""
+    config = model.config
+    if config.model_type not in SUPPORTED:
+        return f"model type {config.model_type!r} is not one of {', '.join(SUPPORTED)}"
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return "sliding-window attention"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        return "the module layout is not LlamaModel's"
+    return None
+
+
+def _concat_into(linears: list[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight (and bias) for several Linear layers; the layers keep views of it."""
+    weight = torch.cat([m.weight.data for m in linears])
+    bias = torch.cat([m.bias.data for m in linears]) if linears[0].bias is not None else None
+    at = 0
+    for m in linears:
+        rows = m.weight.shape[0]
+        m.weight.data = weight[at : at + rows]
+        if bias is not None:
+            m.bias.data = bias[at : at + rows]
+        at += rows
+    return weight, bias
+
+
+@dataclass
+class _Layer:
+    module: torch.nn.Module
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    o: torch.nn.Linear
+    gate_up: torch.Tensor
+    gate_up_bias: torch.Tensor | None
+    down: torch.nn.Linear
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class LlamaRunner:
+    def __init__(self, model: PreTrainedModel, slots: int, max_len: int) -> None:
+        self.model = model.eval()
+        config = model.config
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.scale = self.head_dim**-0.5
+        inner = model.model
+        self.embed, self.norm, self.rotary = inner.embed_tokens, inner.norm, inner.rotary_emb
+        self.lm_head = model.lm_head
+        self.layers = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            qkv, qkv_bias = _concat_into([attn.q_proj, attn.k_proj, attn.v_proj])
+            gate_up, gate_up_bias = _concat_into([mlp.gate_proj, mlp.up_proj])
+            self.layers.append(_Layer(layer, qkv, qkv_bias, attn.o_proj, gate_up, gate_up_bias, mlp.down_proj))
+        self.act = inner.layers[0].mlp.act_fn
+        self.intermediate = inner.layers[0].mlp.gate_proj.weight.shape[0]
+        dtype, device = self.embed.weight.dtype, self.embed.weight.device
+        self.cache = SlotKVCache(len(self.layers), slots, max_len, self.kv_heads, self.head_dim, dtype, device)
+        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        self.qkv_split = {"q_proj": (0, q_out), "k_proj": (q_out, q_out + kv_out), "v_proj": (q_out + kv_out, None)}
+        hidden = config.hidden_size
+        self.lora = LoraSet(
+            {
+                "q_proj": (hidden, q_out),
+                "k_proj": (hidden, kv_out),
+                "v_proj": (hidden, kv_out),
+                "o_proj": (q_out, hidden),
+                "gate_proj": (hidden, self.intermediate),
+                "up_proj": (hidden, self.intermediate),
+                "down_proj": (self.intermediate, hidden),
+            },
+            len(self.layers),
+            dtype,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.lm_head.weight.shape[0]
+
+    def release(self, slot: int) -> None:
+        self.cache.release(slot)
+
+    @torch.inference_mode()
+    def forward(self, batch: StepBatch) -> torch.Tensor:
+        """Run every row of `batch` through the model; returns float32 logits of `batch.logit_rows`."""
+        n = batch.input_ids.shape[0]
+        x = self.embed(batch.input_ids)
+        cos, sin = self.rotary(x, batch.positions[None])
+        cos, sin = cos[0, :, None, :], sin[0, :, None, :]
+        slots, positions = batch.slots(), batch.positions
+        groups = self.lora.groups(batch.adapters()) if self.lora.weights else []
+        decodes = batch.decodes
+        attend = _DecodeAttention(batch, decodes, self.cache.max_len) if decodes else None
+        q_out = self.heads * self.head_dim
+        for i, layer in enumerate(self.layers):
+            h = layer.module.input_layernorm(x)
+            qkv = F.linear(h, layer.qkv, layer.qkv_bias)
+            for proj, (a, b) in self.qkv_split.items():
+                if groups:
+                    self.lora.apply(i, proj, h, qkv[:, a:b], groups)
+            q = _rotate(qkv[:, :q_out].view(n, self.heads, self.head_dim), cos, sin)
+            k = _rotate(qkv[:, q_out : q_out + self.kv_heads * self.head_dim].view(n, self.kv_heads, -1), cos, sin)
+            v = qkv[:, q_out + self.kv_heads * self.head_dim :].view(n, self.kv_heads, self.head_dim)
+            keys, values = self.cache.keys[i], self.cache.values[i]
+            keys[slots, positions] = k
+            values[slots, positions] = v
+            out = torch.empty((n, self.heads, self.head_dim), dtype=x.dtype, device=x.device)
+            if attend is not None:
+                out[:decodes] = attend(q[:decodes], keys, values, self.scale)
+            for seg in batch.segments[decodes:]:
+                out[seg.start : seg.start + seg.length] = self._prefill_attention(
+                    q[seg.start : seg.start + seg.length], keys[seg.slot], values[seg.slot], seg.past
+                )
+            attn = out.view(n, q_out)
+            o = layer.o(attn)
+            if groups:
+                self.lora.apply(i, "o_proj", attn, o, groups)
+            x = x + o
+            h = layer.module.post_attention_layernorm(x)
+            gate_up = F.linear(h, layer.gate_up, layer.gate_up_bias)
+            if groups:
+                self.lora.apply(i, "gate_proj", h, gate_up[:, : self.intermediate], groups)
+                self.lora.apply(i, "up_proj", h, gate_up[:, self.intermediate :], groups)
+            act = self.act(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
+            down = layer.down(act)
+            if groups:
+                self.lora.apply(i, "down_proj", act, down, groups)
+            x = x + down
+        hidden = self.norm(x.index_select(0, batch.logit_rows))
+        return self.lm_head(hidden).float()
+
+    def _prefill_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, past: int) -> torch.Tensor:
+        """Causal attention of a chunk of `len(q)` new tokens over its `past` cached ones and itself."""
+        t = q.shape[0]
+        k = keys[: past + t].transpose(0, 1)[None]
+        v = values[: past + t].transpose(0, 1)[None]
+        qq = q.transpose(0, 1)[None]
+        if past == 0:
+            out = F.scaled_dot_product_attention(qq, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+        else:
+            keys_at = torch.arange(past + t, device=q.device)
+            allowed = keys_at[None, :] <= (past + torch.arange(t, device=q.device))[:, None]
+            out = F.scaled_dot_product_attention(qq, k, v, attn_mask=allowed, scale=self.scale, enable_gqa=True)
+        return out[0].transpose(0, 1)
+
+
+class _DecodeAttention:
+    """Attention of the single-token rows, together, over the cache slots 0..hi-1 (views, no gather)."""
+
+    def __init__(self, batch: StepBatch, decodes: int, max_len: int) -> None:
+        segments = batch.segments[:decodes]
+        self.slots = torch.tensor([s.slot for s in segments])
+        self.hi = int(self.slots.max()) + 1
+        lengths = torch.zeros(self.hi, dtype=torch.long)
+        lengths[self.slots] = torch.tensor([s.past + 1 for s in segments])
+        self.width = int(lengths.max())
+        self.mask = (torch.arange(self.width)[None, :] < lengths[:, None])[:, None, None, :]
+        self.contiguous = bool(torch.equal(self.slots, torch.arange(self.hi)))
+
+    def __call__(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+        k = keys[: self.hi, : self.width].transpose(1, 2)
+        v = values[: self.hi, : self.width].transpose(1, 2)
+        if self.contiguous:
+            rows = q[:, :, None, :]
+        else:  # rows for slots that are not decoding this step are zeros and fully masked
+            rows = q.new_zeros((self.hi, *q.shape[1:]))[:, :, None, :]
+            rows[self.slots] = q[:, :, None, :]
+        out = F.scaled_dot_product_attention(rows, k, v, attn_mask=self.mask, scale=scale, enable_gqa=True)[:, :, 0]
+        return out if self.contiguous else out[self.slots]

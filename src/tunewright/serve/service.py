@@ -1,0 +1,201 @@
+"""The service layer between the HTTP routes and the engine: names, limits, results, streams.
+
+A request's `model` picks what answers it: the served model's own name is the model as
+exported (or the training run's adapter), and every loaded adapter answers under its name.
+Each choice (`n`) is one engine request; events come from the engine thread through the
+event loop (`call_soon_threadsafe`). A client that goes away cancels its requests at once,
+so their slots are free for the next ones. Latencies and token counts go to the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from starlette.requests import Request
+
+from tunewright.engine import Completion, Engine, Output, SamplingParams, TokenLogprob
+from tunewright.serve.metrics import ServeMetrics
+from tunewright.serve.protocol import (
+    ChatLogprobs,
+    ChatTokenLogprob,
+    CompletionLogprobs,
+    TopLogprob,
+)
+
+DISCONNECT_POLL_S = 0.5
+
+
+class ModelNotFound(Exception):
+    """No served model or adapter has the requested name."""
+
+
+@dataclass
+class Served:
+    """What the server answers for: the main name and the adapters' names."""
+
+    name: str
+    root: str
+    started: int = field(default_factory=lambda: int(time.time()))
+
+
+class Service:
+    def __init__(
+        self,
+        engine: Engine,
+        served: Served,
+        max_new_tokens: int,
+        request_timeout_s: float | None,
+        metrics: ServeMetrics,
+    ) -> None:
+        self.engine, self.served, self.cap = engine, served, max_new_tokens
+        self.timeout, self.metrics = request_timeout_s, metrics
+        self.token_text = lru_cache(maxsize=65536)(self._token_text)
+
+    # ---- names ---------------------------------------------------------------------------------------------
+
+    def adapter_for(self, model: str) -> str | None:
+        """The engine adapter that answers `model` (None: the base)."""
+        if model == self.served.name:
+            return self.engine.default_adapter
+        if model in self.engine.adapters and model != self.engine.default_adapter:
+            return model
+        raise ModelNotFound(model)
+
+    def model_name(self, adapter: str | None) -> str:
+        """The served name of an engine adapter (metrics labels)."""
+        return self.served.name if not adapter or adapter == self.engine.default_adapter else adapter
+
+    def load_by_model(self) -> dict[str, dict[str, int]]:
+        """The engine's running / waiting counts under served names."""
+        out: dict[str, dict[str, int]] = {}
+        for key, counts in self.engine.stats().items():
+            out[key] = {}
+            for adapter, n in counts.items():
+                name = self.model_name(adapter)
+                out[key][name] = out[key].get(name, 0) + n
+        return out
+
+    # ---- running requests ----------------------------------------------------------------------------------
+
+    def sampling(self, max_tokens: int | None, default: int, **kwargs: object) -> SamplingParams:
+        """Sampling parameters with the server's cap on answer length and its request timeout."""
+        limit = min(max_tokens if max_tokens is not None else default, self.cap)
+        return SamplingParams(max_tokens=limit, timeout_s=self.timeout, **kwargs)  # type: ignore[arg-type]
+
+    def start(
+        self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None, http: Request
+    ) -> list[RequestStream]:
+        """Submit one engine request per (prompt, params); all or none (a refused one cancels the others)."""
+        streams: list[RequestStream] = []
+        try:
+            for prompt, p in zip(prompts, params, strict=True):
+                streams.append(RequestStream(self, prompt, p, adapter, http))
+        except BaseException:
+            for stream in streams:
+                stream.handle.cancel()
+            raise
+        return streams
+
+    def _count(self, model: str, out: Output, seconds: float) -> None:
+        self.metrics.e2e.labels(model).observe(seconds)
+        self.metrics.prompt_tokens.labels(model).inc(out.prompt_tokens)
+        self.metrics.generation_tokens.labels(model).inc(out.completion_tokens)
+        self.metrics.requests.labels(model, out.finish_reason or "").inc()
+
+    # ---- shaping results -----------------------------------------------------------------------------------
+
+    def _token_text(self, token_id: int) -> str:
+        return self.engine.tokenizer.decode([token_id])
+
+    def chat_logprobs(self, logprobs: list[TokenLogprob]) -> ChatLogprobs:
+        """OpenAI chat `logprobs.content` entries for generated tokens."""
+        content = []
+        for lp in logprobs:
+            text = self.token_text(lp.token_id)
+            top = [
+                TopLogprob(token=self.token_text(t), logprob=v, bytes=list(self.token_text(t).encode()))
+                for t, v in lp.top
+            ]
+            content.append(
+                ChatTokenLogprob(token=text, logprob=lp.logprob, bytes=list(text.encode()), top_logprobs=top)
+            )
+        return ChatLogprobs(content=content)
+
+    def completion_logprobs(
+        self,
+        prompt_logprobs: list[TokenLogprob | None] | None,
+        prompt: list[int],
+        logprobs: list[TokenLogprob],
+        start: int,
+    ) -> CompletionLogprobs:
+        """Legacy completions `logprobs`, prompt tokens first when echoed; offsets count from `start`."""
+        out = CompletionLogprobs()
+        offset = start
+        entries: list[tuple[int, TokenLogprob | None]] = []
+        if prompt_logprobs is not None:
+            entries += list(zip(prompt, prompt_logprobs, strict=True))
+        entries += [(lp.token_id, lp) for lp in logprobs]
+        for token, lp in entries:
+            text = self.token_text(token)
+            out.tokens.append(text)
+            out.text_offset.append(offset)
+            offset += len(text)
+            out.token_logprobs.append(lp.logprob if lp is not None else None)
+            out.top_logprobs.append({self.token_text(t): v for t, v in lp.top} if lp is not None else None)
+        return out
+
+
+def finish_reason(reason: str | None) -> str | None:
+    """OpenAI's finish reasons: stop and length pass; an aborted request reports `abort`."""
+    return reason if reason in (None, "stop", "length") else "abort"
+
+
+class RequestStream:
+    """One submitted engine request, read as an async stream of outputs; cancelled if the client goes away."""
+
+    def __init__(self, service: Service, prompt: list[int], params: SamplingParams, adapter: str | None, http: Request):
+        loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Output] = asyncio.Queue()
+        self.service, self.http, self.prompt = service, http, prompt
+        self.model = service.model_name(adapter)
+        self.started = time.perf_counter()
+        self.handle = service.engine.submit(
+            prompt, params, lambda out: loop.call_soon_threadsafe(self.queue.put_nowait, out), adapter
+        )
+
+    async def __aiter__(self) -> AsyncIterator[Output]:
+        metrics, model = self.service.metrics, self.model
+        last, first, finished = self.started, True, False
+        try:
+            while True:
+                try:
+                    out = await asyncio.wait_for(self.queue.get(), timeout=DISCONNECT_POLL_S)
+                except TimeoutError:
+                    if await self.http.is_disconnected():
+                        return
+                    continue
+                now = time.perf_counter()
+                if out.token_ids:
+                    (metrics.ttft if first else metrics.itl).labels(model).observe(now - last)
+                    first, last = False, now
+                if out.finish_reason is not None:
+                    finished = True
+                    self.service._count(model, out, now - self.started)
+                yield out
+                if finished:
+                    return
+        finally:
+            if not finished:  # the client went away: free the slot now, count it as aborted
+                self.handle.cancel()
+                metrics.requests.labels(model, "abort").inc()
+
+    async def result(self) -> Completion | None:
+        """The whole result (None if the client went away first)."""
+        result = Completion()
+        async for out in self:
+            result.add(out)
+        return result if result.finish_reason is not None else None

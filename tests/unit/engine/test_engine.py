@@ -1,0 +1,186 @@
+"""The engine: greedy answers equal transformers' generate, batching changes nothing, requests end cleanly."""
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tunewright.core.modeling import load_tokenizer
+from tunewright.demo.sample_data import write_sample_data
+from tunewright.engine import Completion, Engine, EngineConfig, SamplingParams
+from tunewright.engine.detokenize import Detokenizer
+from tunewright.engine.engine import PromptTooLong, QueueFull, UnknownAdapter
+from tunewright.engine.sampler import choose
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory):
+    raw = write_sample_data(tmp_path_factory.mktemp("raw"))
+    rows = [json.loads(line) for line in raw["golden"].read_text().splitlines()]
+    return [[m for m in r["messages"] if m["role"] != "assistant"] for r in rows]
+
+
+def make_engine(tiny_base, adapters=None, **config):
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    return Engine(model, load_tokenizer(tiny_base), EngineConfig(**config), adapters)
+
+
+def test_greedy_answers_equal_transformers_generate(tiny_base, questions):
+    engine = make_engine(tiny_base, max_num_seqs=8, max_model_len=256)
+    prompts = [engine.chat_prompt(q) for q in questions]
+    got = engine.generate(prompts, SamplingParams(max_tokens=32))
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_base).eval(), AutoTokenizer.from_pretrained(tiny_base)
+    for prompt, result in zip(prompts, got, strict=True):
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False)[0, len(prompt) :].tolist()
+        ended = next((i for i, t in enumerate(out) if t in engine.eos_ids), None)
+        expected = out if ended is None else out[: ended + 1]
+        assert result.token_ids == expected
+        assert result.text == tokenizer.decode(expected, skip_special_tokens=True)
+        assert result.finish_reason == ("stop" if ended is not None else "length")
+        assert result.prompt_tokens == len(prompt) and result.completion_tokens == len(expected)
+    engine.shutdown()
+
+
+def test_batched_and_chunked_answers_equal_one_at_a_time(tiny_base, tiny_adapters, questions):
+    """32 requests over the base and two adapters, small prefill chunks: each equals its sequential answer."""
+    names = [None, "alpha", "beta"]
+    sequential = make_engine(tiny_base, tiny_adapters, max_num_seqs=1, max_model_len=256)
+    batched = make_engine(tiny_base, tiny_adapters, max_num_seqs=32, max_model_len=256, max_num_batched_tokens=40)
+    jobs = [(questions[i % len(questions)], names[i % 3]) for i in range(32)]
+    params = SamplingParams(max_tokens=24)
+    expected = [sequential.generate([sequential.chat_prompt(q)], params, a)[0].token_ids for q, a in jobs]
+    results: list[Completion] = [Completion() for _ in jobs]
+    done = threading.Semaphore(0)
+    for i, (q, a) in enumerate(jobs):
+
+        def on_event(out, i=i):
+            results[i].add(out)
+            if out.finish_reason:
+                done.release()
+
+        batched.submit(batched.chat_prompt(q), params, on_event, a)
+    for _ in jobs:
+        assert done.acquire(timeout=120)
+    assert [r.token_ids for r in results] == expected
+    assert len({tuple(e) for e in expected}) > 3, "the adapters answer differently"
+    sequential.shutdown()
+    batched.shutdown()
+
+
+def test_prompt_logprobs_match_an_independent_computation(tiny_base):
+    engine = make_engine(tiny_base, max_num_batched_tokens=7)  # the prompt is read in chunks
+    prompt = engine.tokenizer("The table finance.ledger is stale. What should I do first?")["input_ids"]
+    (result,) = engine.generate([prompt], SamplingParams(max_tokens=1, prompt_logprobs=1, logprobs=2))
+    model = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([prompt])).logits[0].float(), -1)
+    assert result.prompt_logprobs[0] is None
+    for j in range(1, len(prompt)):
+        entry = result.prompt_logprobs[j]
+        assert entry.token_id == prompt[j]
+        assert entry.logprob == pytest.approx(float(logprobs[j - 1, prompt[j]]), abs=1e-4)
+        assert entry.top[0][0] == int(logprobs[j - 1].argmax())
+    generated = result.logprobs[0]
+    assert generated.token_id == int(logprobs[-1].argmax()) and len(generated.top) == 2
+    engine.shutdown()
+
+
+def test_stop_strings_cut_the_answer_and_the_stream_never_takes_text_back(tiny_base, questions):
+    engine = make_engine(tiny_base)
+    prompt = engine.chat_prompt(questions[0])
+    full = engine.generate([prompt], SamplingParams(max_tokens=48))[0].text
+    stop = full[10:14]
+    pieces, done = [], threading.Event()
+
+    def on_event(out):
+        pieces.append(out)
+        if out.finish_reason:
+            done.set()
+
+    engine.submit(prompt, SamplingParams(max_tokens=48, stop=[stop]), on_event)
+    assert done.wait(60)
+    assert "".join(p.text for p in pieces) == full[: full.index(stop)]
+    assert pieces[-1].finish_reason == "stop"
+    engine.shutdown()
+
+
+def test_detokenizer_holds_back_a_possible_stop_prefix_and_split_characters():
+    class Chars:
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(chr(i) for i in ids)
+
+    d = Detokenizer(Chars(), ["END"])
+    assert d.update([ord(c) for c in "abcE"]) == ("abc", False)
+    assert d.update([ord(c) for c in "abcEN"]) == ("", False)
+    assert d.update([ord(c) for c in "abcENX"]) == ("ENX", False)
+    assert d.update([ord(c) for c in "abcENXEND"]) == ("", True)
+    assert Detokenizer(Chars(), []).update([ord("a"), 0xFFFD]) == ("a", False)
+
+
+def test_end_tokens_min_tokens_and_max_tokens(tiny_base, questions):
+    engine = make_engine(tiny_base)
+    prompt = engine.chat_prompt(questions[0])
+    tokens = engine.generate([prompt], SamplingParams(max_tokens=40))[0].token_ids
+    k = next(i for i in range(3, len(tokens)) if tokens[i] not in tokens[:i])
+    engine.eos_ids = {tokens[k]}  # pretend that token ends answers
+    stopped = engine.generate([prompt], SamplingParams(max_tokens=40))[0]
+    assert (stopped.token_ids, stopped.finish_reason) == (tokens[: k + 1], "stop")
+    assert stopped.text == engine.tokenizer.decode(tokens[:k], skip_special_tokens=True)
+    longer = engine.generate([prompt], SamplingParams(max_tokens=40, min_tokens=k + 5))[0]
+    assert longer.completion_tokens >= k + 5 and tokens[k] not in longer.token_ids[: k + 5]
+    short = engine.generate([prompt], SamplingParams(max_tokens=3))[0]
+    assert (short.completion_tokens, short.finish_reason) == (3, "length")
+    engine.shutdown()
+
+
+def test_seeded_sampling_is_reproducible_and_top_p_keeps_the_nucleus():
+    logits = torch.tensor([5.0, 4.0, 1.0, 0.0])
+    p = SamplingParams(temperature=1.0, top_p=0.7, seed=3)
+    gen = [torch.Generator().manual_seed(3) for _ in range(2)]
+    draws = [[choose(logits, p, g) for _ in range(50)] for g in gen]
+    assert draws[0] == draws[1]
+    assert set(draws[0]) == {0}  # token 0 alone has 73% of the mass
+    assert choose(logits, SamplingParams(), None) == 0
+
+
+def test_queue_bound_timeout_cancel_and_refusals(tiny_base, tiny_adapters, questions):
+    engine = make_engine(tiny_base, tiny_adapters, max_num_seqs=1, max_waiting=1, max_model_len=128)
+    prompt = engine.chat_prompt(questions[0])
+    events = {k: [] for k in ("long", "queued", "late")}
+    long = engine.submit(prompt, SamplingParams(max_tokens=30, min_tokens=30), events["long"].append)
+    engine.submit(prompt, SamplingParams(max_tokens=2), events["queued"].append)
+    with pytest.raises(QueueFull):
+        for _ in range(3):
+            engine.submit(prompt, SamplingParams(max_tokens=2), events["late"].append)
+    long.cancel()
+    deadline = time.monotonic() + 60
+    while not (events["queued"] and events["queued"][-1].finish_reason) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert events["long"][-1].finish_reason == "abort" and len(events["long"]) < 30
+    assert events["queued"][-1].finish_reason in ("stop", "length")
+    timed = engine.generate([prompt], SamplingParams(max_tokens=30, min_tokens=30, timeout_s=1e-6))[0]
+    assert timed.finish_reason == "timeout"
+    with pytest.raises(PromptTooLong, match="at most 128 tokens"):
+        engine.submit(list(range(128)), SamplingParams(max_tokens=4), lambda out: None)
+    with pytest.raises(UnknownAdapter):
+        engine.submit(prompt, SamplingParams(), lambda out: None, adapter="gamma")
+    assert engine.stats() == {"running": {}, "waiting": {}}
+    engine.shutdown()
+
+
+def test_adapters_load_and_unload_while_serving(tiny_base, tiny_adapters, questions):
+    engine = make_engine(tiny_base)
+    prompt = engine.chat_prompt(questions[1])
+    base = engine.generate([prompt], SamplingParams(max_tokens=16))[0].token_ids
+    engine.add_adapter("late", tiny_adapters["alpha"])
+    with_adapter = engine.generate([prompt], SamplingParams(max_tokens=16), "late")[0].token_ids
+    assert with_adapter != base and engine.adapters == ["late"]
+    assert engine.remove_adapter("late") and engine.adapters == []
+    assert not engine.remove_adapter("late")
+    with pytest.raises(UnknownAdapter):
+        engine.submit(prompt, SamplingParams(), lambda out: None, adapter="late")
+    engine.shutdown()
