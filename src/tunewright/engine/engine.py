@@ -35,7 +35,7 @@ from tunewright.engine.batch import Segment, StepBatch
 from tunewright.engine.detokenize import Detokenizer
 from tunewright.engine.hf import HFRunner
 from tunewright.engine.llama import LlamaRunner, unsupported_reason
-from tunewright.engine.lora import UnsupportedAdapter
+from tunewright.engine.lora import UnsupportedAdapter, read_adapter
 from tunewright.engine.params import Completion, Output, SamplingParams, TokenLogprob
 from tunewright.engine.sampler import choose, new_generator, token_logprob
 
@@ -132,14 +132,17 @@ class Engine:
         """The Llama-family runner when it can serve the model and every adapter, else the generic one."""
         c = self.config
         reason = unsupported_reason(model)
-        if reason is None:
-            runner = LlamaRunner(model, c.max_num_seqs, c.max_model_len)
-            try:
-                for name, path in adapters.items():
-                    runner.lora.add(name, Path(path))
-                return runner
+        for name, path in adapters.items() if reason is None else []:
+            try:  # checked before the Llama runner takes the model over
+                read_adapter(Path(path), model.dtype)
             except UnsupportedAdapter as exc:
                 reason = f"adapter {name!r}: {exc}"
+                break
+        if reason is None:
+            runner = LlamaRunner(model, c.max_num_seqs, c.max_model_len)
+            for name, path in adapters.items():
+                runner.lora.add(name, Path(path))
+            return runner
         log.warning("using the generic (slower) runner: %s", reason)
         generic = HFRunner(model, c.max_num_seqs, c.max_model_len)
         for name, path in adapters.items():
@@ -380,24 +383,38 @@ class Engine:
         batch = StepBatch(torch.tensor(ids), torch.tensor(positions), segments, torch.tensor(rows, dtype=torch.long))
         return batch, work
 
+    @torch.inference_mode()
     def _step(self) -> None:
         batch, work = self._plan()
         logits = self.runner.forward(batch)
         at = 0
+        ready: list[tuple[_Request, int]] = []  # requests whose next token comes from logits row i
         for r, a, b in work:
             r.computed = b
             if r.params.prompt_logprobs is not None and a < len(r.prompt):
-                chunk = logits[at : at + (b - a)]
+                self._score_prompt(r, a, b, logits[at : at + (b - a)])
                 at += b - a
-                self._score_prompt(r, a, b, chunk)
-                last = chunk[-1] if b == len(r.tokens) else None
+                if b == len(r.tokens):
+                    ready.append((r, at - 1))
             elif b == len(r.tokens):
-                last = logits[at]
+                ready.append((r, at))
                 at += 1
-            else:
-                last = None
-            if last is not None:
-                self._advance(r, last)
+        self._sample(ready, logits)
+
+    def _sample(self, ready: list[tuple[_Request, int]], logits: torch.Tensor) -> None:
+        """The next token of every ready request: greedy rows in one argmax, sampled rows one by one."""
+        eos = list(self.eos_ids)
+        for r, row in ready:
+            if len(r.generated) < r.params.min_tokens and eos:
+                logits[row, eos] = float("-inf")  # rows are this step's own, one per request
+        greedy = [row for r, row in ready if r.generator is None]
+        best = dict(zip(greedy, logits[greedy].argmax(-1).tolist(), strict=True)) if greedy else {}
+        for r, row in ready:
+            if r.params.max_tokens == 0:
+                self._finish(r, "length")
+                continue
+            token = best[row] if r.generator is None else choose(logits[row], r.params, r.generator)
+            self._advance(r, token, logits[row])
 
     def _score_prompt(self, r: _Request, a: int, b: int, chunk: torch.Tensor) -> None:
         """Log-probabilities (and the top k) of the prompt tokens a+1..b given their prefixes."""
@@ -407,16 +424,9 @@ class Engine:
         for j in range(a, min(b, len(r.prompt) - 1)):
             r.prompt_logprobs.append(token_logprob(chunk[j - a], r.prompt[j + 1], top))
 
-    def _advance(self, r: _Request, logits: torch.Tensor) -> None:
-        """Sample the next token of a request whose whole sequence is now in the cache."""
+    def _advance(self, r: _Request, token: int, logits: torch.Tensor) -> None:
+        """Append the request's next token and tell its consumer (or finish it)."""
         p = r.params
-        if p.max_tokens == 0:
-            self._finish(r, "length")
-            return
-        if len(r.generated) < p.min_tokens and self.eos_ids:
-            logits = logits.clone()
-            logits[list(self.eos_ids)] = float("-inf")
-        token = choose(logits, p, r.generator)
         logprob = [token_logprob(logits, token, p.logprobs)] if p.logprobs is not None else []
         first = not r.generated
         r.generated.append(token)

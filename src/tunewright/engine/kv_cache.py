@@ -1,9 +1,10 @@
 """A KV cache of fixed slots: one per running request, allocated up front, no copies as it grows.
 
-Each layer has a key and a value tensor `[slots, max_len, kv_heads, head_dim]`; a request
-owns one slot from admission to its end and writes the keys and values of position p at
-`[slot, p]`. Memory is `2 * layers * slots * max_len * kv_heads * head_dim * dtype size`,
-fixed at start, so the server never runs out of cache mid-request and never reallocates.
+Each layer has a key and a value tensor `[slots, kv_heads, max_len, head_dim]` (head-major,
+so attention reads each head's positions as one contiguous run); a request owns one slot
+from admission to its end and writes the keys and values of position p at `[slot, :, p]`.
+Memory is `2 * layers * slots * max_len * kv_heads * head_dim * dtype size`, fixed at start,
+so the server never runs out of cache mid-request and never reallocates.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class SlotKVCache(Slots):
         device: torch.device,
     ) -> None:
         super().__init__(slots, max_len)
-        shape = (slots, max_len, kv_heads, head_dim)
+        shape = (slots, kv_heads, max_len, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
 

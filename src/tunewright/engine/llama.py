@@ -5,8 +5,10 @@ continuous batch would pay for padding and per-request cache objects. This runne
 model's own modules and weights (norms, rotary embedding, activation) and does the rest
 itself, in one pass per step over every request's tokens laid end to end:
 
-- q/k/v and gate/up are one GEMM each (the weights are concatenated once; the model's
-  `nn.Linear` modules are pointed at views of them, so nothing is stored twice);
+- q/k/v and gate/up are one GEMM each (their weights concatenated once), and on CPUs every
+  projection and the LM head run from weights prepacked for oneDNN, which streams them from
+  memory 1.6-3x faster than `F.linear` (MKL) does at decode batch sizes, in the same fp32
+  arithmetic (the runner takes the model over: its dense projection weights are released);
 - new keys and values go straight into the request's cache slot;
 - single-token (decode) rows attend together over the cache with a length mask, longer
   (prefill) chunks attend one at a time with a causal mask offset by what is cached;
@@ -45,29 +47,58 @@ def unsupported_reason(model: PreTrainedModel) -> str | None:
     return None
 
 
-def _concat_into(linears: list[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One weight (and bias) for several Linear layers; the layers keep views of it."""
-    weight = torch.cat([m.weight.data for m in linears])
-    bias = torch.cat([m.bias.data for m in linears]) if linears[0].bias is not None else None
-    at = 0
-    for m in linears:
-        rows = m.weight.shape[0]
-        m.weight.data = weight[at : at + rows]
-        if bias is not None:
-            m.bias.data = bias[at : at + rows]
-        at += rows
-    return weight, bias
+def _packable(weight: torch.Tensor) -> bool:
+    return (
+        weight.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and weight.dtype in (torch.float32, torch.bfloat16)
+    )
+
+
+class Projection:
+    """`x W^T + b` for one or several concatenated Linear layers, prepacked for oneDNN on CPUs."""
+
+    def __init__(self, linears: list[torch.nn.Linear], release: bool = True) -> None:
+        weight = torch.cat([m.weight.data for m in linears]) if len(linears) > 1 else linears[0].weight.data
+        has_bias = linears[0].bias is not None
+        self.bias = torch.cat([m.bias.data for m in linears]) if has_bias and len(linears) > 1 else linears[0].bias
+        self.bias = self.bias.data if self.bias is not None else None
+        self.packed = _packable(weight)
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if self.packed else weight
+        if release and self.packed:
+            for m in linears:  # the packed copy is the only one kept
+                m.weight.data = torch.empty(0, dtype=weight.dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed:
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
+
+
+class Norm:
+    """The model's RMSNorm as one fused `F.rms_norm` call (same weight and epsilon); other norms as they are."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+        weight = getattr(module, "weight", None)
+        self.fused = type(module).__name__.endswith("RMSNorm") and eps is not None and weight is not None
+        self.eps, self.weight = eps, weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return self.module(x)
 
 
 @dataclass
 class _Layer:
-    module: torch.nn.Module
-    qkv: torch.Tensor
-    qkv_bias: torch.Tensor | None
-    o: torch.nn.Linear
-    gate_up: torch.Tensor
-    gate_up_bias: torch.Tensor | None
-    down: torch.nn.Linear
+    input_norm: Norm
+    qkv: Projection
+    o: Projection
+    post_norm: Norm
+    gate_up: Projection
+    down: Projection
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -85,16 +116,21 @@ class LlamaRunner:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scale = self.head_dim**-0.5
         inner = model.model
-        self.embed, self.norm, self.rotary = inner.embed_tokens, inner.norm, inner.rotary_emb
-        self.lm_head = model.lm_head
+        self.embed, self.final_norm, self.rotary = inner.embed_tokens, Norm(inner.norm), inner.rotary_emb
+        self.vocab_size = model.lm_head.weight.shape[0]
+        self.intermediate = inner.layers[0].mlp.gate_proj.weight.shape[0]
+        tied = model.lm_head.weight.data_ptr() == self.embed.weight.data_ptr()
+        self.lm_head = Projection([model.lm_head], release=not tied)  # tied: the embedding still needs it
         self.layers = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            qkv, qkv_bias = _concat_into([attn.q_proj, attn.k_proj, attn.v_proj])
-            gate_up, gate_up_bias = _concat_into([mlp.gate_proj, mlp.up_proj])
-            self.layers.append(_Layer(layer, qkv, qkv_bias, attn.o_proj, gate_up, gate_up_bias, mlp.down_proj))
+            qkv = Projection([attn.q_proj, attn.k_proj, attn.v_proj])
+            gate_up = Projection([mlp.gate_proj, mlp.up_proj])
+            o, down = Projection([attn.o_proj]), Projection([mlp.down_proj])
+            self.layers.append(
+                _Layer(Norm(layer.input_layernorm), qkv, o, Norm(layer.post_attention_layernorm), gate_up, down)
+            )
         self.act = inner.layers[0].mlp.act_fn
-        self.intermediate = inner.layers[0].mlp.gate_proj.weight.shape[0]
         dtype, device = self.embed.weight.dtype, self.embed.weight.device
         self.cache = SlotKVCache(len(self.layers), slots, max_len, self.kv_heads, self.head_dim, dtype, device)
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
@@ -114,10 +150,6 @@ class LlamaRunner:
             dtype,
         )
 
-    @property
-    def vocab_size(self) -> int:
-        return self.lm_head.weight.shape[0]
-
     def release(self, slot: int) -> None:
         self.cache.release(slot)
 
@@ -132,49 +164,53 @@ class LlamaRunner:
         groups = self.lora.groups(batch.adapters()) if self.lora.weights else []
         decodes = batch.decodes
         attend = _DecodeAttention(batch, decodes, self.cache.max_len) if decodes else None
-        q_out = self.heads * self.head_dim
+        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        only_decodes = decodes == len(batch.segments)
         for i, layer in enumerate(self.layers):
-            h = layer.module.input_layernorm(x)
-            qkv = F.linear(h, layer.qkv, layer.qkv_bias)
+            h = layer.input_norm(x)
+            qkv = layer.qkv(h)
             for proj, (a, b) in self.qkv_split.items():
                 if groups:
                     self.lora.apply(i, proj, h, qkv[:, a:b], groups)
-            q = _rotate(qkv[:, :q_out].view(n, self.heads, self.head_dim), cos, sin)
-            k = _rotate(qkv[:, q_out : q_out + self.kv_heads * self.head_dim].view(n, self.kv_heads, -1), cos, sin)
-            v = qkv[:, q_out + self.kv_heads * self.head_dim :].view(n, self.kv_heads, self.head_dim)
+            qk = _rotate(qkv[:, : q_out + kv_out].view(n, self.heads + self.kv_heads, self.head_dim), cos, sin)
+            q, k = qk[:, : self.heads], qk[:, self.heads :]
+            v = qkv[:, q_out + kv_out :].view(n, self.kv_heads, self.head_dim)
             keys, values = self.cache.keys[i], self.cache.values[i]
-            keys[slots, positions] = k
-            values[slots, positions] = v
-            out = torch.empty((n, self.heads, self.head_dim), dtype=x.dtype, device=x.device)
-            if attend is not None:
-                out[:decodes] = attend(q[:decodes], keys, values, self.scale)
-            for seg in batch.segments[decodes:]:
-                out[seg.start : seg.start + seg.length] = self._prefill_attention(
-                    q[seg.start : seg.start + seg.length], keys[seg.slot], values[seg.slot], seg.past
-                )
-            attn = out.view(n, q_out)
+            keys[slots, :, positions] = k
+            values[slots, :, positions] = v
+            if only_decodes:
+                attn = attend(q, keys, values, self.scale).reshape(n, q_out)
+            else:
+                out = torch.empty((n, self.heads, self.head_dim), dtype=x.dtype, device=x.device)
+                if attend is not None:
+                    out[:decodes] = attend(q[:decodes], keys, values, self.scale)
+                for seg in batch.segments[decodes:]:
+                    out[seg.start : seg.start + seg.length] = self._prefill_attention(
+                        q[seg.start : seg.start + seg.length], keys[seg.slot], values[seg.slot], seg.past
+                    )
+                attn = out.view(n, q_out)
             o = layer.o(attn)
             if groups:
                 self.lora.apply(i, "o_proj", attn, o, groups)
-            x = x + o
-            h = layer.module.post_attention_layernorm(x)
-            gate_up = F.linear(h, layer.gate_up, layer.gate_up_bias)
+            x.add_(o)
+            h = layer.post_norm(x)
+            gate_up = layer.gate_up(h)
             if groups:
                 self.lora.apply(i, "gate_proj", h, gate_up[:, : self.intermediate], groups)
                 self.lora.apply(i, "up_proj", h, gate_up[:, self.intermediate :], groups)
-            act = self.act(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
+            act = self.act(gate_up[:, : self.intermediate]).mul_(gate_up[:, self.intermediate :])
             down = layer.down(act)
             if groups:
                 self.lora.apply(i, "down_proj", act, down, groups)
-            x = x + down
-        hidden = self.norm(x.index_select(0, batch.logit_rows))
+            x.add_(down)
+        hidden = self.final_norm(x.index_select(0, batch.logit_rows))
         return self.lm_head(hidden).float()
 
     def _prefill_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, past: int) -> torch.Tensor:
         """Causal attention of a chunk of `len(q)` new tokens over its `past` cached ones and itself."""
         t = q.shape[0]
-        k = keys[: past + t].transpose(0, 1)[None]
-        v = values[: past + t].transpose(0, 1)[None]
+        k = keys[:, : past + t][None]
+        v = values[:, : past + t][None]
         qq = q.transpose(0, 1)[None]
         if past == 0:
             out = F.scaled_dot_product_attention(qq, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
@@ -199,8 +235,8 @@ class _DecodeAttention:
         self.contiguous = bool(torch.equal(self.slots, torch.arange(self.hi)))
 
     def __call__(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
-        k = keys[: self.hi, : self.width].transpose(1, 2)
-        v = values[: self.hi, : self.width].transpose(1, 2)
+        k = keys[: self.hi, :, : self.width]
+        v = values[: self.hi, :, : self.width]
         if self.contiguous:
             rows = q[:, :, None, :]
         else:  # rows for slots that are not decoding this step are zeros and fully masked

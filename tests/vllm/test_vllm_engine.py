@@ -1,0 +1,98 @@
+"""`tunewright serve --engine vllm` (make test-vllm): vLLM's CPU build from its own environment.
+
+The same model directory and a LoRA adapter, served under tunewright's names, answered through
+the official openai client; vLLM's greedy answers match tunewright's own engine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tunewright.serve.app import free_port
+
+pytestmark = pytest.mark.vllm
+
+QUESTIONS = ["What is the capital of France?", "Name three primary colours.", "What does a data pipeline do?"]
+
+
+@pytest.fixture(scope="module")
+def smol_adapter(smollm2, tmp_path_factory) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(smollm2),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    out = tmp_path_factory.mktemp("lora") / "smol-lora"
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vllm_server(smollm2, smol_adapter):
+    python = os.environ.get("TUNEWRIGHT_VLLM")
+    if not python or not Path(python).exists():
+        pytest.skip("TUNEWRIGHT_VLLM names no vLLM environment: run make test-vllm")
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("tunewright")), "serve", str(smollm2), "--engine", "vllm"]
+    cmd += ["--port", str(port), "--adapter", f"smol-lora={smol_adapter}", "model_name=smol"]
+    cmd += ["batching.max_model_len=1024"]
+    cmd += ["vllm.dtype=float32", "vllm.extra_args=[--gpu-memory-utilization, '0.5']"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()[-4000:]
+            assert time.monotonic() < deadline, "vLLM did not start"
+            time.sleep(2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(120)
+
+
+def test_vllm_serves_the_model_and_the_adapter_under_tunewright_names(vllm_server):
+    client = openai.OpenAI(base_url=vllm_server, api_key="unused", max_retries=0)
+    assert {m.id for m in client.models.list().data} >= {"smol", "smol-lora"}
+    answers = {}
+    for model in ("smol", "smol-lora"):
+        r = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": QUESTIONS[0]}], temperature=0, max_tokens=16
+        )
+        answers[model] = r.choices[0].message.content
+    assert "Paris" in answers["smol"]
+    assert answers["smol-lora"] != answers["smol"]
+
+
+def test_vllm_and_the_tunewright_engine_answer_alike(vllm_server, smollm2):
+    from transformers import AutoModelForCausalLM
+
+    from tunewright.core.modeling import load_tokenizer
+    from tunewright.engine import Engine, EngineConfig, SamplingParams
+
+    engine = Engine(AutoModelForCausalLM.from_pretrained(smollm2), load_tokenizer(smollm2), EngineConfig(4, 512))
+    client = openai.OpenAI(base_url=vllm_server, api_key="unused", max_retries=0)
+    for q in QUESTIONS:
+        ours = engine.generate([engine.chat_prompt([{"role": "user", "content": q}])], SamplingParams(max_tokens=24))[0]
+        theirs = client.chat.completions.create(
+            model="smol", messages=[{"role": "user", "content": q}], temperature=0, max_tokens=24
+        )
+        assert theirs.choices[0].message.content == ours.text, q
+    engine.shutdown()
