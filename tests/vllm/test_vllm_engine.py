@@ -34,6 +34,10 @@ def smol_adapter(smollm2, tmp_path_factory) -> Path:
         AutoModelForCausalLM.from_pretrained(smollm2),
         LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
     )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(20)  # strong enough to change greedy answers
     out = tmp_path_factory.mktemp("lora") / "smol-lora"
     model.save_pretrained(out)
     return out
@@ -81,18 +85,21 @@ def test_vllm_serves_the_model_and_the_adapter_under_tunewright_names(vllm_serve
     assert answers["smol-lora"] != answers["smol"]
 
 
-def test_vllm_and_the_tunewright_engine_answer_alike(vllm_server, smollm2):
+def test_vllm_and_the_tunewright_engine_answer_alike_with_and_without_the_adapter(vllm_server, smollm2, smol_adapter):
     from transformers import AutoModelForCausalLM
 
     from tunewright.core.modeling import load_tokenizer
     from tunewright.engine import Engine, EngineConfig, SamplingParams
 
-    engine = Engine(AutoModelForCausalLM.from_pretrained(smollm2), load_tokenizer(smollm2), EngineConfig(4, 512))
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(smollm2), load_tokenizer(smollm2)
+    engine = Engine(model, tokenizer, EngineConfig(4, 512), {"smol-lora": smol_adapter})
     client = openai.OpenAI(base_url=vllm_server, api_key="unused", max_retries=0)
     for q in QUESTIONS:
-        ours = engine.generate([engine.chat_prompt([{"role": "user", "content": q}])], SamplingParams(max_tokens=24))[0]
-        theirs = client.chat.completions.create(
-            model="smol", messages=[{"role": "user", "content": q}], temperature=0, max_tokens=24
-        )
-        assert theirs.choices[0].message.content == ours.text, q
+        for name, adapter in (("smol", None), ("smol-lora", "smol-lora")):
+            prompt = engine.chat_prompt([{"role": "user", "content": q}])
+            ours = engine.generate([prompt], SamplingParams(max_tokens=24), adapter)[0]
+            theirs = client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=24
+            )
+            assert theirs.choices[0].message.content == ours.text, (name, q)
     engine.shutdown()
