@@ -123,7 +123,8 @@ async def load_level(url: str, model: str, concurrency: int, requests: int, toke
 
         async def bounded(i: int) -> dict:
             async with gate:
-                return await one_request(client, url, model, PROMPTS[i % len(PROMPTS)], tokens, exact)
+                prompt = f"Request {i}. {PROMPTS[i % len(PROMPTS)]}"  # distinct: only the template is shared
+                return await one_request(client, url, model, prompt, tokens, exact)
 
         start = time.perf_counter()
         results = await asyncio.gather(*(bounded(i) for i in range(requests)))

@@ -5,7 +5,8 @@ for Llama-family models (slot KV cache, flat token batches, multi-LoRA) and `HFR
 for everything else.
 """
 
-from tunewright.engine.engine import Engine, EngineConfig, RequestHandle
+from tunewright.engine.engine import Engine
 from tunewright.engine.params import Completion, Output, SamplingParams, TokenLogprob
+from tunewright.engine.requests import EngineConfig, RequestHandle
 
 __all__ = ["Completion", "Engine", "EngineConfig", "Output", "RequestHandle", "SamplingParams", "TokenLogprob"]

@@ -23,7 +23,6 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,70 +35,20 @@ from tunewright.engine.detokenize import Detokenizer
 from tunewright.engine.hf import HFRunner
 from tunewright.engine.llama import LlamaRunner, unsupported_reason
 from tunewright.engine.lora import UnsupportedAdapter, read_adapter
-from tunewright.engine.params import Completion, Output, SamplingParams, TokenLogprob
+from tunewright.engine.params import Completion, Output, SamplingParams
+from tunewright.engine.prefix import PrefixIndex
+from tunewright.engine.requests import (
+    EngineClosed,
+    EngineConfig,
+    PromptTooLong,
+    QueueFull,
+    RequestHandle,
+    Sequence,
+    UnknownAdapter,
+)
 from tunewright.engine.sampler import choose, new_generator, token_logprob
 
 log = logging.getLogger("tunewright.engine")
-
-
-class QueueFull(Exception):
-    """The waiting queue is at its bound; the request was not taken (HTTP 429)."""
-
-
-class EngineClosed(Exception):
-    """The engine is shutting down and takes no new requests (HTTP 503)."""
-
-
-class UnknownAdapter(LookupError):
-    """A request named an adapter that is not loaded (HTTP 404)."""
-
-
-class PromptTooLong(ValueError):
-    """A prompt that does not fit the engine's context with room for an answer (HTTP 400)."""
-
-
-@dataclass
-class EngineConfig:
-    max_num_seqs: int = 16  # requests decoding together (KV-cache slots)
-    max_model_len: int = 1024  # prompt + answer tokens per request
-    max_num_batched_tokens: int = 512  # tokens per forward pass (decode rows + prefill chunks)
-    max_waiting: int = 256  # requests queued for a slot before new ones are refused
-
-
-@dataclass
-class _Request:
-    id: int
-    prompt: list[int]
-    params: SamplingParams
-    adapter: int
-    adapter_name: str | None
-    on_event: Callable[[Output], None]
-    submitted: float
-    tokens: list[int] = field(default_factory=list)
-    slot: int | None = None
-    computed: int = 0  # tokens whose keys and values are in the cache
-    generated: list[int] = field(default_factory=list)
-    prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
-    cancelled: bool = False
-    generator: torch.Generator | None = None
-    detok: Detokenizer | None = None
-
-    @property
-    def deadline(self) -> float | None:
-        t = self.params.timeout_s
-        return self.submitted + t if t else None
-
-
-class RequestHandle:
-    """A submitted request: its id, and `cancel()` (a client that went away)."""
-
-    def __init__(self, engine: Engine, request: _Request) -> None:
-        self._engine, self._request = engine, request
-        self.id = request.id
-
-    def cancel(self) -> None:
-        self._request.cancelled = True
-        self._engine._wake()
 
 
 class Engine:
@@ -117,13 +66,16 @@ class Engine:
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(model, tokenizer)
         self.runner = self._build_runner(model, adapters or {})
+        caching = self.config.prefix_caching and isinstance(self.runner, LlamaRunner)
+        self.prefix = PrefixIndex() if caching else None
+        self.reused_tokens = 0  # prompt tokens whose keys and values came from the prefix cache
         self.default_adapter = default_adapter
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._incoming: deque[_Request] = deque()
+        self._incoming: deque[Sequence] = deque()
         self._control: deque[tuple[Callable[[], Any], Future]] = deque()
-        self._waiting: deque[_Request] = deque()
-        self._running: list[_Request] = []
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
         self._thread: threading.Thread | None = None
         self._closing = False
         self._stop = False
@@ -226,7 +178,7 @@ class Engine:
                 f"the prompt has {len(prompt)} tokens; this engine takes at most {self.config.max_model_len} "
                 "tokens of prompt and answer together"
             )
-        request = _Request(next(self._ids), list(prompt), params, index, name, on_event, time.monotonic())
+        request = Sequence(next(self._ids), list(prompt), params, index, name, on_event, time.monotonic())
         request.tokens = list(prompt)
         with self._cond:
             if self._closing:
@@ -346,16 +298,25 @@ class Engine:
                     self._finish(r, "timeout")
 
     def _admit(self) -> None:
-        while self._waiting:
-            slot = self.runner.cache.allocate()
-            if slot is None:
-                return
+        """Give waiting requests free slots, reusing a cached prompt prefix where there is one."""
+        while self._waiting and self.runner.cache.free:
             r = self._waiting.popleft()
+            if self.prefix is not None and r.params.prompt_logprobs is None:
+                running = [(q.slot, q.adapter, q.tokens[: q.computed]) for q in self._running]
+                slot, source, reused = self.prefix.place(self.runner.cache.free, running, r.prompt, r.adapter)
+                self.runner.cache.free.remove(slot)
+                if source is not None:
+                    self.runner.copy_prefix(source, slot, reused)
+                self.prefix.forget(slot)
+                r.computed = reused
+                self.reused_tokens += reused
+            else:
+                slot = self.runner.cache.allocate()
             r.slot, r.generator = slot, new_generator(r.params)
             r.detok = Detokenizer(self.tokenizer, r.params.stop)
             self._running.append(r)
 
-    def _plan(self) -> tuple[StepBatch, list[tuple[_Request, int, int]]]:
+    def _plan(self) -> tuple[StepBatch, list[tuple[Sequence, int, int]]]:
         """The step's flat batch: every decoding request, then prompt chunks within the token budget."""
         budget = self.config.max_num_batched_tokens
         work = [(r, r.computed, r.computed + 1) for r in self._running if len(r.tokens) - r.computed == 1]
@@ -388,7 +349,7 @@ class Engine:
         batch, work = self._plan()
         logits = self.runner.forward(batch)
         at = 0
-        ready: list[tuple[_Request, int]] = []  # requests whose next token comes from logits row i
+        ready: list[tuple[Sequence, int]] = []  # requests whose next token comes from logits row i
         for r, a, b in work:
             r.computed = b
             if r.params.prompt_logprobs is not None and a < len(r.prompt):
@@ -401,7 +362,7 @@ class Engine:
                 at += 1
         self._sample(ready, logits)
 
-    def _sample(self, ready: list[tuple[_Request, int]], logits: torch.Tensor) -> None:
+    def _sample(self, ready: list[tuple[Sequence, int]], logits: torch.Tensor) -> None:
         """The next token of every ready request: greedy rows in one argmax, sampled rows one by one."""
         eos = list(self.eos_ids)
         for r, row in ready:
@@ -416,7 +377,7 @@ class Engine:
             token = best[row] if r.generator is None else choose(logits[row], r.params, r.generator)
             self._advance(r, token, logits[row])
 
-    def _score_prompt(self, r: _Request, a: int, b: int, chunk: torch.Tensor) -> None:
+    def _score_prompt(self, r: Sequence, a: int, b: int, chunk: torch.Tensor) -> None:
         """Log-probabilities (and the top k) of the prompt tokens a+1..b given their prefixes."""
         if a == 0:
             r.prompt_logprobs.append(None)
@@ -424,7 +385,7 @@ class Engine:
         for j in range(a, min(b, len(r.prompt) - 1)):
             r.prompt_logprobs.append(token_logprob(chunk[j - a], r.prompt[j + 1], top))
 
-    def _advance(self, r: _Request, token: int, logits: torch.Tensor) -> None:
+    def _advance(self, r: Sequence, token: int, logits: torch.Tensor) -> None:
         """Append the request's next token and tell its consumer (or finish it)."""
         p = r.params
         logprob = [token_logprob(logits, token, p.logprobs)] if p.logprobs is not None else []
@@ -451,7 +412,7 @@ class Engine:
 
     def _finish(
         self,
-        r: _Request,
+        r: Sequence,
         reason: str,
         out: Output | None = None,
         text_ids: list[int] | None = None,
@@ -469,6 +430,8 @@ class Engine:
         elif r in self._waiting:
             self._waiting.remove(r)
         if r.slot is not None:
+            if self.prefix is not None:
+                self.prefix.remember(r.slot, r.adapter, r.tokens[: r.computed])
             self.runner.release(r.slot)
             r.slot = None
         try:

@@ -153,6 +153,12 @@ class LlamaRunner:
     def release(self, slot: int) -> None:
         self.cache.release(slot)
 
+    def copy_prefix(self, source: int, target: int, length: int) -> None:
+        """Copy the first `length` positions of a slot's keys and values into another slot."""
+        for keys, values in zip(self.cache.keys, self.cache.values, strict=True):
+            keys[target, :, :length] = keys[source, :, :length]
+            values[target, :, :length] = values[source, :, :length]
+
     @torch.inference_mode()
     def forward(self, batch: StepBatch) -> torch.Tensor:
         """Run every row of `batch` through the model; returns float32 logits of `batch.logit_rows`."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tunewright.core.model_source import ModelSource
-from tunewright.engine.engine import Engine, EngineConfig, chat_prompt_ids
+from tunewright.engine.engine import Engine, chat_prompt_ids
 from tunewright.engine.params import Completion, SamplingParams
+from tunewright.engine.requests import EngineConfig
 
 
 def answer_chats(

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from tunewright import __version__
 from tunewright.engine import Engine, SamplingParams
-from tunewright.engine.engine import EngineClosed, PromptTooLong, QueueFull, UnknownAdapter
+from tunewright.engine.requests import EngineClosed, PromptTooLong, QueueFull, UnknownAdapter
 from tunewright.serve.adapters_dir import AdapterDirectory
 from tunewright.serve.config import ServeConfig
 from tunewright.serve.gate import Gate

@@ -12,7 +12,7 @@ from tunewright.core.modeling import load_tokenizer
 from tunewright.demo.sample_data import write_sample_data
 from tunewright.engine import Completion, Engine, EngineConfig, SamplingParams
 from tunewright.engine.detokenize import Detokenizer
-from tunewright.engine.engine import PromptTooLong, QueueFull, UnknownAdapter
+from tunewright.engine.requests import PromptTooLong, QueueFull, UnknownAdapter
 from tunewright.engine.sampler import choose
 
 
@@ -184,3 +184,36 @@ def test_adapters_load_and_unload_while_serving(tiny_base, tiny_adapters, questi
     with pytest.raises(UnknownAdapter):
         engine.submit(prompt, SamplingParams(), lambda out: None, adapter="late")
     engine.shutdown()
+
+
+def test_prefix_index_reuses_the_longest_shared_prefix():
+    from tunewright.engine.prefix import MIN_REUSE, PrefixIndex
+
+    index = PrefixIndex()
+    prompt = list(range(40))
+    index.remember(1, 0, [*list(range(30)), 99])  # a finished request's cache in free slot 1
+    index.remember(2, 7, list(range(40)))  # same tokens, another adapter: not reusable
+    assert index.place([0, 1, 2], [], prompt, adapter=0) == (1, None, 30)
+    running = [(5, 0, [*list(range(39)), 1, 2])]  # a request in flight shares 39 tokens: copy them
+    assert index.place([0, 1, 2], running, prompt, adapter=0) == (1, 5, 39)
+    assert index.place([0, 2], [], prompt, adapter=0) == (0, None, 0)
+    assert index.place([3], [(5, 0, list(range(MIN_REUSE - 1)))], prompt, 0) == (3, None, 0)  # too short to copy
+    assert index.place([1], [], list(range(30)), adapter=0)[2] == 29  # the last prompt token is always computed
+
+
+def test_prefix_caching_changes_no_answer_and_skips_the_shared_prompt(tiny_base, tiny_adapters, questions):
+    system = {"role": "system", "content": "You answer platform support questions for the data team, briefly. " * 3}
+    jobs = [([system, q[-1]], a) for q in questions[:6] for a in (None, "alpha")]
+    answers = {}
+    for caching in (False, True):
+        engine = make_engine(tiny_base, tiny_adapters, max_num_seqs=4, max_model_len=256, prefix_caching=caching)
+        prompts = [engine.chat_prompt(m) for m, _ in jobs]
+        answers[caching] = [
+            engine.generate([p], SamplingParams(max_tokens=16), a)[0].token_ids
+            for p, (_, a) in zip(prompts, jobs, strict=True)
+        ]
+        reused = engine.reused_tokens
+        engine.shutdown()
+    assert answers[True] == answers[False]
+    shared = len(make_engine(tiny_base).chat_prompt([system]))
+    assert reused >= (len(jobs) - 2) * (shared - 8)  # after the first request per adapter, the system prompt is reused

@@ -1,0 +1,76 @@
+"""The engine's request types: its configuration, the errors it refuses requests with, a request's state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from tunewright.engine.detokenize import Detokenizer
+from tunewright.engine.params import Output, SamplingParams, TokenLogprob
+
+if TYPE_CHECKING:
+    from tunewright.engine.engine import Engine
+
+
+class QueueFull(Exception):
+    """The waiting queue is at its bound; the request was not taken (HTTP 429)."""
+
+
+class EngineClosed(Exception):
+    """The engine is shutting down and takes no new requests (HTTP 503)."""
+
+
+class UnknownAdapter(LookupError):
+    """A request named an adapter that is not loaded (HTTP 404)."""
+
+
+class PromptTooLong(ValueError):
+    """A prompt that does not fit the engine's context with room for an answer (HTTP 400)."""
+
+
+@dataclass
+class EngineConfig:
+    max_num_seqs: int = 16  # requests decoding together (KV-cache slots)
+    max_model_len: int = 1024  # prompt + answer tokens per request
+    max_num_batched_tokens: int = 512  # tokens per forward pass (decode rows + prefill chunks)
+    max_waiting: int = 256  # requests queued for a slot before new ones are refused
+    prefix_caching: bool = True  # reuse the keys and values of a prompt prefix already computed
+
+
+@dataclass
+class Sequence:
+    id: int
+    prompt: list[int]
+    params: SamplingParams
+    adapter: int
+    adapter_name: str | None
+    on_event: Callable[[Output], None]
+    submitted: float
+    tokens: list[int] = field(default_factory=list)
+    slot: int | None = None
+    computed: int = 0  # tokens whose keys and values are in the cache
+    generated: list[int] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
+    cancelled: bool = False
+    generator: torch.Generator | None = None
+    detok: Detokenizer | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        t = self.params.timeout_s
+        return self.submitted + t if t else None
+
+
+class RequestHandle:
+    """A submitted request: its id, and `cancel()` (a client that went away)."""
+
+    def __init__(self, engine: Engine, request: Sequence) -> None:
+        self._engine, self._request = engine, request
+        self.id = request.id
+
+    def cancel(self) -> None:
+        self._request.cancelled = True
+        self._engine._wake()
