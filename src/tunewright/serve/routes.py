@@ -15,14 +15,11 @@ from tunewright.engine import Completion
 from tunewright.serve.protocol import (
     AssistantMessage,
     ChatChoice,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChunkChoice,
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
-    Delta,
     ErrorBody,
     ErrorResponse,
     LoadAdapterRequest,
@@ -213,28 +210,30 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 async def _chat_events(
     service: Service, model: str, streams: list[RequestStream], include_usage: bool
 ) -> AsyncIterator[str]:
-    cid, created = new_id("chatcmpl"), now()
+    """OpenAI's chat stream: a role chunk per choice, content deltas, a finish chunk, usage, [DONE]."""
+    head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(), "model": model}
 
-    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
-        c = ChatCompletionChunk(id=cid, created=created, model=model, choices=choices, usage=usage)
-        return _sse(c.model_dump(exclude_none=not include_usage or usage is None))
+    def chunk(index: int, delta: dict, finish: str | None = None, logprobs: object = None) -> str:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        body = {**head, "choices": [choice], **({"usage": None} if include_usage else {})}
+        return _sse(body)  # plain dicts: this runs once per token per stream
 
     for i in range(len(streams)):
-        yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+        yield chunk(i, {"role": "assistant", "content": ""})
     totals = [Completion() for _ in streams]
-    async for i, out in _merged(streams):
+    async for i, out in _merged(streams) if len(streams) > 1 else ((0, out) async for out in streams[0]):
         totals[i].add(out)
-        logprobs = service.chat_logprobs(out.logprobs) if out.logprobs else None
+        logprobs = service.chat_logprobs(out.logprobs).model_dump() if out.logprobs else None
         if out.text or logprobs:
-            yield chunk([ChunkChoice(index=i, delta=Delta(content=out.text), logprobs=logprobs)])
+            yield chunk(i, {"content": out.text}, logprobs=logprobs)
         if out.finish_reason in ("timeout", "error"):
             yield _sse(
                 ErrorResponse(error=ErrorBody(message=out.error or out.finish_reason, type="server_error")).model_dump()
             )
         if out.finish_reason is not None:
-            yield chunk([ChunkChoice(index=i, delta=Delta(), finish_reason=finish_reason(out.finish_reason))])
+            yield chunk(i, {}, finish_reason(out.finish_reason))
     if include_usage:
-        yield chunk([], _usage(totals))
+        yield _sse({**head, "choices": [], "usage": _usage(totals).model_dump()})
     yield "data: [DONE]\n\n"
 
 
@@ -302,26 +301,21 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
 async def _completion_events(
     body: CompletionRequest, streams: list[RequestStream], texts: list[str]
 ) -> AsyncIterator[str]:
-    cid, created = new_id("cmpl"), now()
+    """The legacy completions stream: text deltas per choice (the echoed prompt first), usage, [DONE]."""
+    head = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": body.model}
+
+    def chunk(index: int, text: str, finish: str | None = None) -> str:
+        return _sse({**head, "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]})
+
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     totals = [Completion() for _ in streams]
     if body.echo:
         for i, text in enumerate(texts):
-            yield _sse(
-                CompletionResponse(
-                    id=cid, created=created, model=body.model, choices=[CompletionChoice(index=i, text=text)]
-                ).model_dump(exclude_none=True)
-            )
-    async for i, out in _merged(streams):
+            yield chunk(i, text)
+    async for i, out in _merged(streams) if len(streams) > 1 else ((0, out) async for out in streams[0]):
         totals[i].add(out)
-        choice = CompletionChoice(index=i, text=out.text, finish_reason=finish_reason(out.finish_reason))
         if out.text or out.finish_reason is not None:
-            yield _sse(
-                CompletionResponse(id=cid, created=created, model=body.model, choices=[choice]).model_dump(
-                    exclude_none=True
-                )
-            )
+            yield chunk(i, out.text, finish_reason(out.finish_reason))
     if include_usage:
-        usage = _usage(totals)
-        yield _sse(CompletionResponse(id=cid, created=created, model=body.model, choices=[], usage=usage).model_dump())
+        yield _sse({**head, "choices": [], "usage": _usage(totals).model_dump()})
     yield "data: [DONE]\n\n"

@@ -173,7 +173,8 @@ class RequestStream:
         try:
             while True:
                 try:
-                    out = await asyncio.wait_for(self.queue.get(), timeout=DISCONNECT_POLL_S)
+                    async with asyncio.timeout(DISCONNECT_POLL_S):  # no task per token, unlike wait_for
+                        out = await self.queue.get()
                 except TimeoutError:
                     if await self.http.is_disconnected():
                         return
