@@ -76,7 +76,9 @@ def server_command(tool: str, model: Path, port: int, vllm_python: str) -> tuple
         cmd += ["--port", str(port), "--dtype", "float32", "--device", "cpu"]
         return cmd, str(model), f"http://127.0.0.1:{port}/health"
     cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--dtype", "float32", "--served-model-name", "bench", "--max-model-len", "2048"]
+    context = json.loads((model / "config.json").read_text()).get("max_position_embeddings", 2048)
+    cmd += ["--port", str(port), "--dtype", "float32", "--served-model-name", "bench"]
+    cmd += ["--max-model-len", str(min(2048, context))]
     cmd += ["--max-num-seqs", "32", "--gpu-memory-utilization", "0.5"]  # on CPUs: the share of RAM it reserves
     return cmd, "bench", f"http://127.0.0.1:{port}/health"
 

@@ -33,8 +33,8 @@ class StepBatch:
 
     def slots(self) -> torch.Tensor:
         """The cache slot of every row."""
-        return torch.cat([torch.full((s.length,), s.slot, dtype=torch.long) for s in self.segments])
+        return torch.tensor([s.slot for s in self.segments for _ in range(s.length)], dtype=torch.long)
 
     def adapters(self) -> torch.Tensor:
         """The adapter of every row."""
-        return torch.cat([torch.full((s.length,), s.adapter, dtype=torch.long) for s in self.segments])
+        return torch.tensor([s.adapter for s in self.segments for _ in range(s.length)], dtype=torch.long)

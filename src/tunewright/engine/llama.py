@@ -47,11 +47,15 @@ def unsupported_reason(model: PreTrainedModel) -> str | None:
     return None
 
 
+PACK_MIN_ELEMENTS = 1 << 17  # below this (tiny models) oneDNN's per-call cost outweighs its faster streaming
+
+
 def _packable(weight: torch.Tensor) -> bool:
     return (
         weight.device.type == "cpu"
         and torch.backends.mkldnn.is_available()
         and weight.dtype in (torch.float32, torch.bfloat16)
+        and weight.numel() >= PACK_MIN_ELEMENTS
     )
 
 
@@ -232,13 +236,15 @@ class _DecodeAttention:
 
     def __init__(self, batch: StepBatch, decodes: int, max_len: int) -> None:
         segments = batch.segments[:decodes]
-        self.slots = torch.tensor([s.slot for s in segments])
-        self.hi = int(self.slots.max()) + 1
-        lengths = torch.zeros(self.hi, dtype=torch.long)
-        lengths[self.slots] = torch.tensor([s.past + 1 for s in segments])
-        self.width = int(lengths.max())
-        self.mask = (torch.arange(self.width)[None, :] < lengths[:, None])[:, None, None, :]
-        self.contiguous = bool(torch.equal(self.slots, torch.arange(self.hi)))
+        slots = [s.slot for s in segments]
+        self.hi = max(slots) + 1
+        lengths = [0] * self.hi
+        for s in segments:
+            lengths[s.slot] = s.past + 1
+        self.width = max(lengths)
+        self.mask = (torch.arange(self.width)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
+        self.contiguous = slots == list(range(self.hi))
+        self.slots = torch.tensor(slots)
 
     def __call__(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
         k = keys[: self.hi, :, : self.width]

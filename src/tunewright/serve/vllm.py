@@ -56,7 +56,9 @@ def vllm_command(
         served = f"{name}-base"
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", source.base, "--served-model-name", served]
     cmd += ["--host", cfg.host, "--port", str(port), "--dtype", cfg.vllm.dtype]
-    cmd += ["--max-model-len", str(cfg.batching.max_model_len), "--max-num-seqs", str(cfg.batching.max_num_seqs)]
+    config = json.loads((Path(source.base) / "config.json").read_text(encoding="utf-8"))
+    context = min(cfg.batching.max_model_len, config.get("max_position_embeddings") or cfg.batching.max_model_len)
+    cmd += ["--max-model-len", str(context), "--max-num-seqs", str(cfg.batching.max_num_seqs)]
     cmd += ["--tensor-parallel-size", str(cfg.vllm.tensor_parallel_size)]
     if loras:
         rank = max(_rank(Path(p)) for p in loras.values())

@@ -61,13 +61,32 @@ def test_chunked_prefill_and_decode_rows_match_the_full_forward(tiny_base, seqs,
             assert torch.equal(got[i].argmax(-1), full.argmax(-1))
 
 
-def test_llama_runner_keeps_one_copy_of_the_weights(tiny_base):
-    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+def test_projections_large_enough_are_prepacked_match_and_keep_one_copy():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=1000,
+        hidden_size=512,
+        intermediate_size=1024,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
+    ref = LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(config).eval()
+    model.load_state_dict(ref.state_dict())
     runner = LlamaRunner(model, 2, 64)
-    attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
-    if runner.layers[0].qkv.packed:  # prepacked for oneDNN: the dense copies are released
-        assert attn.q_proj.weight.numel() == mlp.gate_proj.weight.numel() == mlp.down_proj.weight.numel() == 0
-    assert model.model.embed_tokens.weight.numel() > 0  # still used for the lookup (and tied LM head)
+    layer = runner.layers[0]
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN")
+    assert layer.qkv.packed and layer.gate_up.packed and layer.down.packed and runner.lm_head.packed
+    assert model.model.layers[0].self_attn.q_proj.weight.numel() == 0  # the packed copy is the only one
+    ids = torch.randint(0, 1000, (20,))
+    got = run_steps(runner, [ids.tolist()], [[(0, 0, 12, 0)], [(0, 12, 20, 0)]])[0]
+    with torch.no_grad():
+        assert torch.allclose(got, ref(ids[None]).logits[0], atol=1e-4)
 
 
 @pytest.mark.parametrize("runner_cls", [LlamaRunner, HFRunner])
