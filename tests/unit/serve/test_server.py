@@ -287,8 +287,17 @@ def test_a_client_that_disconnects_frees_its_slot(tiny_base):
 
 def test_api_key_queue_full_and_not_ready(tiny_base, monkeypatch):
     cfg = ServeConfig(max_new_tokens=2000)
+    release = threading.Event()
     app = create_app(loader(tiny_base, max_num_seqs=1, max_waiting=0, max_model_len=2048), cfg, api_key="s3cret")
     with BackgroundServer(app) as srv:
+        engine = app.state.service.engine
+        step = engine._step
+
+        def held_step():  # the one slot stays busy until the second request has been refused
+            step()
+            release.wait(60)
+
+        monkeypatch.setattr(engine, "_step", held_step)
         root = srv.base_url.removesuffix("/v1")
         assert httpx.get(f"{root}/v1/health/ready").status_code == 200  # probes need no key
         with pytest.raises(openai.AuthenticationError):
@@ -307,6 +316,7 @@ def test_api_key_queue_full_and_not_ready(tiny_base, monkeypatch):
             with pytest.raises(openai.RateLimitError) as exc:
                 client.chat.completions.create(model="tiny", messages=QUESTION, max_tokens=2)
             assert exc.value.body["code"] == "queue_full"
+            release.set()
     gate = threading.Event()
 
     def slow_load():
