@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,23 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     handbook = [r["text"] for r in read_jsonl_strict(raw["handbook"])]
     build_base_model(root / "model", handbook, seed=0, steps=60)
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`tunewright quickstart` run once through the real CLI: its workspace and its stdout (read-only:
+    tests that add runs work on a copy, `quickstart_copy`)."""
+    ws = tmp_path_factory.mktemp("qs") / "ws"
+    cmd = [sys.executable, "-m", "tunewright", "quickstart", "--workspace", str(ws)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ws, proc.stdout
+
+
+@pytest.fixture
+def quickstart_copy(quickstart_run: tuple[Path, str], tmp_path: Path) -> Path:
+    """A private copy of the quickstart's workspace."""
+    return Path(shutil.copytree(quickstart_run[0], tmp_path / "ws", symlinks=True))
 
 
 @pytest.fixture

@@ -13,7 +13,11 @@ from tunewright.core.errors import UserError
 from tunewright.core.model_source import resolve_model
 
 SHORT = ["training.max_steps=20", "training.eval_every=10", "checkpoint.every=null"]
-EVAL_FAST = ["generation.max_new_tokens=24", "tasks=[{name: golden, data: data/raw/eval/golden.jsonl}]"]
+FORMAT = "{type: format, pattern: '^First step: [^\\n]+'}"
+EVAL_FAST = [
+    "generation.max_new_tokens=24",
+    f"tasks=[{{name: golden, data: data/raw/eval/golden.jsonl, scorers: [{FORMAT}]}}]",
+]
 GATE = ["gates=[{metric: golden.format_rate, op: '>=', threshold: 0.99}]"]
 
 
@@ -47,14 +51,20 @@ def test_a_failed_eval_blocks_the_export_unless_allowed_and_recorded(trained, ca
     capsys.readouterr()
     assert main(["export", "latest:train", "--name", "blocked", "-w", str(ws)]) == 1
     err = capsys.readouterr().err
-    assert f"latest evaluation ({eval_id}) failed gate(s) golden.format_rate" in err and "--allow-failed-eval" in err
+    assert f"latest evaluation ({eval_id}) is NO-GO: gate(s) golden.format_rate (FAIL)" in err
+    assert "--allow-failed-eval" in err
     assert not (ws / "exports/blocked").exists()
     assert main(["export", "latest:train", "--name", "blocked", "--allow-failed-eval", "-w", str(ws)]) == 0
     exported = manifest(ws / "exports/blocked")
-    assert exported["results"]["eval"] == {"run_id": eval_id, "passed": False, "failed_gates": ["golden.format_rate"]}
+    assert exported["results"]["eval"] == {
+        "run_id": eval_id,
+        "verdict": "NO-GO",
+        "passed": False,
+        "failed_gates": ["golden.format_rate (FAIL)"],
+    }
     assert exported["results"]["allow_failed_eval"] is True and exported["config"]["allow_failed_eval"] is True
     assert eval_id in exported["parents"]
-    assert "FAILED gate(s) golden.format_rate" in (ws / "exports/blocked/README.md").read_text()
+    assert "NO-GO, gate(s) golden.format_rate (FAIL)" in (ws / "exports/blocked/README.md").read_text()
 
 
 def test_an_export_name_is_not_overwritten_without_asking(trained, capsys):
@@ -89,7 +99,7 @@ def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
         if path.suffix in (".json", ".md") and path.name != "manifest.json":  # the manifest records the command
             assert str(ws) not in path.read_text(), path
     readme = (out / "README.md").read_text()
-    assert "Model Card for Model ID" not in readme and "LoRA r=16" in readme and "passed every gate" in readme
+    assert "Model Card for Model ID" not in readme and "LoRA r=16" in readme and "GO, every gate passed" in readme
     base = manifest(out)["results"]["base_model"]
     assert base["name_or_path"] == "models/tiny-base" and len(base["sha256"]) == 64
 

@@ -38,7 +38,11 @@ TRAIN = [
 ]
 pytestmark = pytest.mark.real
 
-EVAL = ["generation.max_new_tokens=24", "tasks=[{name: golden, data: data/raw/eval/golden.jsonl}]", "gates=[]"]
+EVAL = [
+    "generation.max_new_tokens=24",
+    "tasks=[{name: golden, data: data/raw/eval/golden.jsonl, scorers: [{type: token_f1}, {type: rouge}, {type: nll}]}]",
+    "gates=[{metric: golden.nll, max_drop: 0.0}]",  # training on this format must lower the references' NLL
+]
 PROMPT = [{"role": "user", "content": "The table finance.ledger is stale. What should I do?"}]
 
 
@@ -89,7 +93,10 @@ def test_eval_export_and_serve_on_the_real_model(workspace):
     ws = workspace
     assert main(["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base", *EVAL]) == 0
     results = json.loads((latest(ws, "eval") / "manifest.json").read_text())["results"]
-    assert results["model_run"] == latest(ws, "train").name
+    assert results["model_run"] == latest(ws, "train").name and results["verdict"] == "GO"
+    summary = json.loads((latest(ws, "eval") / "eval.json").read_text())
+    nll = {m["name"]: m for m in summary["tasks"][0]["metrics"]}["nll"]
+    assert 0 < nll["model"]["value"] < nll["baseline"]["value"] < 10  # per token, end-of-turn included
     assert main(["export", "latest:train", "--format", "adapter", "--name", "smol-adapter", "-w", str(ws)]) == 0
     assert main(["export", "latest:train", "--format", "merged", "--name", "smol-merged", "-w", str(ws)]) == 0
     merged = ws / "exports/smol-merged"

@@ -1,4 +1,10 @@
-"""`tunewright eval`: score a model against the config's tasks and gates (exit 1 on a failed gate)."""
+"""`tunewright eval`: score a model (and a baseline) against the config's suite and gates.
+
+Exit 0 when the verdict is GO, 1 when it is NO-GO or INCONCLUSIVE, 2 on a usage error
+(found before any generation). `tunewright eval export-review RUN` and `import-review`
+handle blind human review of an eval run's answers; they are dispatched from here because
+`eval`'s own positional arguments are config overrides.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +17,48 @@ from tunewright.core.config import load_config
 from tunewright.core.errors import CheckFailed
 from tunewright.core.runs import start_run
 
+REVIEW_VERBS = ("export-review", "import-review")
+
 
 def register(app: typer.Typer) -> None:
-    app.command("eval")(eval_cmd)
+    app.command("eval", context_settings={"allow_interspersed_args": False})(eval_cmd)
 
 
 def eval_cmd(
     config: Path = config_option("eval.yaml"),
-    model: str = typer.Option("latest:train", "--model", "-m", help="Training run, model directory or hub id."),
+    model: str = typer.Option(None, "--model", "-m", help="Training run, export, model directory or hub id."),
     baseline: str = typer.Option(None, "--baseline", "-b", help="Model to compare with; 'base' = the model's base."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Evaluate an OpenAI-compatible server (…/v1) instead."),
+    endpoint_model: str = typer.Option(None, "--endpoint-model", help="The model name to ask --endpoint for."),
+    baseline_endpoint: str = typer.Option(None, "--baseline-endpoint", help="A server (…/v1) as the baseline."),
+    baseline_endpoint_model: str = typer.Option(None, "--baseline-endpoint-model", help="Its model name."),
     workspace: Path = WORKSPACE,
     overrides: list[str] = OVERRIDES,
 ) -> None:
-    """Evaluate a model (and a baseline) on golden prompts and tasks; check the gates."""
+    """Evaluate a model (and a baseline) on the suite; decide the gates: GO (exit 0), NO-GO or INCONCLUSIVE (1).
+
+    Also: `tunewright eval export-review RUN` and `tunewright eval import-review RUN FILE` (see --help of each).
+    """
+    if overrides and overrides[0] in REVIEW_VERBS:
+        from tunewright.cli.review import review_app
+
+        review_app(args=list(overrides), prog_name="tunewright eval", standalone_mode=False)
+        return
     from tunewright.evaluate.config import EvalConfig
-    from tunewright.evaluate.stage import run_eval
+    from tunewright.evaluate.stage import TargetSpec, run_eval
 
     ws = workspace_path(workspace)
     cfg = load_config(config_path(ws, config, "eval.yaml"), EvalConfig, overrides)
+    target = TargetSpec(model if model or endpoint else "latest:train", endpoint, endpoint_model)
+    other = None
+    if baseline or baseline_endpoint:
+        other = TargetSpec(baseline, baseline_endpoint, baseline_endpoint_model)
     with start_run(ws, "eval", command_line(), cfg.model_dump()) as run:
-        tuned, base = run_eval(cfg, ws, model, baseline, run)
-    for res in filter(None, (base, tuned)):
-        gates = ", ".join(f"{g.metric}={g.value:.3f} {'ok' if g.passed else 'FAIL'}" for g in res.gates)
-        typer.echo(f"{res.source.label}: {'PASS' if res.passed else 'FAIL'} ({gates})")
-    typer.echo(f"report {cfg.report}; run {run.run_id}")
-    if not tuned.passed:
-        failed = [g.metric for g in tuned.gates if not g.passed]
-        raise CheckFailed(f"{tuned.source.label} failed gate(s): {', '.join(failed)}")
+        summary = run_eval(cfg, ws, target, other, run)
+    for g in summary["gates"]:
+        typer.echo(f"{g['status']:<12} {g['tier']:<10} {g['metric']} {g['rule']} (model {g['model']['value']:.3f})")
+    typer.echo(f"verdict {summary['verdict']}; config sha256 {summary['config_hash'][:16]}…")
+    typer.echo(f"report {cfg.report}; results runs/{run.run_id}/results.jsonl")
+    if summary["verdict"] != "GO":
+        failing = [f"{g['metric']} {g['status']}" for g in summary["gates"] if g["status"] != "PASS"]
+        raise CheckFailed(f"verdict {summary['verdict']}: {', '.join(failing)}")

@@ -8,6 +8,7 @@ The descriptions are the config models' field docstrings.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import yaml
@@ -24,7 +25,7 @@ def _flow(value: Any) -> str:
 
 def _line(prefix: str, text: str, doc: str | None) -> str:
     line = prefix + text
-    return f"{line.ljust(COMMENT_COLUMN)}  # {doc}" if doc else line
+    return f"{line.ljust(COMMENT_COLUMN)}  # {' '.join(doc.split())}" if doc else line
 
 
 def _render(model: BaseModel, indent: str, first_prefix: str, lines: list[str]) -> None:
@@ -57,7 +58,13 @@ def undescribed_fields(model: type[BaseModel], path: str = "") -> list[str]:
         key = f"{path}{field.alias or name}"
         if not field.description:
             missing.append(key)
-        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                missing += undescribed_fields(arg, f"{key}.")
+        for arg in _models_in(field.annotation):
+            missing += undescribed_fields(arg, f"{key}.")
     return missing
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The config models an annotation holds, through lists, unions and `Annotated`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]

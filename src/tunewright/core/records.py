@@ -78,7 +78,7 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def _messages(value: Any, what: str) -> list[Message]:
+def parse_messages(value: Any, what: str) -> list[Message]:
     if isinstance(value, str):
         return [Message("assistant" if what != "prompt" else "user", value)]
     if not isinstance(value, list) or not value:
@@ -113,7 +113,7 @@ def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, s
     cols.update(columns or {})
     rid, src, meta = _identity(obj, source, default_id)
     if cols["messages"] in obj:
-        messages = _messages(obj[cols["messages"]], "messages")
+        messages = parse_messages(obj[cols["messages"]], "messages")
     elif cols["prompt"] in obj and cols["response"] in obj:
         messages = []
         if obj.get(cols["system"]):
@@ -139,9 +139,9 @@ def to_preference_pair(obj: Any, source: str, default_id: str) -> PreferencePair
         raise RecordError(f"preference pair is missing {', '.join(missing)}")
     rid, src, meta = _identity(obj, source, default_id)
     return PreferencePair(
-        _messages(obj["prompt"], "prompt"),
-        _messages(obj["chosen"], "chosen"),
-        _messages(obj["rejected"], "rejected"),
+        parse_messages(obj["prompt"], "prompt"),
+        parse_messages(obj["chosen"], "chosen"),
+        parse_messages(obj["rejected"], "rejected"),
         rid,
         src,
         meta,

@@ -1,13 +1,37 @@
-"""Answers for a list of conversations in one call, through the engine (eval and export parity)."""
+"""Batch work through the engine: answers to many conversations, and log-probs of given continuations.
+
+Eval, export parity and the lm-evaluation-harness adapter all generate and score here, so
+there is one generation path in the codebase: the engine the server runs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tunewright.core.errors import DataError
 from tunewright.core.model_source import ModelSource
 from tunewright.engine.engine import Engine, chat_prompt_ids
 from tunewright.engine.params import Completion, SamplingParams
 from tunewright.engine.requests import EngineConfig
+
+Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
+
+
+def engine_for(
+    source: ModelSource, longest: int, batch_size: int, requests: int, loaded: Loaded | None = None
+) -> Engine:
+    """An engine sized for `requests` requests of at most `longest` tokens, `batch_size` decoding together."""
+    model, tokenizer = loaded if loaded is not None else source.load_base()
+    config = EngineConfig(
+        max_num_seqs=max(1, min(batch_size, requests)),
+        max_model_len=max(2, longest),
+        max_num_batched_tokens=max(512, longest),
+        max_waiting=max(1, requests),
+    )
+    adapters = {source.label: source.adapter} if source.adapter is not None else {}
+    return Engine(model, tokenizer, config, adapters, source.label if adapters else None)
 
 
 def answer_chats(
@@ -16,20 +40,53 @@ def answer_chats(
     max_new_tokens: int,
     batch_size: int = 16,
     advance: Callable[[int], None] | None = None,
+    loaded: Loaded | None = None,
 ) -> list[Completion]:
     """Greedy answers of `source` to each conversation, `batch_size` decoding together."""
-    model, tokenizer = source.load_base()
+    model, tokenizer = loaded if loaded is not None else source.load_base()
     prompts = [chat_prompt_ids(tokenizer, c) for c in conversations]
-    longest = max(map(len, prompts), default=1)
-    config = EngineConfig(
-        max_num_seqs=max(1, min(batch_size, len(prompts))),
-        max_model_len=longest + max_new_tokens,
-        max_num_batched_tokens=max(512, longest),
-        max_waiting=len(prompts),
-    )
-    adapters = {source.label: source.adapter} if source.adapter is not None else {}
-    engine = Engine(model, tokenizer, config, adapters, source.label if adapters else None)
+    longest = max(map(len, prompts), default=1) + max_new_tokens
+    engine = engine_for(source, longest, batch_size, len(prompts), (model, tokenizer))
     try:
         return engine.generate(prompts, SamplingParams(max_tokens=max_new_tokens), advance=advance)
     finally:
         engine.shutdown()
+
+
+def continuation_logprobs(
+    engine: Engine, pairs: list[tuple[list[int], list[int]]], advance: Callable[[int], None] | None = None
+) -> list[tuple[float, bool]]:
+    """For each (context, continuation) token pair: the continuation's summed log-prob given the
+    context, and whether greedy decoding would have produced exactly it. No token is generated."""
+    prompts = [ctx + cont for ctx, cont in pairs]
+    outs = engine.generate(prompts, SamplingParams(max_tokens=0, prompt_logprobs=1), advance=advance)
+    results = []
+    for (ctx, cont), out in zip(pairs, outs, strict=True):
+        scored = (out.prompt_logprobs or [])[len(ctx) : len(ctx) + len(cont)]
+        if len(scored) != len(cont) or any(t is None for t in scored):
+            raise RuntimeError("the engine returned fewer prompt log-probs than tokens")
+        total = sum(t.logprob for t in scored)  # type: ignore[union-attr]
+        greedy = all(t.top and t.top[0][0] == t.token_id for t in scored)  # type: ignore[union-attr]
+        results.append((total, greedy))
+    return results
+
+
+def answer_tokens(
+    tokenizer: PreTrainedTokenizerBase, prompt: list[dict[str, str]], answer: str
+) -> tuple[list[int], list[int]]:
+    """(context ids, answer ids) of `answer` as the assistant's reply to `prompt` under the chat
+    template: the answer runs from the generation prompt to the end of its end-of-turn token."""
+    head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(
+        [*prompt, {"role": "assistant", "content": answer}], tokenize=False, add_generation_prompt=False
+    )
+    if not full.startswith(head):
+        raise DataError("the chat template does not render the prompt as a prefix of the answered conversation")
+    eos = tokenizer.eos_token or ""
+    end = full.find(eos, len(head) + len(answer)) if eos else -1
+    end = end + len(eos) if end >= 0 else len(full.rstrip())
+    context = tokenizer(head, add_special_tokens=False)["input_ids"]
+    enc = tokenizer(full[:end], add_special_tokens=False)["input_ids"]
+    if enc[: len(context)] != context:  # the answer's first token merged with the prompt's last
+        return context, tokenizer(full[len(head) : end], add_special_tokens=False)["input_ids"]
+    return context, enc[len(context) :]

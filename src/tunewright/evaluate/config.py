@@ -1,66 +1,286 @@
 """Typed configuration of `tunewright eval` (the YAML in `configs/eval.yaml`).
 
+A suite is a list of tasks; each task names its data and the scorers that run on it, so
+the metrics a run will produce are known from the config alone, before any generation.
+Gates are written down here too, before any result exists: an absolute threshold, or a
+bound on the difference from the baseline, each with a tier that says how much it counts.
 Each field's docstring is its one-line description in `tunewright config show eval`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tunewright.core.config import StrictModel
 
+NAME = r"^[A-Za-z0-9_-]+$"
+METRIC = r"^[a-z0-9_]+$"
+
+
+def _compiles(pattern: str) -> str:
+    re.compile(pattern)
+    return pattern
+
+
+class Assertion(StrictModel):
+    type: str = Field(
+        pattern=r"^(not-)?(equals|contains|icontains|regex|is-json|similar|max-length|starts-with)$",
+    )
+    """Check on the answer (promptfoo names); a `not-` prefix inverts it."""
+    value: str | int | dict | None = None
+    """What the check compares with: text, a pattern, a length, or a JSON schema for is-json."""
+    threshold: float = Field(0.8, ge=-1, le=1)
+    """For `similar`: the least cosine similarity of the MiniLM embeddings that passes."""
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> Assertion:
+        kind = self.type.removeprefix("not-")
+        if kind == "max-length" and not isinstance(self.value, int):
+            raise ValueError("max-length needs an integer value (characters)")
+        if kind in ("equals", "contains", "icontains", "regex", "similar", "starts-with") and not isinstance(
+            self.value, str
+        ):
+            raise ValueError(f"{self.type} needs a text value")
+        if kind == "regex":
+            _compiles(str(self.value))
+        if kind == "is-json" and self.value is not None and not isinstance(self.value, dict):
+            raise ValueError("is-json takes an optional JSON schema (a mapping) as value")
+        return self
+
+
+class FormatScorer(StrictModel):
+    type: Literal["format"]
+    """The scorer."""
+    pattern: str
+    """The whole (stripped) answer must match this regex. Metric: format_rate."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return _compiles(value)
+
+
+class FieldsScorer(StrictModel):
+    type: Literal["fields"]
+    """The scorer."""
+    fields: dict[str, str] = Field(min_length=1)
+    """Named regexes with one capture group, compared between answer and reference.
+    Metrics: field_<name>, field_accuracy."""
+
+    @field_validator("fields")
+    @classmethod
+    def _one_group(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            if not re.fullmatch(METRIC, name):
+                raise ValueError(f"field {name!r}: names are lower-case letters, digits and _")
+            if re.compile(pattern).groups != 1:
+                raise ValueError(f"field {name!r}: pattern needs exactly one capture group")
+        return value
+
+
+class ExactMatchScorer(StrictModel):
+    type: Literal["exact_match"]
+    """The scorer."""
+    normalize: list[Literal["lower", "whitespace", "punctuation", "articles"]] = Field(
+        default_factory=lambda: ["lower", "whitespace"]
+    )
+    """Normalisations applied to answer and reference before comparing. Metric: exact_match."""
+
+
+class SimpleScorer(StrictModel):
+    type: Literal["token_f1", "rouge", "bleu", "chrf", "nll"]
+    """token_f1 (SQuAD bag of words); rouge (rouge1, rouge2, rougeL); bleu; chrf (sacrebleu, corpus level);
+    nll (the reference's per-token negative log-likelihood and perplexity, from log-probs, no generation)."""
+
+
+class SimilarScorer(StrictModel):
+    type: Literal["similar"]
+    """The scorer."""
+    threshold: float = Field(0.8, ge=-1, le=1)
+    """Cosine similarity of the answer's and reference's MiniLM embeddings.
+    Metrics: similarity, similar (>= threshold)."""
+
+
+class ClassificationScorer(StrictModel):
+    type: Literal["classification"]
+    """The scorer."""
+    labels: list[str] = Field(min_length=2)
+    """The classes; the reference is one of them."""
+    extract: str | None = None
+    """Regex with one capture group that takes the label out of the answer (null: the whole answer)."""
+
+    @field_validator("extract")
+    @classmethod
+    def _check(cls, value: str | None) -> str | None:
+        return value if value is None else _compiles(value)
+
+
+class RefusalScorer(StrictModel):
+    type: Literal["refusal"]
+    """The scorer."""
+    patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\bI (?:can(?:no|')t|won't|am (?:not able|unable)|'m (?:not able|unable)) "
+            r"(?:help|assist|provide|do|share|comply)",
+            r"\b(?:sorry|apologi[sz]e)\b.{0,40}\b(?:can(?:no|')t|unable|not able)\b",
+            r"\bI must (?:decline|refuse)\b",
+            r"\b(?:not|never) (?:allowed|permitted) to (?:share|provide|help|disclose)\b",
+            r"\bagainst (?:my|our|the) (?:policy|policies|guidelines)\b",
+        ]
+    )
+    """Case-insensitive regexes; an answer matching any is a refusal. Items say `expect: refuse|answer`.
+    Metrics: refusal_rate (refused among must-refuse), over_refusal_rate (refused among must-answer)."""
+
+    @field_validator("patterns")
+    @classmethod
+    def _check(cls, value: list[str]) -> list[str]:
+        return [_compiles(p) for p in value]
+
+
+class JudgeScorer(StrictModel):
+    type: Literal["judge"]
+    """The scorer."""
+    endpoint: str
+    """Base URL of an OpenAI-compatible server (…/v1) that serves the judge."""
+    model: str
+    """The judge's model name on that server."""
+    api_key_env: str | None = None
+    """Environment variable holding the judge's API key (null: none sent)."""
+    mode: Literal["score", "pairwise"] = "score"
+    """score: a 1-5 rubric score per answer (metric judge_score); pairwise: model vs baseline, asked
+    twice with the positions swapped (metric judge_win_rate, ties 0.5)."""
+    rubric: str = (
+        "Rate how well the answer addresses the user's request: correct, complete, follows the required "
+        "format, and safe. 1 is useless or harmful, 5 is exactly what an expert would write."
+    )
+    """The criteria the judge applies."""
+    max_tokens: int = Field(16, gt=0)
+    """Longest judge reply read (the verdict comes first)."""
+
+
+Scorer = Annotated[
+    FormatScorer
+    | FieldsScorer
+    | ExactMatchScorer
+    | SimpleScorer
+    | SimilarScorer
+    | ClassificationScorer
+    | RefusalScorer
+    | JudgeScorer,
+    Field(discriminator="type"),
+]
+
 
 class TaskConfig(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    model_config = ConfigDict(**StrictModel.model_config, populate_by_name=True)
+
+    name: str = Field(pattern=NAME)
     """Task name, used in gate metrics as <task>.<metric>."""
-    data: str
-    """JSONL conversations whose last assistant turn is the reference answer."""
+    kind: Literal["generate", "lm_eval"] = "generate"
+    """generate: answers to the items, scored by `scorers`; lm_eval: an lm-evaluation-harness task."""
+    data: str | None = None
+    """JSONL items: conversations ending in the reference answer, or prompt-only items (`prompt` or
+    `messages`) with optional `assert`, `expect` and `label` fields (generate tasks)."""
+    scorers: list[Scorer] = Field(default_factory=list)
+    """What is computed on each answer (generate tasks)."""
+    assertions: list[Assertion] = Field(default_factory=list, alias="assert")
+    """Checks applied to every answer, besides each item's own `assert` list. Metric: pass_rate."""
+    task: str | None = None
+    """lm_eval: the lm-evaluation-harness task name."""
+    include_path: str | None = None
+    """lm_eval: a directory of task YAMLs (workspace-relative) to register before looking the task up."""
+    num_fewshot: int | None = Field(None, ge=0)
+    """lm_eval: few-shot examples (null: the task's default)."""
+    limit: int | None = Field(None, gt=0)
+    """lm_eval: evaluate only the first N documents."""
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TaskConfig:
+        if self.kind == "generate":
+            if self.data is None:
+                raise ValueError(f"task {self.name!r}: a generate task needs `data`")
+            if self.task is not None or self.include_path is not None:
+                raise ValueError(f"task {self.name!r}: `task`/`include_path` belong to kind lm_eval")
+        else:
+            if self.task is None:
+                raise ValueError(f"task {self.name!r}: an lm_eval task needs `task` (the harness task name)")
+            if self.scorers or self.assertions or self.data is not None:
+                raise ValueError(f"task {self.name!r}: lm_eval tasks are scored by the harness (no data/scorers)")
+        names = [s.type for s in self.scorers]
+        if len(names) != len(set(names)):
+            raise ValueError(f"task {self.name!r}: each scorer type at most once")
+        return self
 
 
 class GenerationConfig(StrictModel):
     max_new_tokens: int = Field(64, gt=0)
     """Longest answer generated, in tokens."""
-    batch_size: int = Field(8, gt=0)
-    """Prompts generated together."""
+    batch_size: int = Field(16, gt=0)
+    """Local models: requests decoded together by the engine."""
+
+
+class EndpointConfig(StrictModel):
+    concurrency: int = Field(8, gt=0)
+    """Requests in flight at once to an --endpoint target."""
+    timeout_s: float = Field(120, gt=0)
+    """Per request."""
+    retries: int = Field(3, ge=0)
+    """Retries of a request that failed to connect, timed out, or got 429/5xx (exponential backoff)."""
+    api_key_env: str | None = None
+    """Environment variable holding the endpoint's API key (null: none sent)."""
 
 
 class GateConfig(StrictModel):
-    metric: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[a-z_]+$")
-    """The metric gated, as <task>.<metric>, e.g. support.format_rate."""
+    metric: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[a-z0-9_]+$")
+    """The metric gated, as <task>.<metric>, e.g. support.format_rate or support.rouge2."""
     op: Literal[">=", ">", "<=", "<"] = ">="
-    """Comparison with the threshold."""
-    threshold: float
-    """The value the metric must reach, fixed before any result exists."""
+    """Absolute gates: comparison with the threshold."""
+    threshold: float | None = None
+    """Absolute gate: the value the model's metric must reach."""
+    max_drop: float | None = Field(None, ge=0)
+    """Relative gate: the model may be worse than the baseline by at most this much."""
+    min_gain: float | None = None
+    """Relative gate: the model must be better than the baseline by at least this much."""
+    tier: Literal["critical", "supporting", "advisory"] = "critical"
+    """critical: decides GO / NO-GO; supporting: a failure makes the verdict at best INCONCLUSIVE;
+    advisory: reported only."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GateConfig:
+        given = [k for k in ("threshold", "max_drop", "min_gain") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"gate {self.metric}: give exactly one of threshold, max_drop, min_gain")
+        return self
+
+    @property
+    def relative(self) -> bool:
+        return self.threshold is None
 
 
 class EvalConfig(StrictModel):
     tasks: list[TaskConfig] = Field(min_length=1)
     """The evaluation tasks."""
-    format_regex: str | None = None
-    """An answer is well-formed when it matches this pattern (metric format_rate; null: not scored)."""
-    fields: dict[str, str] = Field(default_factory=dict)
-    """Named regexes with one capture group, compared between answer and reference (field_<name>, field_accuracy)."""
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     """How answers are generated (greedy)."""
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    """How --endpoint targets are called."""
     gates: list[GateConfig] = Field(default_factory=list)
-    """Pass/fail thresholds; eval exits 1 when one fails for the model under test."""
+    """Release gates, fixed before any result exists."""
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    """Confidence level of the bootstrap intervals."""
+    bootstrap: int = Field(2000, ge=100)
+    """Bootstrap resamples over items."""
+    seed: int = 0
+    """Seed of the bootstrap and of the blind-review shuffle."""
     report: str = "reports/eval-report.md"
-    """Where the Markdown report is written (a copy stays in the run)."""
+    """Where the Markdown report is written; the HTML report goes beside it (copies stay in the run)."""
 
-    @field_validator("format_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            re.compile(value)
-        return value
-
-    @field_validator("fields")
-    @classmethod
-    def _fields_compile(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, pattern in value.items():
-            if re.compile(pattern).groups != 1:
-                raise ValueError(f"field {name!r}: pattern needs exactly one capture group")
-        return value
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> EvalConfig:
+        names = [t.name for t in self.tasks]
+        if len(names) != len(set(names)):
+            raise ValueError("task names must be unique")
+        return self

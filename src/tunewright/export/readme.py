@@ -11,8 +11,8 @@ from tunewright.core.adapter_files import adapter_summary
 def _eval_line(verdict: dict[str, Any] | None, allowed_failure: bool) -> str:
     if verdict is None:
         return "Evaluation: this training run had not been evaluated when it was exported."
-    gates = "passed every gate" if verdict["passed"] else f"FAILED gate(s) {', '.join(verdict['failed_gates'])}"
-    line = f"Evaluation: `{verdict['run_id']}` {gates}."
+    gates = "every gate passed" if verdict["passed"] else f"gate(s) {', '.join(verdict['failed_gates'])}"
+    line = f"Evaluation: `{verdict['run_id']}` {verdict['verdict']}, {gates}."
     if allowed_failure and not verdict["passed"]:
         line += " It was exported anyway with `--allow-failed-eval`."
     return line

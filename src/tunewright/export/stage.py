@@ -48,8 +48,13 @@ def latest_eval(workspace: Path, run_id: str) -> dict[str, Any] | None:
     if not evals:
         return None
     m = max(evals, key=lambda m: (m["started_at"], m["run_id"]))
-    failed = [g["metric"] for g in m["results"]["model"]["gates"] if not g["passed"]]
-    return {"run_id": m["run_id"], "passed": bool(m["results"]["passed"]), "failed_gates": failed}
+    failed = [f"{g['metric']} ({g['status']})" for g in m["results"]["gates"] if g["status"] != "PASS"]
+    return {
+        "run_id": m["run_id"],
+        "verdict": m["results"]["verdict"],
+        "passed": m["results"]["verdict"] == "GO",
+        "failed_gates": failed,
+    }
 
 
 def _target(workspace: Path, source: ModelSource, fmt: str, name: str | None, overwrite: bool) -> Path:
@@ -80,7 +85,7 @@ def run_export(
     verdict = latest_eval(workspace, source.run_id)
     if verdict is not None and not verdict["passed"] and not allow_failed_eval:
         raise CheckFailed(
-            f"run {source.run_id}'s latest evaluation ({verdict['run_id']}) failed gate(s) "
+            f"run {source.run_id}'s latest evaluation ({verdict['run_id']}) is {verdict['verdict']}: gate(s) "
             f"{', '.join(verdict['failed_gates'])}; not exported. Pass --allow-failed-eval to export it anyway "
             "(recorded in the export's manifest and README)"
         )

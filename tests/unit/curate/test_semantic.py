@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from tunewright.core.embeddings import embed
 from tunewright.core.records import to_conversation
-from tunewright.curate.dedup.semantic import SemanticDedup, embed, kmeans, semantic_duplicates
+from tunewright.curate.dedup.semantic import SemanticDedup, kmeans, semantic_duplicates
 from tunewright.curate.pipeline import Quarantine, run_steps
 
 TEXTS = [

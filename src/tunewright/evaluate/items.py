@@ -1,0 +1,128 @@
+"""Eval items: what a generate task asks, what it expects back, and the checks on each answer.
+
+An item is either a conversation whose last assistant turn is the reference answer (the
+shape of the curated splits), or a prompt-only item (`prompt` text or a `messages` list
+ending in a user turn). Either may carry `assert` (a list of checks on the answer),
+`expect` (`refuse` or `answer`, for the refusal scorer) and `label` (the class, for the
+classification scorer). Everything a scorer needs is checked here, at load time, so a bad
+line is reported as file:line before any generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from tunewright.core.errors import DataError
+from tunewright.core.io import read_jsonl_strict
+from tunewright.core.records import RecordError, parse_messages, to_conversation
+from tunewright.evaluate.config import Assertion, TaskConfig
+
+NEEDS_REFERENCE = {"fields", "exact_match", "token_f1", "rouge", "bleu", "chrf", "nll", "similar"}
+_ASSERTIONS = TypeAdapter(list[Assertion])
+
+
+@dataclass
+class Item:
+    id: str
+    prompt: list[dict[str, str]]
+    reference: str | None = None
+    assertions: list[Assertion] = field(default_factory=list)
+    expect: str | None = None
+    label: str | None = None
+
+    @property
+    def question(self) -> str:
+        """The last user message (what a reviewer reads first)."""
+        return next((m["content"] for m in reversed(self.prompt) if m["role"] == "user"), "")
+
+
+@dataclass
+class Task:
+    config: TaskConfig
+    path: Path
+    items: list[Item]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def _prompt_only(obj: dict[str, Any]) -> list[dict[str, str]]:
+    if "messages" in obj:
+        messages = parse_messages(obj["messages"], "messages")
+    elif "prompt" in obj:
+        messages = parse_messages(obj["prompt"], "prompt")
+    else:
+        raise RecordError(f"expected 'messages' or 'prompt', found {', '.join(sorted(obj)) or 'no keys'}")
+    if messages[-1].role != "user":
+        raise RecordError("a prompt-only item must end with a user message")
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def parse_item(obj: Any, task: TaskConfig, default_id: str) -> Item:
+    """One item from one JSON line; `RecordError` names what is wrong with it."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, found {type(obj).__name__}")
+    messages = obj.get("messages")
+    ends_in_answer = isinstance(messages, list) and messages and (messages[-1] or {}).get("role") == "assistant"
+    if ends_in_answer or ("prompt" in obj and "response" in obj):
+        conv = to_conversation(obj, task.name, default_id)
+        if conv.messages[-1].role != "assistant":
+            raise RecordError("the last message must be the reference assistant answer")
+        item = Item(conv.id, [{"role": m.role, "content": m.content} for m in conv.prompt_messages()])
+        item.reference = conv.final_answer()
+    else:
+        item = Item(str(obj.get("id", default_id)), _prompt_only(obj))
+        if "reference" in obj:
+            if not isinstance(obj["reference"], str):
+                raise RecordError("reference must be a string")
+            item.reference = obj["reference"]
+    try:
+        item.assertions = _ASSERTIONS.validate_python(obj.get("assert", []))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RecordError(f"assert[{where}]: {first['msg']}") from None
+    expect = obj.get("expect")
+    if expect is not None and expect not in ("refuse", "answer"):
+        raise RecordError(f"expect must be 'refuse' or 'answer', found {expect!r}")
+    item.expect = expect
+    if "label" in obj:
+        item.label = str(obj["label"])
+    _check_needs(item, task)
+    return item
+
+
+def _check_needs(item: Item, task: TaskConfig) -> None:
+    for scorer in task.scorers:
+        if scorer.type in NEEDS_REFERENCE and item.reference is None:
+            raise RecordError(f"scorer {scorer.type!r} needs a reference answer; this item has none")
+        if scorer.type == "refusal" and item.expect is None:
+            raise RecordError("scorer 'refusal' needs `expect: refuse|answer` on every item")
+        if scorer.type == "classification":
+            label = item.label if item.label is not None else item.reference
+            if label is None:
+                raise RecordError("scorer 'classification' needs a `label` or a reference answer")
+            if label.strip() not in scorer.labels:
+                raise RecordError(f"label {label.strip()!r} is not one of {scorer.labels}")
+
+
+def load_task(task: TaskConfig, path: Path) -> Task:
+    """Read a task's items; any unusable line is a `DataError` naming file:line."""
+    items = []
+    for i, obj in enumerate(read_jsonl_strict(path), start=1):
+        try:
+            items.append(parse_item(obj, task, f"{task.name}:{i}"))
+        except RecordError as exc:
+            raise DataError(f"{path}:{i}: {exc}") from None
+    if not items:
+        raise DataError(f"{path}: eval task {task.name!r} has no items")
+    ids = [it.id for it in items]
+    if len(ids) != len(set(ids)):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"{path}: item id {dup!r} appears more than once (per-item results are keyed by id)")
+    return Task(task, path, items)
