@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-real test-vllm real-model lint format install clean bench
+.PHONY: demo test test-real test-vllm real-model lint format install clean bench chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tunewright quickstart --workspace demo-workspace
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not real and not vllm"
+
+# Debian's chromium renders the HTML eval report in a test (headless screenshot); installed when we may.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium is not installed (needs root and apt-get): the HTML report screenshot test will be skipped"
 
 real-model: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt gguf
@@ -60,6 +67,7 @@ bench: real-model $(VLLM_VENV)/.installed
 	$(BIN)/python benchmarks/curate_pipeline.py --records 50000 --workers 2
 	$(BIN)/python benchmarks/train_lora.py --steps 40 --batch 8 --repeats 3
 	$(BIN)/python benchmarks/serve_load.py --model smollm2 --repeats 2 --vllm-python $(VLLM_VENV)/bin/python
+	$(BIN)/python benchmarks/eval_generate.py --model smollm2 --repeats 2
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) demo-workspace

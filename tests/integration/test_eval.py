@@ -33,14 +33,15 @@ def results(run: Path) -> list[dict]:
 
 
 @pytest.fixture
-def served(quickstart_copy):
-    """The quickstart's export served by `tunewright serve` in a subprocess."""
+def served(quickstart_copy, tmp_path):
+    """The quickstart's export served by `tunewright serve` in a subprocess (its log in server.log)."""
     ws = quickstart_copy
     port = free_port()
+    log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     url = f"http://127.0.0.1:{port}/v1"
@@ -51,12 +52,14 @@ def served(quickstart_copy):
                 break
         except httpx.HTTPError:
             pass
-        assert proc.poll() is None, proc.stderr.read()
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.2)
     yield ws, url
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def test_one_gate_passes_one_fails_and_the_verdict_is_no_go(quickstart_copy, capsys):
@@ -138,20 +141,43 @@ def test_an_unreachable_endpoint_fails_clearly_after_the_retries(quickstart_copy
 def test_an_llm_judge_served_by_our_own_server(served):
     ws, url = served
     judge = f"{{type: judge, endpoint: '{url}', model: support-assistant}}"
-    task = f"tasks=[{{name: judged, data: data/raw/eval/golden.jsonl, scorers: [{judge}]}}]"
-    gates = "gates=[{metric: judged.judge_valid_rate, threshold: 0.0, tier: advisory}]"
-    assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", task, gates]) == 0
+    constrained = f"{{type: judge, endpoint: '{url}', model: support-assistant, constrain: true}}"
+    tasks = (
+        f"tasks=[{{name: free, data: data/raw/eval/golden.jsonl, scorers: [{judge}]}},"
+        f" {{name: verdicts, data: data/raw/eval/golden.jsonl, scorers: [{constrained}]}}]"
+    )
+    gates = "gates=[{metric: verdicts.judge_valid_rate, threshold: 1.0}]"
+    assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", tasks, gates]) == 0
     run = newest(ws, "eval")
     summary = json.loads((run / "eval.json").read_text())
-    assert summary["judges"]["judged"]["replies"] == 12
-    scores = [r["scores"]["judge_score"] for r in results(run)]
-    valid = [s for s in scores if s is not None]
-    assert len(valid) == 12 - summary["judges"]["judged"]["junk"]
-    assert all(1 <= s <= 5 for s in valid)
-    cached = list((ws / "cache/judge").glob("*.json"))
-    assert len(cached) == 12
-    assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", task, gates]) == 0
-    assert [r["scores"]["judge_score"] for r in results(newest(ws, "eval"))] == scores  # from the cache
+    rows = results(run)
+    # the tiny model never writes "Score: N" by itself: every free reply is junk, counted, never guessed
+    assert summary["judges"]["free"] == {"replies": 12, "junk": 12}
+    assert all(r["scores"]["judge_score"] is None for r in rows if r["task"] == "free")
+    # asked to answer with a verdict only, it always gives one: real 1-5 scores from the model
+    assert summary["judges"]["verdicts"] == {"replies": 12, "junk": 0}
+    scores = [r["scores"]["judge_score"] for r in rows if r["task"] == "verdicts"]
+    assert all(s in (1.0, 2.0, 3.0, 4.0, 5.0) for s in scores)
+    assert len(list((ws / "cache/judge").glob("*.json"))) == 24
+    assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", tasks, gates]) == 0
+    again = [r["scores"]["judge_score"] for r in results(newest(ws, "eval")) if r["task"] == "verdicts"]
+    assert again == scores and len(list((ws / "cache/judge").glob("*.json"))) == 24  # from the cache
+
+
+def test_a_pairwise_judge_asks_both_orders(served, capsys):
+    ws, url = served
+    judge = f"{{type: judge, endpoint: '{url}', model: support-assistant, mode: pairwise, constrain: true}}"
+    task = f"tasks=[{{name: duel, data: data/raw/eval/golden.jsonl, scorers: [{judge}]}}]"
+    relative = "gates=[{metric: duel.judge_win_rate, min_gain: 0.1}]"
+    assert main(["eval", "-w", str(ws), "--baseline", "base", task, relative]) == 2
+    assert "already model vs baseline" in capsys.readouterr().err
+    gates = "gates=[{metric: duel.judge_win_rate, threshold: 0.0, tier: advisory}]"
+    assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", "--baseline", "base", task, gates]) == 0
+    run = newest(ws, "eval")
+    summary = json.loads((run / "eval.json").read_text())
+    assert summary["judges"]["duel"] == {"replies": 24, "junk": 0}  # 12 items, asked in both orders
+    wins = [r["scores"]["judge_win_rate"] for r in results(run) if r["role"] == "model"]
+    assert len(wins) == 12 and all(w in (0.0, 0.25, 0.5, 0.75, 1.0) for w in wins)
 
 
 def test_an_lm_eval_task_over_a_local_jsonl(quickstart_copy):

@@ -11,6 +11,7 @@ import pytest
 from tunewright.cli.main import main
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import resolve_model
+from tunewright.engine import Engine
 
 SHORT = ["training.max_steps=20", "training.eval_every=10", "checkpoint.every=null"]
 FORMAT = "{type: format, pattern: '^First step: [^\\n]+'}"
@@ -107,6 +108,10 @@ def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
     assert source.base == str(ws / "models/tiny-base") and source.adapter == out
     plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ws / "models/tiny-base"), str(out))
     assert plain.get_input_embeddings().weight.shape[0] == len(source.load()[1])
+    assert main(["eval", "-w", str(ws), "--model", "exports/ad", *EVAL_FAST, "gates=[]"]) == 0  # a path as its name
+    engine = Engine.from_source(source)
+    assert engine.default_adapter == "exports-ad" and engine.adapters == ["exports-ad"]
+    engine.shutdown()
 
     moved = ws.parent / "elsewhere"  # the export and its base, copied to another place, still load
     shutil.copytree(ws / "exports", moved / "exports")

@@ -87,6 +87,7 @@ def _serve_here(
     import uvicorn
 
     from tunewright.engine import Engine, EngineConfig
+    from tunewright.engine.lora import adapter_name_for
     from tunewright.serve.app import create_app
     from tunewright.serve.service import Served
 
@@ -95,9 +96,10 @@ def _serve_here(
         b = cfg.batching
         context = getattr(model.config, "max_position_embeddings", None) or b.max_model_len
         config = EngineConfig(b.max_num_seqs, min(b.max_model_len, context), b.max_num_batched_tokens, b.max_waiting)
-        served_adapters = {source.label: source.adapter} if source.adapter is not None else {}
+        own = adapter_name_for(source.label)
+        served_adapters = {own: source.adapter} if source.adapter is not None else {}
         served_adapters.update({n: Path(p) for n, p in adapters.items()})
-        default = source.label if source.adapter is not None else None
+        default = own if source.adapter is not None else None
         return Engine(model, tokenizer, config, served_adapters, default), Served(name, source.base)
 
     app = create_app(load, cfg, api_key)

@@ -31,10 +31,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunewright.core.model_source import ModelSource
 from tunewright.engine.batch import Segment, StepBatch
+from tunewright.engine.choice import allowed_tokens, is_complete
 from tunewright.engine.detokenize import Detokenizer
 from tunewright.engine.hf import HFRunner
 from tunewright.engine.llama import LlamaRunner, unsupported_reason
-from tunewright.engine.lora import UnsupportedAdapter, read_adapter
+from tunewright.engine.lora import UnsupportedAdapter, adapter_name_for, read_adapter
 from tunewright.engine.params import Completion, Output, SamplingParams
 from tunewright.engine.prefix import PrefixIndex
 from tunewright.engine.requests import (
@@ -105,8 +106,9 @@ class Engine:
     def from_source(cls, source: ModelSource, config: EngineConfig | None = None) -> Engine:
         """An engine for a model reference: its base, with its adapter (if any) as the default."""
         model, tokenizer = source.load_base()
-        adapters = {source.label: source.adapter} if source.adapter is not None else {}
-        return cls(model, tokenizer, config, adapters, source.label if adapters else None)
+        name = adapter_name_for(source.label)
+        adapters = {name: source.adapter} if source.adapter is not None else {}
+        return cls(model, tokenizer, config, adapters, name if adapters else None)
 
     # ---- adapters --------------------------------------------------------------------------------------
 
@@ -368,6 +370,13 @@ class Engine:
         for r, row in ready:
             if len(r.generated) < r.params.min_tokens and eos:
                 logits[row, eos] = float("-inf")  # rows are this step's own, one per request
+            if r.params.choices is not None:
+                allowed = allowed_tokens(r.params.choices, r.generated)
+                if is_complete(r.params.choices, r.generated):
+                    allowed |= set(eos)
+                keep = logits[row, sorted(allowed)]
+                logits[row] = float("-inf")
+                logits[row, sorted(allowed)] = keep
         greedy = [row for r, row in ready if r.generator is None]
         best = dict(zip(greedy, logits[greedy].argmax(-1).tolist(), strict=True)) if greedy else {}
         for r, row in ready:
@@ -405,6 +414,8 @@ class Engine:
         out.completion_tokens = len(r.generated)
         if stopped:
             self._finish(r, "stop", out, flush=False)
+        elif p.choices is not None and not allowed_tokens(p.choices, r.generated):
+            self._finish(r, "stop", out)
         elif len(r.generated) >= p.max_tokens or len(r.tokens) >= self.config.max_model_len:
             self._finish(r, "length", out)
         else:

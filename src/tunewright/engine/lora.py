@@ -25,6 +25,12 @@ _KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.lora_([AB])\.w
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def adapter_name_for(label: str) -> str:
+    """A valid adapter name for a model reference (`exports/x`, `latest:train`) used as an engine's default."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-._")[:128]
+    return name if ADAPTER_NAME.match(name) else "adapter"
+
+
 class UnsupportedAdapter(ValueError):
     """An adapter this module cannot apply as a low-rank delta (the reason says why)."""
 

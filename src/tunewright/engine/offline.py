@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tunewright.core.errors import DataError
 from tunewright.core.model_source import ModelSource
 from tunewright.engine.engine import Engine, chat_prompt_ids
+from tunewright.engine.lora import adapter_name_for
 from tunewright.engine.params import Completion, SamplingParams
 from tunewright.engine.requests import EngineConfig
 
@@ -30,8 +31,9 @@ def engine_for(
         max_num_batched_tokens=max(512, longest),
         max_waiting=max(1, requests),
     )
-    adapters = {source.label: source.adapter} if source.adapter is not None else {}
-    return Engine(model, tokenizer, config, adapters, source.label if adapters else None)
+    name = adapter_name_for(source.label)
+    adapters = {name: source.adapter} if source.adapter is not None else {}
+    return Engine(model, tokenizer, config, adapters, name if adapters else None)
 
 
 def answer_chats(
@@ -40,10 +42,9 @@ def answer_chats(
     max_new_tokens: int,
     batch_size: int = 16,
     advance: Callable[[int], None] | None = None,
-    loaded: Loaded | None = None,
 ) -> list[Completion]:
     """Greedy answers of `source` to each conversation, `batch_size` decoding together."""
-    model, tokenizer = loaded if loaded is not None else source.load_base()
+    model, tokenizer = source.load_base()
     prompts = [chat_prompt_ids(tokenizer, c) for c in conversations]
     longest = max(map(len, prompts), default=1) + max_new_tokens
     engine = engine_for(source, longest, batch_size, len(prompts), (model, tokenizer))

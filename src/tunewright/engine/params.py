@@ -18,6 +18,7 @@ class SamplingParams:
     logprobs: int | None = None  # None: none; k >= 0: the chosen token's logprob and the top k
     prompt_logprobs: int | None = None  # None: none; k >= 0: every prompt token's logprob and the top k
     timeout_s: float | None = None  # wall-clock limit from submission; the request ends with "timeout"
+    choices: list[list[int]] | None = None  # the answer must be one of these token sequences (engine/choice.py)
 
 
 @dataclass

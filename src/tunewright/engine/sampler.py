@@ -28,9 +28,12 @@ def choose(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+LOGPROB_FLOOR = -9999.0  # a token masked out (min_tokens, choices) reports this, as OpenAI and vLLM do, not -inf
+
+
 def token_logprob(logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
     """The chosen token's log-probability under the model (before temperature) and the `top` best."""
-    logprobs = torch.log_softmax(logits, dim=-1)
+    logprobs = torch.log_softmax(logits, dim=-1).clamp(min=LOGPROB_FLOOR)
     best = []
     if top > 0:
         values, ids = torch.topk(logprobs, top)

@@ -159,6 +159,9 @@ class JudgeScorer(StrictModel):
     """The criteria the judge applies."""
     max_tokens: int = Field(16, gt=0)
     """Longest judge reply read (the verdict comes first)."""
+    constrain: bool = False
+    """Ask the server to answer with a verdict only (`structured_outputs.choice`: 1-5, or A / B / tie), which
+    vLLM and tunewright's server support; a small judge then always gives a usable verdict."""
 
 
 Scorer = Annotated[

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tunewright.core.errors import UserError
 from tunewright.core.progress import progress_bar
 from tunewright.core.workspace import resolve
-from tunewright.engine.offline import continuation_logprobs, engine_for
+from tunewright.engine.offline import continuation_logprobs
 from tunewright.engine.params import SamplingParams
 from tunewright.evaluate.config import EvalConfig, TaskConfig
 from tunewright.evaluate.stats import mean_metric
@@ -90,7 +90,7 @@ def engine_lm(target: LocalTarget, max_new_tokens: int) -> Any:
     class EngineLM(TemplateLM):
         def __init__(self) -> None:
             super().__init__()
-            self.model, self.tokenizer = target.loaded()
+            self.tokenizer = target.tokenizer
 
         @property
         def eot_token_id(self) -> int:
@@ -108,17 +108,11 @@ def engine_lm(target: LocalTarget, max_new_tokens: int) -> Any:
         def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
             return self.tokenizer(string, add_special_tokens=bool(add_special_tokens))["input_ids"]
 
-        def _engine(self, longest: int, count: int) -> Any:
-            return engine_for(target.source, longest, target.batch_size, count, (self.model, self.tokenizer))
-
         def _loglikelihood_tokens(self, requests: list, disable_tqdm: bool = False, **kwargs: Any) -> list:
             pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
-            engine = self._engine(max(len(c) + len(x) for c, x in pairs), len(pairs))
-            try:
-                with progress_bar("lm-eval log-likelihoods", total=len(pairs)) as advance:
-                    return continuation_logprobs(engine, pairs, advance)
-            finally:
-                engine.shutdown()
+            engine = target.engine(max(len(c) + len(x) for c, x in pairs))
+            with progress_bar("lm-eval log-likelihoods", total=len(pairs)) as advance:
+                return continuation_logprobs(engine, pairs, advance)
 
         def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
             pairs = [([self.prefix_token_id], self.tok_encode(r.args[0])) for r in requests]
@@ -137,16 +131,13 @@ def engine_lm(target: LocalTarget, max_new_tokens: int) -> Any:
                 groups.setdefault(key, []).append(i)
                 prompts.append(self.tok_encode(context))
             answers = [""] * len(requests)
-            engine = self._engine(max(map(len, prompts)) + max(k[0] for k in groups), len(prompts))
-            try:
-                with progress_bar("lm-eval generations", total=len(prompts)) as advance:
-                    for (max_tokens, stop), rows in groups.items():
-                        params = SamplingParams(max_tokens=max_tokens, stop=list(stop))
-                        outs = engine.generate([prompts[i] for i in rows], params, advance=advance)
-                        for i, out in zip(rows, outs, strict=True):
-                            answers[i] = out.text
-            finally:
-                engine.shutdown()
+            engine = target.engine(max(map(len, prompts)) + max(k[0] for k in groups))
+            with progress_bar("lm-eval generations", total=len(prompts)) as advance:
+                for (max_tokens, stop), rows in groups.items():
+                    params = SamplingParams(max_tokens=max_tokens, stop=list(stop))
+                    outs = engine.generate([prompts[i] for i in rows], params, advance=advance)
+                    for i, out in zip(rows, outs, strict=True):
+                        answers[i] = out.text
             return answers
 
     return EngineLM()

@@ -7,7 +7,9 @@ candidate verdicts among them (G-Eval's scoring), so a judge that answers with a
 digit is read exactly. A reply that yields no verdict either way is junk: it is counted
 (metric `judge_valid_rate`) and the item is left out of the judge's mean, never guessed.
 Pairwise judging asks twice with A and B swapped and averages, which cancels a judge's
-preference for a position. Verdicts are cached on disk by the hash of (endpoint, judge
+preference for a position. With `constrain`, the request carries `structured_outputs.choice`
+(vLLM's field, which tunewright's server implements) so the judge can only answer with a
+verdict. Verdicts are cached on disk by the hash of (endpoint, judge
 model, rubric, mode, prompt, answers), so re-running an eval does not pay for them twice.
 """
 
@@ -30,6 +32,8 @@ _SCORE = re.compile(r"\bscore\b\W{0,3}(?:is\W{0,3})?([1-5])\b", re.I)
 _LEADING_SCORE = re.compile(r"^\W*([1-5])(?:\s*/\s*5)?\b")
 _PAIR = re.compile(r"^\W*(?:answer\s+)?(A|B|[Tt]ie)\b(?!\s+(?!(?:is|wins|was|because)\b)[a-z])")
 
+SCORES = ["1", "2", "3", "4", "5"]
+SIDES = ["A", "B", "tie"]
 SCORE_SYSTEM = (
     "You are a strict evaluator. Criteria: {rubric}\n"
     "Reply with 'Score: N' where N is an integer from 1 to 5, then at most one sentence of reason."
@@ -87,9 +91,10 @@ class Judge:
         self.replies = 0
         self.junk = 0
 
-    def _ask(self, system: str, user: str) -> tuple[str, list[dict[str, Any]]]:
+    def _ask(self, system: str, user: str, choices: list[str]) -> tuple[str, list[dict[str, Any]]]:
+        constraint = {"choice": choices} if self.cfg.constrain else None
         key = hashlib.sha256(
-            json.dumps([self.cfg.endpoint, self.cfg.model, system, user], ensure_ascii=False).encode()
+            json.dumps([self.cfg.endpoint, self.cfg.model, system, user, constraint], ensure_ascii=False).encode()
         ).hexdigest()
         cached = self.cache_dir / f"{key}.json"
         if cached.is_file():
@@ -103,6 +108,8 @@ class Judge:
             "logprobs": True,
             "top_logprobs": 20,
         }
+        if constraint is not None:
+            body["structured_outputs"] = constraint
         reply = self.client.chat(body)
         try:
             choice = reply["choices"][0]
@@ -123,7 +130,7 @@ class Judge:
         system = SCORE_SYSTEM.format(rubric=self.cfg.rubric)
 
         def one(pair: tuple[Item, str]) -> float | None:
-            text, top = self._ask(system, _user_text(pair[0], {"Answer": pair[1]}))
+            text, top = self._ask(system, _user_text(pair[0], {"Answer": pair[1]}), SCORES)
             return self._verdict(parse_score(text, top))
 
         return self.client.map(one, list(zip(items, answers, strict=True)), advance)
@@ -134,12 +141,10 @@ class Judge:
 
         def one(triple: tuple[Item, str, str]) -> float | None:
             item, m, b = triple
-            first = self._verdict(
-                parse_preference(*self._ask(system, _user_text(item, {"Answer A": m, "Answer B": b})))
-            )
-            second = self._verdict(
-                parse_preference(*self._ask(system, _user_text(item, {"Answer A": b, "Answer B": m})))
-            )
+            model_first = self._ask(system, _user_text(item, {"Answer A": m, "Answer B": b}), SIDES)
+            model_second = self._ask(system, _user_text(item, {"Answer A": b, "Answer B": m}), SIDES)
+            first = self._verdict(parse_preference(*model_first))
+            second = self._verdict(parse_preference(*model_second))
             votes = [v for v in (first, None if second is None else 1.0 - second) if v is not None]
             return sum(votes) / len(votes) if votes else None
 

@@ -95,6 +95,9 @@ def _preflight(cfg: EvalConfig, targets: list[Target], has_baseline: bool) -> No
                 )
             if isinstance(s, JudgeScorer) and s.mode == "pairwise" and not has_baseline:
                 raise UserError(f"task {t.name}: a pairwise judge compares with the baseline: pass --baseline")
+    for gate in cfg.gates:
+        if gate.relative and gate.metric.endswith(".judge_win_rate"):
+            raise UserError(f"gate {gate.metric}: a win rate is already model vs baseline; gate it with a threshold")
 
 
 def _similarity():

@@ -12,9 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers import PreTrainedTokenizerBase
+
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
-from tunewright.engine.offline import Loaded, answer_chats, answer_tokens, continuation_logprobs, engine_for
+from tunewright.engine.engine import Engine, chat_prompt_ids
+from tunewright.engine.offline import Loaded, answer_tokens, continuation_logprobs, engine_for
+from tunewright.engine.params import SamplingParams
 from tunewright.evaluate.client import EndpointError, OpenAIClient
 from tunewright.evaluate.config import EndpointConfig
 
@@ -23,9 +27,17 @@ Advance = Callable[[int], None] | None
 
 @dataclass
 class LocalTarget:
+    """A local model behind one engine, built on first use and reused by every task of the run.
+
+    The engine takes over the model's weights (it keeps them prepacked), so a request longer
+    than the engine was sized for reloads the model into a larger engine rather than
+    building a second engine on weights that are no longer there.
+    """
+
     source: ModelSource
     batch_size: int = 16
     _loaded: Loaded | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -38,31 +50,45 @@ class LocalTarget:
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "label": self.label, "base": self.source.base, "run": self.run_id}
 
-    def loaded(self) -> Loaded:
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         if self._loaded is None:
             self._loaded = self.source.load_base()
-        return self._loaded
+        return self._loaded[1]
+
+    def engine(self, longest: int) -> Engine:
+        """The engine, able to hold `longest` tokens of prompt and answer per request."""
+        if self._engine is not None and self._engine.config.max_model_len >= longest:
+            return self._engine
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine, self._loaded = None, None
+        if self._loaded is None:
+            self._loaded = self.source.load_base()
+        model = self._loaded[0]
+        context = getattr(model.config, "max_position_embeddings", None) or longest
+        size = min(max(longest, 512), max(context, longest))
+        self._engine = engine_for(self.source, size, self.batch_size, self.batch_size, self._loaded)
+        return self._engine
 
     def generate(self, chats: list[list[dict[str, str]]], max_tokens: int, advance: Advance = None) -> list[str]:
-        outs = answer_chats(self.source, chats, max_tokens, self.batch_size, advance, self.loaded())
-        return [o.text for o in outs]
+        prompts = [chat_prompt_ids(self.tokenizer, c) for c in chats]
+        engine = self.engine(max(map(len, prompts)) + max_tokens)
+        return [o.text for o in engine.generate(prompts, SamplingParams(max_tokens=max_tokens), advance=advance)]
 
     def reference_nll(
         self, chats: list[list[dict[str, str]]], answers: list[str], advance: Advance = None
     ) -> list[tuple[float, int]]:
         """(negative log-likelihood, tokens) of each answer, end-of-turn token included."""
-        model, tokenizer = self.loaded()
-        pairs = [answer_tokens(tokenizer, c, a) for c, a in zip(chats, answers, strict=True)]
-        longest = max(len(c) + len(a) for c, a in pairs)
-        engine = engine_for(self.source, longest, self.batch_size, len(pairs), (model, tokenizer))
-        try:
-            scored = continuation_logprobs(engine, pairs, advance)
-        finally:
-            engine.shutdown()
+        pairs = [answer_tokens(self.tokenizer, c, a) for c, a in zip(chats, answers, strict=True)]
+        engine = self.engine(max(len(c) + len(a) for c, a in pairs))
+        scored = continuation_logprobs(engine, pairs, advance)
         return [(-logprob, len(a)) for (logprob, _), (_, a) in zip(scored, pairs, strict=True)]
 
     def close(self) -> None:
-        self._loaded = None
+        if self._engine is not None:
+            self._engine.shutdown()
+        self._engine, self._loaded = None, None
 
 
 @dataclass

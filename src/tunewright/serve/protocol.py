@@ -21,6 +21,22 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class StructuredOutputs(BaseModel):
+    """vLLM's constrained-output request field; this server implements `choice`."""
+
+    model_config = ConfigDict(extra="allow")
+    choice: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _only_choice(self) -> StructuredOutputs:
+        others = sorted(k for k, v in (self.model_extra or {}).items() if v is not None and v is not False)
+        if others:
+            raise ValueError(f"structured_outputs: only 'choice' is supported here, not {', '.join(others)}")
+        if self.choice is not None and any(not c for c in self.choice):
+            raise ValueError("structured_outputs.choice: every choice must be non-empty text")
+        return self
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
@@ -34,6 +50,7 @@ class _Request(BaseModel):
     seed: int | None = None
     user: str | None = None
     stream_options: StreamOptions | None = None
+    structured_outputs: StructuredOutputs | None = None
 
     @field_validator("stop")
     @classmethod

@@ -184,6 +184,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             seed=None if body.seed is None else body.seed + i,
             stop=body.stop_list(),
             logprobs=top,
+            choices=service.choices(body.structured_outputs),
         )
         for i in range(body.n)
     ]
@@ -264,6 +265,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
             stop=body.stop_list(),
             logprobs=body.logprobs,
             prompt_logprobs=echo_logprobs,
+            choices=service.choices(body.structured_outputs),
         )
         for k in range(body.n)
     ]

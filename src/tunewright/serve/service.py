@@ -23,6 +23,7 @@ from tunewright.serve.protocol import (
     ChatLogprobs,
     ChatTokenLogprob,
     CompletionLogprobs,
+    StructuredOutputs,
     TopLogprob,
 )
 
@@ -85,6 +86,13 @@ class Service:
         """Sampling parameters with the server's cap on answer length and its request timeout."""
         limit = min(max_tokens if max_tokens is not None else default, self.cap)
         return SamplingParams(max_tokens=limit, timeout_s=self.timeout, **kwargs)  # type: ignore[arg-type]
+
+    def choices(self, structured: StructuredOutputs | None) -> list[list[int]] | None:
+        """`structured_outputs.choice` as token sequences for the engine (None: unconstrained)."""
+        if structured is None or structured.choice is None:
+            return None
+        tokenizer = self.engine.tokenizer
+        return [tokenizer(c, add_special_tokens=False)["input_ids"] for c in structured.choice]
 
     def start(
         self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None, http: Request

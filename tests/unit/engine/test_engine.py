@@ -217,3 +217,22 @@ def test_prefix_caching_changes_no_answer_and_skips_the_shared_prompt(tiny_base,
     assert answers[True] == answers[False]
     shared = len(make_engine(tiny_base).chat_prompt([system]))
     assert reused >= (len(jobs) - 2) * (shared - 8)  # after the first request per adapter, the system prompt is reused
+
+
+def test_choices_constrain_the_answer_and_follow_the_models_preference(tiny_base, questions):
+    engine = make_engine(tiny_base, max_num_seqs=4, max_model_len=256)
+    tok = engine.tokenizer
+    texts = ["Escalate: yes", "First step: check", "banana split"]
+    choices = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    prompt = engine.chat_prompt(questions[0])
+    greedy = engine.generate([prompt], SamplingParams(max_tokens=20, choices=choices))[0]
+    assert greedy.text in texts and greedy.finish_reason == "stop"
+    scored = engine.generate([prompt + c for c in choices], SamplingParams(max_tokens=0, prompt_logprobs=0))
+    first = [s.prompt_logprobs[len(prompt)].logprob for s in scored]  # each choice's first token
+    assert greedy.text == texts[first.index(max(first))]  # the model's own preference among the choices
+    sampled = engine.generate([prompt] * 8, SamplingParams(max_tokens=20, choices=choices, temperature=1.5, seed=3))
+    assert all(c.text in texts and c.finish_reason == "stop" for c in sampled)
+    nested = [tok(t, add_special_tokens=False)["input_ids"] for t in ("First", "First step")]
+    out = engine.generate([prompt], SamplingParams(max_tokens=20, choices=nested))[0]
+    assert out.text in ("First", "First step") and out.finish_reason == "stop"
+    engine.shutdown()

@@ -121,6 +121,32 @@ def test_n_choices_seed_stop_logprobs_and_response_format(client):
         client.chat.completions.create(model="tiny", messages=QUESTION, stop=["a", "b", "c", "d", "e"])
 
 
+def test_structured_outputs_choice_as_vllm_takes_it(client):
+    verdicts = ["1", "2", "3", "4", "5"]
+    for temperature in (0, 1.5):
+        resp = client.chat.completions.create(
+            model="tiny",
+            messages=QUESTION,
+            temperature=temperature,
+            n=4,
+            max_tokens=8,
+            logprobs=True,
+            top_logprobs=20,
+            extra_body={"structured_outputs": {"choice": verdicts}},
+        )
+        assert all(c.message.content in verdicts and c.finish_reason == "stop" for c in resp.choices)
+        top = resp.choices[0].logprobs.content[0].top_logprobs  # masked tokens: -9999, as OpenAI reports them
+        assert {t.token for t in top if t.logprob > -9999} <= set(verdicts) and min(t.logprob for t in top) == -9999
+    text = client.completions.create(
+        model="tiny", prompt="Rate it:", max_tokens=8, extra_body={"structured_outputs": {"choice": ["good", "bad"]}}
+    )
+    assert text.choices[0].text in ("good", "bad")
+    with pytest.raises(openai.BadRequestError, match="only 'choice' is supported here, not regex"):
+        client.chat.completions.create(
+            model="tiny", messages=QUESTION, extra_body={"structured_outputs": {"regex": "[0-9]"}}
+        )
+
+
 def test_completions_echo_logprobs_as_lm_evaluation_harness_asks(server, tiny_base):
     """The exact request local-completions sends for log-likelihood, parsed as it parses it."""
     tokenizer = load_tokenizer(tiny_base)
