@@ -51,7 +51,8 @@ def test_split(tmp: Path) -> list[list[dict[str, str]]]:
 
 
 def count_tokens(tokenizer, texts: list[str]) -> int:
-    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
+    """Generated tokens of text answers: re-tokenised, plus the end token unless the answer hit the limit."""
+    return sum(min(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1, MAX_NEW) for t in texts)
 
 
 def run_tunewright(model: Path, chats: list, tokenizer) -> tuple[float, int]:
@@ -67,10 +68,8 @@ def run_tunewright(model: Path, chats: list, tokenizer) -> tuple[float, int]:
 def hf_generate(model, tokenizer, chats: list, batch: int) -> tuple[float, int]:
     tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
-    eos = {
-        tokenizer.eos_token_id,
-        *([model.generation_config.eos_token_id] if model.generation_config.eos_token_id else []),
-    }
+    configured = model.generation_config.eos_token_id
+    eos = {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])} - {None}
     tokens = 0
     start = time.perf_counter()
     for i in range(0, len(texts), batch):

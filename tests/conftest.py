@@ -5,8 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tunewright.core.io import read_jsonl_strict
@@ -40,6 +43,35 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 def quickstart_copy(quickstart_run: tuple[Path, str], tmp_path: Path) -> Path:
     """A private copy of the quickstart's workspace."""
     return Path(shutil.copytree(quickstart_run[0], tmp_path / "ws", symlinks=True))
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start a server command (its output in a log under tmp_path), wait until `ready` answers 200;
+    every server started is stopped at teardown and must not have logged a traceback."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(cmd: list[str], ready: str, timeout: float = 120) -> subprocess.Popen:
+        log = tmp_path / f"server-{len(started)}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(ready, timeout=2).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, f"not ready after {timeout} s: {log.read_text()[-2000:]}"
+            time.sleep(0.2)
+
+    yield start
+    for proc, log in started:
+        proc.terminate()
+        proc.wait(timeout=60)
+        assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
 
 
 @pytest.fixture

@@ -37,6 +37,10 @@ def test_usage_errors_of_the_installed_command_are_one_line(argv, says):
         (["config", "show"], "Missing argument 'stage'."),
         (["config", "show", "nope"], "unknown stage 'nope'; expected one of: curate, train, eval, serve"),
         (["runs", "show", "latest:train"], "no completed run 'latest:train'"),
+        (["eval", "gates=[]", "--model", "x"], "options go before the key=value overrides: move --model before them"),
+        (["eval", "export-review"], "Missing argument 'RUN'."),
+        (["eval", "import-review", "latest:eval"], "Missing argument 'FILE'."),
+        (["eval", "export-review", "latest:eval", "--bogus"], "No such option: --bogus"),
     ],
 )
 def test_usage_errors_are_one_line(tmp_path, capsys, argv, says):

@@ -7,10 +7,8 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tunewright.cli.main import main
@@ -33,33 +31,14 @@ def results(run: Path) -> list[dict]:
 
 
 @pytest.fixture
-def served(quickstart_copy, tmp_path):
-    """The quickstart's export served by `tunewright serve` in a subprocess (its log in server.log)."""
-    ws = quickstart_copy
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
+def served(quickstart_copy, launch):
+    """The quickstart's export served by `tunewright serve` in a subprocess."""
+    ws, port = quickstart_copy, free_port()
+    launch(
         [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
+        f"http://127.0.0.1:{port}/v1/health/ready",
     )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.2)
-    yield ws, url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-    assert "Traceback" not in (tmp_path / "server.log").read_text()
+    return ws, f"http://127.0.0.1:{port}/v1"
 
 
 def test_one_gate_passes_one_fails_and_the_verdict_is_no_go(quickstart_copy, capsys):

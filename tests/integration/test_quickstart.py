@@ -2,12 +2,9 @@
 
 import json
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -106,36 +103,20 @@ def test_the_tuned_model_is_a_go_against_its_base(quickstart):
     assert "**Verdict: GO**" in report and ev["results"]["config_hash"] in report
 
 
-def test_served_export_answers_through_openai(quickstart):
+def test_served_export_answers_through_openai(quickstart, launch):
     ws, _ = quickstart
     port = free_port()
-    proc = subprocess.Popen(
+    launch(
         [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        f"http://127.0.0.1:{port}/v1/health/ready",
     )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        assert [m.id for m in client.models.list().data] == ["support-assistant"]
-        resp = client.chat.completions.create(
-            model="support-assistant",
-            messages=[{"role": "user", "content": "There are duplicate rows in hr.payroll. What should I do?"}],
-            temperature=0,
-        )
-        answer = resp.choices[0].message.content
-        assert re.fullmatch(r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer)
-        assert resp.choices[0].finish_reason == "stop"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["support-assistant"]
+    resp = client.chat.completions.create(
+        model="support-assistant",
+        messages=[{"role": "user", "content": "There are duplicate rows in hr.payroll. What should I do?"}],
+        temperature=0,
+    )
+    answer = resp.choices[0].message.content
+    assert re.fullmatch(r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer)
+    assert resp.choices[0].finish_reason == "stop"

@@ -14,7 +14,7 @@ import typer
 
 from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
-from tunewright.core.errors import CheckFailed
+from tunewright.core.errors import CheckFailed, UserError
 from tunewright.core.runs import start_run
 
 REVIEW_VERBS = ("export-review", "import-review")
@@ -44,6 +44,9 @@ def eval_cmd(
 
         review_app(args=list(overrides), prog_name="tunewright eval", standalone_mode=False)
         return
+    misplaced = [o for o in overrides or [] if o.startswith("-")]
+    if misplaced:
+        raise UserError(f"options go before the key=value overrides: move {' '.join(misplaced)} before them")
     from tunewright.evaluate.config import EvalConfig
     from tunewright.evaluate.stage import TargetSpec, run_eval
 

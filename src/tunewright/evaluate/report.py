@@ -37,7 +37,8 @@ def _cell(text: str | None) -> str:
 def _lineage_lines(models: dict[str, Any]) -> list[str]:
     lines = []
     for role, m in models.items():
-        lines.append(f"- **{role}** `{m['label']}` ({m['kind']})")
+        where = m.get("url") or m.get("base") or ""
+        lines.append(f"- **{role}** `{m['label']}` ({m['kind']}{': ' + where if where else ''})")
         for step in m.get("lineage", []):
             raw = f"; raw: {', '.join(step['raw_sources'])}" if step["raw_sources"] else ""
             lines.append(f"  {'  ' * step['depth']}- {step['stage']} `{step['run']}`{raw}")

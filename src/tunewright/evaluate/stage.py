@@ -61,6 +61,7 @@ def config_hash(cfg: EvalConfig) -> str:
 
 
 def make_target(workspace: Path, spec: TargetSpec, cfg: EvalConfig, base_of: Target | None = None) -> Target:
+    """The target a spec names; `base` resolves against the model under test (`base_of`)."""
     if spec.endpoint:
         if not spec.endpoint_model:
             raise UserError(f"--endpoint {spec.endpoint} needs the model name it serves (--endpoint-model)")
