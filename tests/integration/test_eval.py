@@ -159,23 +159,36 @@ def test_a_pairwise_judge_asks_both_orders(served, capsys):
     assert len(wins) == 12 and all(w in (0.0, 0.25, 0.5, 0.75, 1.0) for w in wins)
 
 
-def test_an_lm_eval_task_over_a_local_jsonl(quickstart_copy):
-    ws = quickstart_copy
+DOCS = [
+    ("The table finance.ledger is stale. What is the first step?", ["check the freshness monitor", "drop it"], 0),
+    ("There are duplicate rows in sandbox.events. What is the first step?", ["reboot", "check the merge keys"], 1),
+    ("Writes to hr.payroll are rejected for lack of privileges. First step?", ["verify the grants", "wait"], 0),
+]
+
+
+def harness_tasks(ws: Path) -> Path:
+    """Two lm-eval task YAMLs over a local JSONL: multiple choice (log-likelihoods) and generation."""
     tasks = ws / "evals"
     tasks.mkdir()
-    docs = [
-        ("The table finance.ledger is stale. What is the first step?", ["check the freshness monitor", "drop it"], 0),
-        ("There are duplicate rows in sandbox.events. What is the first step?", ["reboot", "check the merge keys"], 1),
-        ("Writes to hr.payroll are rejected for lack of privileges. First step?", ["verify the grants", "wait"], 0),
-    ]
-    (tasks / "mc.jsonl").write_text("".join(json.dumps({"q": q, "choices": c, "answer": a}) + "\n" for q, c, a in docs))
+    (tasks / "mc.jsonl").write_text("".join(json.dumps({"q": q, "choices": c, "answer": a}) + "\n" for q, c, a in DOCS))
+    data = f"dataset_path: json\ndataset_kwargs: {{data_files: {{test: '{tasks / 'mc.jsonl'}'}}}}\ntest_split: test\n"
     (tasks / "tw_mc.yaml").write_text(
-        "task: tw_mc\ndataset_path: json\n"
-        f"dataset_kwargs: {{data_files: {{test: '{tasks / 'mc.jsonl'}'}}}}\n"
-        "test_split: test\noutput_type: multiple_choice\n"
+        f"task: tw_mc\n{data}output_type: multiple_choice\n"
         'doc_to_text: "Question: {{q}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{answer}}"\n'
         "metric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
     )
+    (tasks / "tw_gen.yaml").write_text(
+        f"task: tw_gen\n{data}output_type: generate_until\n"
+        'doc_to_text: "{{q}}"\ndoc_to_target: "First step"\n'
+        "generation_kwargs: {until: ['\\n'], max_gen_toks: 12}\n"
+        "metric_list:\n  - {metric: exact_match, aggregation: mean, higher_is_better: true}\n"
+    )
+    return tasks
+
+
+def test_an_lm_eval_task_over_a_local_jsonl(quickstart_copy):
+    ws = quickstart_copy
+    harness_tasks(ws)
     task = "tasks=[{name: mc, kind: lm_eval, task: tw_mc, include_path: evals}]"
     assert main(["eval", "-w", str(ws), "--baseline", "base", task, "gates=[{metric: mc.acc, max_drop: 1.0}]"]) == 0
     run = newest(ws, "eval")
@@ -183,11 +196,30 @@ def test_an_lm_eval_task_over_a_local_jsonl(quickstart_copy):
     assert len(rows) == 6 and {r["role"] for r in rows} == {"model", "baseline"}
     assert all(r["scores"]["acc"] in (0.0, 1.0) for r in rows)
     model_rows = [r for r in rows if r["role"] == "model"]
-    choices = {c for _, cs, _ in docs for c in cs}
+    choices = {c for _, cs, _ in DOCS for c in cs}
     assert all(r["answer"] in choices for r in model_rows)
     summary = json.loads((run / "eval.json").read_text())
     acc = summary["tasks"][0]["metrics"][0]
     assert acc["name"] == "acc" and acc["model"]["value"] == sum(r["scores"]["acc"] for r in model_rows) / 3
+
+
+def test_lm_eval_tasks_against_an_endpoint(served, capsys):
+    ws, url = served
+    harness_tasks(ws)
+    endpoint = ["--endpoint", url, "--endpoint-model", "support-assistant"]
+    mc = "{name: mc, kind: lm_eval, task: tw_mc, include_path: evals}"
+    assert main(["eval", "-w", str(ws), *endpoint, f"tasks=[{mc}]", "gates=[]"]) == 2
+    assert "need the served model's tokenizer" in capsys.readouterr().err
+    mc = mc.replace("}", ", tokenizer: exports/support-assistant}")
+    gen = "{name: gen, kind: lm_eval, task: tw_gen, include_path: evals}"
+    assert main(["eval", "-w", str(ws), *endpoint, f"tasks=[{mc}, {gen}]", "gates=[]"]) == 0
+    remote = results(newest(ws, "eval"))
+    assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", f"tasks=[{mc}]", "gates=[]"]) == 0
+    local = results(newest(ws, "eval"))
+    assert [r["answer"] for r in remote if r["task"] == "mc"] == [r["answer"] for r in local]  # same choices
+    generated = [r for r in remote if r["task"] == "gen"]
+    assert len(generated) == 3 and generated[0]["prompt"][-1] == {"role": "user", "content": DOCS[0][0]}
+    assert all(r["scores"]["exact_match"] in (0.0, 1.0) for r in generated)
 
 
 def test_blind_review_round_trip(quickstart_copy, capsys):

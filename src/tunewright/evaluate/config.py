@@ -199,6 +199,9 @@ class TaskConfig(StrictModel):
     """lm_eval: few-shot examples (null: the task's default)."""
     limit: int | None = Field(None, gt=0)
     """lm_eval: evaluate only the first N documents."""
+    tokenizer: str | None = None
+    """lm_eval on an --endpoint: the served model's tokenizer (a directory or hub id), which the harness needs
+    for log-likelihood tasks."""
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskConfig:

@@ -15,6 +15,7 @@ under another filter it becomes `<metric>_<filter>` (lower-case letters, digits 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -143,14 +144,20 @@ def engine_lm(target: LocalTarget, max_new_tokens: int) -> Any:
     return EngineLM()
 
 
-def _endpoint_lm(target: EndpointTarget, harness_task: Any) -> tuple[str, dict[str, Any]]:
+def _endpoint_lm(task: TaskConfig, workspace: Path, target: EndpointTarget, harness_task: Any) -> tuple[str, dict]:
     if harness_task.OUTPUT_TYPE == "generate_until":
         return "local-chat-completions", {"model": target.model, "base_url": f"{target.url}/chat/completions"}
+    if task.tokenizer is None:
+        raise UserError(
+            f"task {task.name}: log-likelihoods over an endpoint need the served model's tokenizer "
+            "(tokenizer: a directory or hub id)"
+        )
+    local = resolve(workspace, task.tokenizer)
     return "local-completions", {
         "model": target.model,
         "base_url": f"{target.url}/completions",
-        "tokenized_requests": False,
-        "tokenizer_backend": None,
+        "tokenizer_backend": "huggingface",
+        "tokenizer": str(local) if local.exists() else task.tokenizer,
         "max_retries": target.config.retries,
         "num_concurrent": target.config.concurrency,
     }
@@ -164,7 +171,7 @@ def run_harness_task(task: TaskConfig, workspace: Path, target: Target, cfg: Eva
         model: Any = engine_lm(target, cfg.generation.max_new_tokens)
         model_args = None
     else:
-        model, model_args = _endpoint_lm(target, harness_task)
+        model, model_args = _endpoint_lm(task, workspace, target, harness_task)
     out = lm_eval.simple_evaluate(
         model=model,
         model_args=model_args,
@@ -190,10 +197,21 @@ def run_harness_task(task: TaskConfig, workspace: Path, target: Target, cfg: Eva
         if task.name not in scored.ids:
             scored.ids[task.name] = [str(s["doc_id"]) for s in rows]
             scored.references[task.name] = [str(s.get("target")) for s in rows]
-            scored.questions[task.name] = [str(s["arguments"][0][0]) if s.get("arguments") else "" for s in rows]
+            scored.prompts[task.name] = [_prompt(s) for s in rows]
+            scored.questions[task.name] = [p[-1]["content"] if p else "" for p in scored.prompts[task.name]]
             scored.answers[task.name] = [_answer(s, harness_task.OUTPUT_TYPE) for s in rows]
-            scored.prompts[task.name] = [[{"role": "user", "content": q}] for q in scored.questions[task.name]]
     scored.metrics[task.name] = metrics
+
+
+def _prompt(sample: dict[str, Any]) -> list[dict[str, str]]:
+    """What the model was asked: the chat messages lm-eval sent (chat models), else its text as one user turn."""
+    first = sample["arguments"][0][0] if sample.get("arguments") else ""
+    if hasattr(first, "prompt"):  # lm-eval's JsonChatStr: the messages as JSON
+        try:
+            return [{"role": m["role"], "content": m["content"]} for m in json.loads(first.prompt)]
+        except (ValueError, KeyError, TypeError):
+            first = first.prompt
+    return [{"role": "user", "content": str(first)}]
 
 
 def _answer(sample: dict[str, Any], output_type: str) -> str:
