@@ -16,18 +16,16 @@ from transformers import DynamicCache, PreTrainedModel
 
 from tunewright.engine.batch import StepBatch
 from tunewright.engine.kv_cache import Slots
-from tunewright.engine.lora import ADAPTER_NAME
+from tunewright.engine.lora import AdapterTable
 
 
-class PeftAdapters:
+class PeftAdapters(AdapterTable):
     """Adapters loaded with peft on the runner's model, under the same names and indices as `LoraSet`."""
 
     def __init__(self, runner: HFRunner) -> None:
+        super().__init__()
         self.runner = runner
-        self.index: dict[str, int] = {}
         self.names: dict[int, str] = {}
-        self.retired: set[int] = set()
-        self._next = 1
 
     @property
     def weights(self) -> dict[int, str]:
@@ -36,11 +34,7 @@ class PeftAdapters:
     def add(self, name: str, path: Path, in_use: set[int] | frozenset[int] = frozenset()) -> int:
         from peft import PeftModel
 
-        if not ADAPTER_NAME.match(name):
-            raise ValueError(f"adapter name {name!r}: letters, digits, '.', '_' and '-' only")
-        self.remove(name, in_use)
-        index = self._next
-        self._next += 1
+        index = self._claim(name, in_use)
         key = f"a{index}"
         model = self.runner.model
         if isinstance(model, PeftModel):
@@ -50,18 +44,8 @@ class PeftAdapters:
         self.index[name], self.names[index] = index, key
         return index
 
-    def remove(self, name: str, in_use: set[int] | frozenset[int] = frozenset()) -> bool:
-        index = self.index.pop(name, None)
-        if index is None:
-            return False
-        self.retired.add(index)
-        self.collect(in_use)
-        return True
-
-    def collect(self, in_use: set[int] | frozenset[int]) -> None:
-        for index in [i for i in self.retired if i not in in_use]:
-            self.runner.model.delete_adapter(self.names.pop(index))
-            self.retired.discard(index)
+    def _free(self, index: int) -> None:
+        self.runner.model.delete_adapter(self.names.pop(index))
 
 
 class HFRunner:

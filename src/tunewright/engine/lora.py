@@ -11,6 +11,7 @@ can fall back to peft's own forward.
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import re
@@ -79,29 +80,21 @@ def read_adapter(path: Path, dtype: torch.dtype) -> dict[tuple[int, str], LoraWe
     return out
 
 
-class LoraSet:
-    """The adapters loaded on one base; index 0 is the base itself (no delta)."""
+class AdapterTable(abc.ABC):
+    """Adapter names -> indices (0 is the base), with removal deferred until no running request uses one."""
 
-    def __init__(self, shapes: dict[str, tuple[int, int]], layers: int, dtype: torch.dtype) -> None:
-        self.shapes, self.layers, self.dtype = shapes, layers, dtype  # projection -> (in, out)
+    def __init__(self) -> None:
         self.index: dict[str, int] = {}
-        self.weights: dict[int, dict[tuple[int, str], LoraWeights]] = {}
         self.retired: set[int] = set()  # unloaded, kept until no request uses them
         self._next = 1
 
-    def add(self, name: str, path: Path, in_use: set[int] | frozenset[int] = frozenset()) -> int:
-        """Load the adapter at `path` under `name` (replacing one of that name); returns its index."""
+    def _claim(self, name: str, in_use: set[int] | frozenset[int]) -> int:
+        """A fresh index for `name` (an adapter of that name is unloaded first)."""
         if not ADAPTER_NAME.match(name):
             raise ValueError(f"adapter name {name!r}: letters, digits, '.', '_' and '-' only")
-        weights = read_adapter(path, self.dtype)
-        for (layer, proj), w in weights.items():
-            fan_in, fan_out = self.shapes[proj]
-            if layer >= self.layers or w.a.shape[1] != fan_in or w.b.shape[0] != fan_out:
-                raise UnsupportedAdapter(f"{path}: layer {layer} {proj} does not fit this base model")
         self.remove(name, in_use)
         index = self._next
         self._next += 1
-        self.index[name], self.weights[index] = index, weights
         return index
 
     def remove(self, name: str, in_use: set[int] | frozenset[int] = frozenset()) -> bool:
@@ -116,8 +109,37 @@ class LoraSet:
     def collect(self, in_use: set[int] | frozenset[int]) -> None:
         """Free the weights of unloaded adapters that no request uses any more."""
         for index in [i for i in self.retired if i not in in_use]:
-            self.weights.pop(index, None)
+            self._free(index)
             self.retired.discard(index)
+
+    @abc.abstractmethod
+    def _free(self, index: int) -> None:
+        """Release the weights held for `index`."""
+
+
+class LoraSet(AdapterTable):
+    """The adapters loaded on one base; index 0 is the base itself (no delta)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, int]], layers: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.shapes, self.layers, self.dtype = shapes, layers, dtype  # projection -> (in, out)
+        self.weights: dict[int, dict[tuple[int, str], LoraWeights]] = {}
+
+    def add(self, name: str, path: Path, in_use: set[int] | frozenset[int] = frozenset()) -> int:
+        """Load the adapter at `path` under `name` (replacing one of that name); returns its index."""
+        if not ADAPTER_NAME.match(name):
+            raise ValueError(f"adapter name {name!r}: letters, digits, '.', '_' and '-' only")
+        weights = read_adapter(path, self.dtype)
+        for (layer, proj), w in weights.items():
+            fan_in, fan_out = self.shapes[proj]
+            if layer >= self.layers or w.a.shape[1] != fan_in or w.b.shape[0] != fan_out:
+                raise UnsupportedAdapter(f"{path}: layer {layer} {proj} does not fit this base model")
+        index = self._claim(name, in_use)
+        self.index[name], self.weights[index] = index, weights
+        return index
+
+    def _free(self, index: int) -> None:
+        self.weights.pop(index, None)
 
     def groups(self, adapter_ids: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """(adapter, rows) for every adapter used in a batch; rows None means every row."""

@@ -47,17 +47,8 @@ class Output:
 
 
 @dataclass
-class Completion:
-    """A finished request, all events folded together."""
-
-    text: str = ""
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    prompt_logprobs: list[TokenLogprob | None] | None = None
-    error: str | None = None
+class Completion(Output):
+    """A finished request: every event of it folded into one (`add`)."""
 
     def add(self, out: Output) -> None:
         """Fold one event in."""
