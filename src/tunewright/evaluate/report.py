@@ -228,6 +228,8 @@ def render_html(s: dict[str, Any]) -> str:
         + _table(["gate", "rule", "tier", "model", "difference vs baseline", "status"], gate_rows)
         + "</div>",
         "<h2>Metrics</h2>",
+        f'<p><span style="color:#0969da">&#9632;</span> model <span style="color:#8c959f">&#9632;</span> baseline; '
+        f"whiskers: the {level}% interval (bars for metrics on a 0-1 scale)</p>",
     ]
     for task in s["tasks"]:
         rows = [
