@@ -54,9 +54,9 @@ def test_a_failed_eval_blocks_the_export_unless_allowed_and_recorded(trained, ca
     err = capsys.readouterr().err
     assert f"latest evaluation ({eval_id}) is NO-GO: gate(s) golden.format_rate (FAIL)" in err
     assert "--allow-failed-eval" in err
-    assert not (ws / "exports/blocked").exists()
+    assert not (ws / "exports/blocked").exists()  # no version, no empty name directory
     assert main(["export", "latest:train", "--name", "blocked", "--allow-failed-eval", "-w", str(ws)]) == 0
-    exported = manifest(ws / "exports/blocked")
+    exported = manifest(ws / "exports/blocked/v1")
     assert exported["results"]["eval"] == {
         "run_id": eval_id,
         "verdict": "NO-GO",
@@ -65,21 +65,53 @@ def test_a_failed_eval_blocks_the_export_unless_allowed_and_recorded(trained, ca
     }
     assert exported["results"]["allow_failed_eval"] is True and exported["config"]["allow_failed_eval"] is True
     assert eval_id in exported["parents"]
-    assert "NO-GO, gate(s) golden.format_rate (FAIL)" in (ws / "exports/blocked/README.md").read_text()
+    assert "NO-GO, gate(s) golden.format_rate (FAIL)" in (ws / "exports/blocked/latest/README.md").read_text()
 
 
-def test_an_export_name_is_not_overwritten_without_asking(trained, capsys):
+def test_exports_of_one_name_are_versions_never_overwritten(trained, capsys):
     ws = trained
     assert main(["eval", "-w", str(ws), *EVAL_FAST, "gates=[]"]) == 0  # the latest eval now passes
     assert main(["export", "latest:train", "--name", "taken", "-w", str(ws)]) == 0
-    first = (ws / "exports/taken/manifest.json").read_bytes()
+    first = (ws / "exports/taken/v1/model.safetensors").read_bytes()
+    assert os.readlink(ws / "exports/taken/latest") == "v1"
     capsys.readouterr()
-    assert main(["export", "latest:train", "--name", "taken", "-w", str(ws)]) == 2
-    assert "exports/taken already exists; pass --overwrite" in capsys.readouterr().err
-    assert (ws / "exports/taken/manifest.json").read_bytes() == first
-    assert main(["export", "latest:train", "--name", "taken", "--overwrite", "-w", str(ws)]) == 0
-    assert (ws / "exports/taken/manifest.json").read_bytes() != first
+    assert main(["export", "latest:train", "--name", "taken", "-w", str(ws)]) == 0
+    assert "exports/taken/v2" in capsys.readouterr().out
+    assert (ws / "exports/taken/v1/model.safetensors").read_bytes() == first  # the first version is untouched
+    assert os.readlink(ws / "exports/taken/latest") == "v2"
+    second = manifest(ws / "exports/taken/v2")
+    assert second["results"]["version"] == "v2" and second["results"]["previous_version"] == "v1"
+    assert {o["path"] for o in second["outputs"]} >= {"exports/taken/v2/model.safetensors", "exports/taken/latest"}
+    assert resolve_model(ws, "exports/taken").base == str(ws / "exports/taken/v2")
+    assert resolve_model(ws, "exports/taken/v1").base == str(ws / "exports/taken/v1")
     assert main(["export", "latest:train", "--name", "../escape", "-w", str(ws)]) == 2
+    assert main(["export", "latest:train", "--name", "taken", "--overwrite", "-w", str(ws)]) == 2
+    assert sorted(p.name for p in (ws / "exports/taken").iterdir()) == ["latest", "v1", "v2"]
+
+
+def test_an_export_made_before_versions_is_named_not_overwritten(trained, capsys):
+    ws = trained
+    old = ws / "exports/legacy"
+    old.mkdir(parents=True)
+    (old / "config.json").write_text("{}")
+    assert main(["export", "latest:train", "--name", "legacy", "--allow-failed-eval", "-w", str(ws)]) == 2
+    assert "made before exports were versioned; move it away" in capsys.readouterr().err
+    assert sorted(p.name for p in old.iterdir()) == ["config.json"]
+
+
+def test_a_merged_export_is_sharded_and_carries_its_template_and_stop_tokens(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ws = trained
+    args = ["export", "latest:train", "--name", "sharded", "--max-shard-size", "1MB", "--allow-failed-eval"]
+    assert main([*args, "-w", str(ws)]) == 0
+    out = ws / "exports/sharded/v1"
+    assert len(list(out.glob("model-*-of-*.safetensors"))) > 1 and (out / "model.safetensors.index.json").is_file()
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    eos = model.generation_config.eos_token_id
+    assert tok.convert_tokens_to_ids("<|im_end|>") in (eos if isinstance(eos, list) else [eos])
+    saved = json.loads((out / "tokenizer_config.json").read_text())
+    assert saved["chat_template"] == (out / "chat_template.jinja").read_text() == tok.chat_template
 
 
 def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
@@ -93,7 +125,7 @@ def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
         assert main(["export", "latest:train", "--format", "adapter", "--name", "ad", "-w", str(ws)]) == 0
     finally:
         os.umask(old)
-    out = ws / "exports/ad"
+    out = ws / "exports/ad/v1"
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "models/tiny-base"
     for path in out.iterdir():
         assert oct(path.stat().st_mode & 0o777) == "0o644", path
@@ -110,11 +142,11 @@ def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
     assert plain.get_input_embeddings().weight.shape[0] == len(source.load()[1])
     assert main(["eval", "-w", str(ws), "--model", "exports/ad", *EVAL_FAST, "gates=[]"]) == 0  # a path as its name
     engine = Engine.from_source(source)
-    assert engine.default_adapter == "exports-ad" and engine.adapters == ["exports-ad"]
+    assert engine.default_adapter == "exports-ad-v1" and engine.adapters == ["exports-ad-v1"]
     engine.shutdown()
 
     moved = ws.parent / "elsewhere"  # the export and its base, copied to another place, still load
-    shutil.copytree(ws / "exports", moved / "exports")
+    shutil.copytree(ws / "exports", moved / "exports", symlinks=True)
     shutil.copytree(ws / "models", moved / "models")
     assert resolve_model(moved, "exports/ad").base == str(moved / "models/tiny-base")
     (moved / "models/tiny-base/config.json").write_text("{}")

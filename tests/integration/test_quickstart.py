@@ -37,15 +37,31 @@ def test_artifacts_and_summary(quickstart):
     for rel in (
         "reports/data-card.md",
         "reports/eval-report.md",
-        "exports/support-assistant/model.safetensors",
-        "exports/support-assistant/tokenizer.json",
-        "exports/support-assistant/chat_template.jinja",
-        "exports/support-assistant/generation_config.json",
-        "exports/support-assistant/manifest.json",
+        "exports/support-assistant/latest/model.safetensors",
+        "exports/support-assistant/latest/tokenizer.json",
+        "exports/support-assistant/latest/chat_template.jinja",
+        "exports/support-assistant/latest/generation_config.json",
+        "exports/support-assistant/latest/manifest.json",
     ):
         assert (ws / rel).is_file(), rel
     assert "data card:" in stdout and "eval report:" in stdout and "export:" in stdout
     assert "First step:" in stdout.splitlines()[-4] or "First step:" in stdout
+
+
+def test_the_merged_export_stops_where_the_template_ends_a_turn(quickstart):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ws, _ = quickstart
+    out = ws / "exports/support-assistant/latest"
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    eos = model.generation_config.eos_token_id
+    assert im_end in (eos if isinstance(eos, list) else [eos])
+    messages = [{"role": "user", "content": "The nightly job for hr.payroll failed. What should I do?"}]
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    generated = model.generate(**prompt, max_new_tokens=120, do_sample=False)[0, prompt["input_ids"].shape[1] :]
+    assert generated[-1].item() == im_end and len(generated) < 120  # plain generate stops with the template
+    assert tok.decode(generated, skip_special_tokens=True).startswith("First step:")
 
 
 def test_manifests_chain_export_train_curate(quickstart):
@@ -56,7 +72,7 @@ def test_manifests_chain_export_train_curate(quickstart):
     assert curate["run_id"] in train["parents"]
     assert by_stage(ms, "base")["run_id"] in train["parents"]
     assert export["results"]["parity_passed"] is True
-    assert json.loads((ws / "exports/support-assistant/manifest.json").read_text())["run_id"] == export["run_id"]
+    assert json.loads((ws / "exports/support-assistant/latest/manifest.json").read_text())["run_id"] == export["run_id"]
     split_hashes = {o["sha256"] for o in curate["outputs"] if o["path"].startswith("data/splits/")}
     assert {i["sha256"] for i in train["inputs"] if i["path"].startswith("data/splits/")} <= split_hashes
     adapter = {o["sha256"] for o in train["outputs"] if "/adapter/" in o["path"]}

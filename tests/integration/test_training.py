@@ -164,7 +164,7 @@ def test_full_fine_tune_on_documents_and_outputs(curated):
     assert source.adapter is None and resolve_model(ws, "base", base_of=source).base == str(ws / "models/tiny-base")
     assert main(["export", "latest:train", "--format", "adapter", "-w", str(ws)]) == 2
     assert main(["export", "latest:train", "--format", "merged", "--name", "full", "-w", str(ws)]) == 0
-    assert (ws / "exports/full/model.safetensors").is_file()
+    assert (ws / "exports/full/latest/model.safetensors").is_file()
 
 
 def test_tensorboard_events_or_a_clear_message(curated, capsys):

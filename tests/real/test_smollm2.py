@@ -99,7 +99,7 @@ def test_eval_export_and_serve_on_the_real_model(workspace):
     assert 0 < nll["model"]["value"] < nll["baseline"]["value"] < 10  # per token, end-of-turn included
     assert main(["export", "latest:train", "--format", "adapter", "--name", "smol-adapter", "-w", str(ws)]) == 0
     assert main(["export", "latest:train", "--format", "merged", "--name", "smol-merged", "-w", str(ws)]) == 0
-    merged = ws / "exports/smol-merged"
+    merged = ws / "exports/smol-merged/latest"
     assert json.loads((merged / "config.json").read_text())["vocab_size"] == 49152
     assert json.loads((merged / "parity.json").read_text())["diverged"] == []
     assert AutoModelForCausalLM.from_pretrained(merged).get_input_embeddings().weight.shape[0] == 49152

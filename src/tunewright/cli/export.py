@@ -18,14 +18,16 @@ def register(app: typer.Typer) -> None:
 def export_cmd(
     run_ref: str = typer.Argument("latest:train", help="Training run id or path (default: the latest)."),
     fmt: str = typer.Option("merged", "--format", "-f", help="merged | adapter"),
-    name: str = typer.Option(None, "--name", "-n", help="Directory name under exports/ (default: <run>-<format>)."),
+    name: str = typer.Option(
+        None, "--name", "-n", help="Export name: a new version goes to exports/<name>/v<N> (default: <run>-<format>)."
+    ),
     golden: Path = typer.Option(
         Path("data/raw/eval/golden.jsonl"), "--golden", help="Golden prompts re-run on the export."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export of the same name."),
     allow_failed_eval: bool = typer.Option(
         False, "--allow-failed-eval", help="Export even though the run's latest eval failed a gate (recorded)."
     ),
+    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="Merged: safetensors shards of at most this."),
     workspace: Path = WORKSPACE,
 ) -> None:
     """Export a trained model; refuses a run whose latest eval failed, and fails (exit 1) on a parity mismatch."""
@@ -37,16 +39,20 @@ def export_cmd(
         "format": fmt,
         "name": name,
         "golden": str(golden),
-        "overwrite": overwrite,
         "allow_failed_eval": allow_failed_eval,
+        "max_shard_size": max_shard_size,
     }
     with start_run(ws, "export", command_line(), config) as run:
-        parity, out_dir = run_export(ws, run_ref, fmt, name, resolve(ws, golden), run, overwrite, allow_failed_eval)
+        parity, out_dir = run_export(
+            ws, run_ref, fmt, name, resolve(ws, golden), run, allow_failed_eval, max_shard_size
+        )
+    for warning in run.results["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     verdict = run.results["eval"]
     evaluated = "not evaluated"
     if verdict is not None:
         evaluated = f"eval {verdict['run_id']} {'passed' if verdict['passed'] else 'FAILED, allowed'}"
     typer.echo(
-        f"exported {fmt} model to exports/{out_dir.name} ({evaluated}); golden prompts identical "
+        f"exported {fmt} model to exports/{out_dir.parent.name}/{out_dir.name} ({evaluated}); golden prompts identical "
         f"({parity.prompts}/{parity.prompts}). Run {run.run_id}"
     )

@@ -67,7 +67,7 @@ def quickstart_cmd(
     typer.echo("")
     typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
-    typer.echo(f"export:      {ws / 'exports' / export_name}")
+    typer.echo(f"export:      {source.base} (exports/{export_name}/latest)")
     typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
     typer.echo(answer)
     typer.echo(f"\nServe it yourself: tunewright serve exports/{export_name} -w {ws}")

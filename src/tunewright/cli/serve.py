@@ -15,6 +15,7 @@ import typer
 from tunewright.cli.common import OVERRIDES, WORKSPACE, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
 from tunewright.core.errors import UserError
+from tunewright.core.export_versions import export_name
 
 if TYPE_CHECKING:
     from tunewright.core.model_source import ModelSource
@@ -70,7 +71,7 @@ def serve_cmd(
         if not api_key:
             raise UserError(f"api_key_env: the environment variable {cfg.api_key_env} is not set")
     source = resolve_model(ws, model)
-    name = cfg.model_name or Path(model).name
+    name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
     if cfg.engine == "vllm":
         from tunewright.serve.vllm import run_vllm, vllm_command, vllm_python

@@ -249,11 +249,15 @@ class OutputSet:
     a file or the reverse), then renames each staged path into place, moving what was
     there aside; if any rename fails, every output already moved is put back, so the
     workspace holds all the old outputs or all the new ones. `discard()` drops the staged
-    paths. The OS error of a failed rename propagates, naming its path.
+    paths. The OS error of a failed rename propagates, naming its path. `new_dir` stages a
+    directory that must not exist when the set is committed (an immutable version), and
+    `link` a symbolic link that replaces the previous one (a `latest` pointer).
     """
 
     def __init__(self) -> None:
         self.staged: dict[Path, Path] = {}
+        self.create_only: set[Path] = set()
+        self.links: set[Path] = set()
 
     def file(self, final: Path) -> Path:
         """Where to write the new content of file `final`."""
@@ -269,6 +273,23 @@ class OutputSet:
         self.staged[final] = make_staging_dir(final)
         return self.staged[final]
 
+    def new_dir(self, final: Path) -> Path:
+        """Like `dir`, for a directory that must not exist yet (an immutable version): never replaced."""
+        if final.exists() or final.is_symlink():
+            raise UserError(f"{final} already exists and is never replaced")
+        self.create_only.add(final)
+        return self.dir(final)
+
+    def link(self, final: Path, target: str) -> None:
+        """Make `final` a symbolic link to `target` (relative to its directory), replacing a previous link."""
+        if final.exists() and not final.is_symlink():
+            raise UserError(f"{final} exists and is not a link; move it away")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+        os.symlink(target, tmp)
+        self.staged[final] = tmp
+        self.links.add(final)
+
     @staticmethod
     def _check_target(final: Path, is_dir: bool) -> None:
         if final.exists() and final.is_dir() != is_dir:
@@ -278,6 +299,10 @@ class OutputSet:
     def commit(self) -> None:
         """Move every staged output into place; all or nothing."""
         for final, tmp in self.staged.items():
+            if final in self.create_only and (final.exists() or final.is_symlink()):
+                raise UserError(f"{final} was created by another command meanwhile; run this one again")
+            if final in self.links:
+                continue
             self._check_target(final, is_dir=tmp.is_dir())
             usual_mode(tmp, recursive=True)
         moved: list[tuple[Path, Path | None, bool]] = []
@@ -302,12 +327,16 @@ class OutputSet:
             if backup is not None:
                 _remove(backup)
         self.staged.clear()
+        self.create_only.clear()
+        self.links.clear()
 
     def discard(self) -> None:
         """Remove whatever was staged; the workspace keeps its old outputs."""
         for tmp in self.staged.values():
             _remove(tmp)
         self.staged.clear()
+        self.create_only.clear()
+        self.links.clear()
 
 
 def sha256_file(path: Path) -> str:

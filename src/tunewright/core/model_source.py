@@ -1,7 +1,8 @@
 """Model references: what `--model`, `--baseline`, `export RUN` and `serve MODEL` may name.
 
 A reference is `base` (the base model of another reference), a training run (id, path or
-`latest:train`), a model directory (a merged export, any HF model), an adapter export
+`latest:train`), a model directory (a merged export, any HF model; `exports/<name>` is its
+latest version), an adapter export
 (its base is recorded by name and content hash and resolved here, at load time), or a
 hub id. A reference to the wrong kind of run, or to a run without the expected output,
 is a `UserError` that says what was expected.
@@ -17,6 +18,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunewright.core.errors import UserError
+from tunewright.core.export_versions import resolve_version
 from tunewright.core.io import sha256_tree
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_adapter_model, load_model, load_tokenizer
@@ -88,6 +90,9 @@ def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None)
             raise UserError("'base' names the base model of another model; use it with --baseline")
         return ModelSource("base", base_of.tuned_from or base_of.base, dtype=base_of.dtype)
     local = Path(ref) if Path(ref).is_absolute() else workspace / ref
+    versioned = resolve_version(local)
+    if versioned != local:  # exports/<name>: its latest version
+        local, ref = versioned, f"{ref.rstrip('/')}/{versioned.name}"
     if (local / "config.json").is_file():
         return ModelSource(ref, str(local))
     if (local / "adapter_config.json").is_file():

@@ -130,6 +130,14 @@ class Run:
         """A directory to build the new version of `path` in; it takes its place when the run completes."""
         return self.outputs.dir(path)
 
+    def new_output_dir(self, path: Path) -> Path:
+        """A directory to build `path` in, which must not exist yet and is never replaced (a version)."""
+        return self.outputs.new_dir(path)
+
+    def output_link(self, path: Path, target: str) -> None:
+        """Point the link `path` at `target` (relative to its directory) when the run completes."""
+        self.outputs.link(path, target)
+
     @property
     def final_dir(self) -> Path:
         return self.workspace / "runs" / self.run_id
@@ -180,6 +188,9 @@ def _manifest(run: Run, started: str, seconds: float) -> dict[str, Any]:
     copies = {p.resolve() for p in run.manifest_copies}
     outputs = []
     for final, staged in run.outputs.staged.items():
+        if final in run.outputs.links:
+            outputs.append({"path": str(final.relative_to(run.workspace)), "link": os.readlink(staged)})
+            continue
         for p in _files(staged):
             if p.resolve() in copies or (staged == run.dir and p.name == MANIFEST):
                 continue
@@ -210,7 +221,8 @@ def output_producers(workspace: Path) -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for manifest in sorted(list_manifests(workspace), key=_order):
         for out in manifest.get("outputs", []):
-            found[(out["path"], out["sha256"])] = manifest["run_id"]
+            if "sha256" in out:  # links have none
+                found[(out["path"], out["sha256"])] = manifest["run_id"]
     return found
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunewright.core.errors import UserError
+from tunewright.core.export_versions import resolve_version
 from tunewright.core.progress import progress_bar
 from tunewright.core.workspace import resolve
 from tunewright.engine.offline import continuation_logprobs
@@ -152,7 +153,7 @@ def _endpoint_lm(task: TaskConfig, workspace: Path, target: EndpointTarget, harn
             f"task {task.name}: log-likelihoods over an endpoint need the served model's tokenizer "
             "(tokenizer: a directory or hub id)"
         )
-    local = resolve(workspace, task.tokenizer)
+    local = resolve_version(resolve(workspace, task.tokenizer))
     return "local-completions", {
         "model": target.model,
         "base_url": f"{target.url}/completions",

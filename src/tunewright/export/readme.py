@@ -70,5 +70,6 @@ def export_readme(
             "",
             *use,
             "",
+            *(["## Warnings", "", *(f"- {w}" for w in results["warnings"]), ""] if results.get("warnings") else []),
         ]
     )

@@ -1,7 +1,8 @@
 """`tunewright export RUN`: write the export, then prove it answers like the trained model.
 
-An export is refused when its name is taken (unless `overwrite`) and when the training
-run's latest evaluation failed a gate (unless `allow_failed_eval`, which is recorded).
+Each export of a name is a new, immutable version (`exports/<name>/v<N>/`, with
+`exports/<name>/latest` moved to it when the export completes). An export is refused when
+the training run's latest evaluation is not GO (unless `allow_failed_eval`, which is recorded).
 The export's manifest names that evaluation and its verdict, and the base model by the
 name the training config used plus a content hash, so the export holds no path of the
 machine that made it.
@@ -15,6 +16,7 @@ from typing import Any
 
 from tunewright.core.adapter_files import make_portable
 from tunewright.core.errors import CheckFailed, DataError, UserError
+from tunewright.core.export_versions import LATEST, next_version_dir, versions
 from tunewright.core.io import read_jsonl_strict, write_json, write_text
 from tunewright.core.model_source import ModelSource, base_record, resolve_model
 from tunewright.core.progress import status
@@ -57,14 +59,11 @@ def latest_eval(workspace: Path, run_id: str) -> dict[str, Any] | None:
     }
 
 
-def _target(workspace: Path, source: ModelSource, fmt: str, name: str | None, overwrite: bool) -> Path:
+def _target(workspace: Path, source: ModelSource, fmt: str, name: str | None) -> Path:
     name = name or f"{source.label}-{fmt}"
     if not EXPORT_NAME.match(name):
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (a directory name under exports/)")
-    out = workspace / "exports" / name
-    if out.exists() and not overwrite:
-        raise UserError(f"exports/{name} already exists; pass --overwrite to replace it, or choose another --name")
-    return out
+    return next_version_dir(workspace / "exports" / name)
 
 
 def run_export(
@@ -74,14 +73,14 @@ def run_export(
     name: str | None,
     golden: Path,
     run: Run,
-    overwrite: bool = False,
     allow_failed_eval: bool = False,
+    max_shard_size: str = "5GB",
 ) -> tuple[ParityResult, Path]:
     """Export `run_ref` to `exports/<name>`; the directory appears only if parity holds."""
     source = resolve_model(workspace, run_ref)
     if source.run_id is None:
         raise UserError(f"{run_ref} is not a training run; export takes one (a train-… run id or latest:train)")
-    out_dir = _target(workspace, source, fmt, name, overwrite)
+    out_dir = _target(workspace, source, fmt, name)
     verdict = latest_eval(workspace, source.run_id)
     if verdict is not None and not verdict["passed"] and not allow_failed_eval:
         raise CheckFailed(
@@ -96,14 +95,15 @@ def run_export(
         run.add_input(path)
     run.add_input(golden)
     ids, prompts = golden_prompts(golden)
-    tmp = run.output_dir(out_dir)
+    tmp = run.new_output_dir(out_dir)
     base_name = source.base_name or source.base
+    export_label = f"{out_dir.parent.name}/{out_dir.name}"
     with status(f"writing the {fmt} export of {source.run_id}"):
-        export_model(source, fmt, tmp)
+        warnings = export_model(source, fmt, tmp, max_shard_size)
     exported = (
-        ModelSource(out_dir.name, str(tmp))
+        ModelSource(export_label, str(tmp))
         if fmt == "merged"
-        else ModelSource(out_dir.name, source.base, tmp, dtype=source.dtype)
+        else ModelSource(export_label, source.base, tmp, dtype=source.dtype)
     )
     parity = check_parity(source, exported, prompts, ids)
     write_json(tmp / "parity.json", {"prompts": parity.prompts, "diverged": parity.diverged})
@@ -113,21 +113,27 @@ def run_export(
             f"export diverges from the trained model on {len(parity.diverged)}/{parity.prompts} golden "
             f"prompts; first: {first['id']}: trained {first['trained']!r} vs export {first['export']!r}"
         )
+    previous = versions(out_dir.parent)
     run.results.update(
         format=fmt,
+        name=out_dir.parent.name,
+        version=out_dir.name,
+        previous_version=f"v{previous[-1]}" if previous else None,
         export_dir=run.rel(out_dir),
         source_run=source.run_id,
         dtype=source.dtype,
         base_model=base_record(workspace, base_name),
         parity_prompts=parity.prompts,
         parity_passed=True,
+        warnings=warnings,
         eval=verdict,
         allow_failed_eval=allow_failed_eval,
     )
-    readme = export_readme(out_dir.name, fmt, tmp, run.results, verdict, allow_failed_eval)
+    readme = export_readme(export_label, fmt, tmp, run.results, verdict, allow_failed_eval)
     if fmt == "adapter":
         make_portable(tmp, base_name, readme)
     else:
         write_text(tmp / "README.md", readme)
     run.manifest_copies.append(tmp / "manifest.json")
+    run.output_link(out_dir.parent / LATEST, out_dir.name)
     return parity, out_dir

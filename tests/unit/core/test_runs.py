@@ -108,3 +108,30 @@ def test_find_run_by_id_path_and_latest(tmp_path):
     with pytest.raises(UserError, match="no completed run"):
         find_run(tmp_path, "latest:export")
     json.loads((tmp_path / "runs" / ids[0] / "manifest.json").read_text())
+
+
+def test_versions_are_created_once_and_latest_links_move(tmp_path):
+    ws = tmp_path
+    for version in ("v1", "v2"):
+        with start_run(ws, "export", ["x"], {}) as run:
+            (run.new_output_dir(ws / "exports/m" / version) / "w.bin").write_text(version)
+            run.output_link(ws / "exports/m/latest", version)
+    assert os.readlink(ws / "exports/m/latest") == "v2" and (ws / "exports/m/latest/w.bin").read_text() == "v2"
+    assert (ws / "exports/m/v1/w.bin").read_text() == "v1"
+    newest = load_manifest(find_run(ws, "latest:export"))
+    assert {"path": "exports/m/latest", "link": "v2"} in newest["outputs"]
+    with (
+        pytest.raises(UserError, match="already exists and is never replaced"),
+        start_run(ws, "export", ["x"], {}) as run,
+    ):
+        run.new_output_dir(ws / "exports/m/v1")
+    with (
+        pytest.raises(UserError, match="created by another command meanwhile"),
+        start_run(ws, "export", ["x"], {}) as run,
+    ):
+        (run.new_output_dir(ws / "exports/m/v3") / "w.bin").write_text("mine")
+        (ws / "exports/m/v3").mkdir()  # another export took v3 while this one ran
+    assert os.readlink(ws / "exports/m/latest") == "v2" and not any((ws / "exports/m/v3").iterdir())
+    (ws / "exports/m/file").write_text("x")
+    with pytest.raises(UserError, match="is not a link"), start_run(ws, "export", ["x"], {}) as run:
+        run.output_link(ws / "exports/m/file", "v1")
