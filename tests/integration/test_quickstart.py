@@ -82,6 +82,14 @@ def test_manifests_chain_export_train_curate(quickstart):
         assert m["finished_at"] >= m["started_at"]
 
 
+def test_the_registry_lists_the_export_version_and_its_verdict(quickstart, capsys):
+    ws, _ = quickstart
+    assert (ws / "registry.db").is_file()  # written as each run completed
+    assert main(["registry", "list", "-w", str(ws)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "support-assistant" in line)
+    assert "v1" in row and "merged" in row and "GO" in row and "passed" in row
+
+
 def test_runs_lineage_explains_the_export(quickstart, capsys):
     ws, _ = quickstart
     assert main(["runs", "lineage", "latest:export", "-w", str(ws)]) == 0

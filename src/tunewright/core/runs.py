@@ -18,6 +18,7 @@ import os
 import platform
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -182,6 +183,21 @@ def start_run(
     except BaseException:
         outputs.discard()
         raise
+    _register(workspace, manifest)
+
+
+def _register(workspace: Path, manifest: dict[str, Any]) -> None:
+    """Index the completed run in the registry; if it cannot be written now, it catches up when next opened."""
+    from tunewright.core.registry import REGISTRY, connect, record
+
+    try:
+        conn = connect(workspace / REGISTRY)
+        try:
+            record(conn, manifest)
+        finally:
+            conn.close()
+    except (UserError, sqlite3.Error) as exc:
+        print(f"warning: run {manifest['run_id']} is complete but not in the registry yet: {exc}", file=sys.stderr)
 
 
 def _manifest(run: Run, started: str, seconds: float) -> dict[str, Any]:
