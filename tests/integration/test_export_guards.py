@@ -10,6 +10,7 @@ import pytest
 
 from tunewright.cli.main import main
 from tunewright.core.errors import UserError
+from tunewright.core.export_versions import export_name
 from tunewright.core.model_source import resolve_model
 from tunewright.engine import Engine
 
@@ -167,3 +168,53 @@ def test_lineage_follows_what_each_run_consumed(trained):
     assert first_train not in second["parents"]
     consumed = {i["path"]: i.get("run") for i in second["inputs"]}
     assert consumed["data/splits/train.jsonl"] == latest_curate
+
+
+def test_promote_is_gated_recorded_and_rolled_back(trained, capsys):
+    ws = trained
+    w = ["-w", str(ws)]
+    for _ in range(2):
+        assert main(["export", "latest:train", "--name", "prom", "--allow-failed-eval", *w]) == 0
+    capsys.readouterr()
+    assert main(["promote", "prom@v1", "--to", "production", *w]) == 1
+    assert (
+        "v1 has no evaluation against base: tunewright eval --model prom@v1 --baseline base" in capsys.readouterr().err
+    )
+    assert main(["eval", *w, "--model", "prom@v1", "--baseline", "base", *EVAL_FAST, "gates=[]"]) == 0
+    assert main(["promote", "prom@v1", "--to", "production", "--reason", "first release", *w]) == 0
+    assert resolve_model(ws, "prom@production").base == str(ws / "exports/prom/v1")
+
+    capsys.readouterr()
+    assert main(["promote", "prom", "--to", "production", *w]) == 1  # v2 was never compared with production
+    assert "v2 has no evaluation against v1 (the current production)" in capsys.readouterr().err
+    assert main(["eval", *w, "--model", "prom@v2", "--baseline", "prom@production", *EVAL_FAST, *GATE]) == 1
+    capsys.readouterr()
+    assert main(["promote", "prom", "--to", "production", *w]) == 1
+    assert "against v1 (the current production) (eval-" in (err := capsys.readouterr().err) and "is NO-GO" in err
+    assert main(["eval", *w, "--model", "prom@v2", "--baseline", "prom@production", *EVAL_FAST, "gates=[]"]) == 0
+    assert main(["promote", "prom", "--to", "production", "--reason", "better", *w]) == 0
+    assert resolve_model(ws, "prom@production").base == str(ws / "exports/prom/v2")
+
+    assert main(["rollback", "prom", "--to", "production", "--reason", "pager went off", *w]) == 0
+    assert resolve_model(ws, "prom@production").base == str(ws / "exports/prom/v1")
+    capsys.readouterr()
+    assert main(["rollback", "prom", "--to", "production", *w]) == 2
+    assert "its first version; there is no earlier one" in capsys.readouterr().err
+
+    from tunewright.core.registry import alias_moves, open_registry
+
+    moves = alias_moves(open_registry(ws), "prom", "production")
+    assert [(m["from_version"], m["to_version"], m["kind"]) for m in moves] == [
+        (None, 1, "promote"),
+        (1, 2, "promote"),
+        (2, 1, "rollback"),
+    ]
+    assert moves[-1]["reason"] == "pager went off" and moves[-1]["user"] and moves[-1]["at"]
+    capsys.readouterr()
+    assert main(["registry", "list", "prom", *w]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "prom" in line]
+    assert "production" in rows[0] and "production" not in rows[1]  # v1 holds it again
+    assert export_name(Path("prom@production")) == "prom"  # the name `serve prom@production` answers to
+    assert main(["promote", "prom@v9", "--to", "production", *w]) == 2
+    assert main(["promote", "nothing", "--to", "production", *w]) == 2
+    assert main(["promote", "prom", "--to", "prod", *w]) == 2

@@ -17,7 +17,19 @@ import sys
 import typer
 
 from tunewright import __version__
-from tunewright.cli import config_cmd, curate, eval_cmd, export, init, quickstart, registry, runs, serve, train
+from tunewright.cli import (
+    config_cmd,
+    curate,
+    eval_cmd,
+    export,
+    init,
+    promote,
+    quickstart,
+    registry,
+    runs,
+    serve,
+    train,
+)
 from tunewright.cli.common import set_command_line
 from tunewright.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, CheckFailed, UserError, describe_os_error
 
@@ -28,7 +40,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (init, curate, train, eval_cmd, export, serve, runs, registry, config_cmd, quickstart):
+for module in (init, curate, train, eval_cmd, export, promote, serve, runs, registry, config_cmd, quickstart):
     module.register(app)
 
 

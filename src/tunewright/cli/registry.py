@@ -26,12 +26,13 @@ def list_cmd(
 
     conn = open_registry(workspace_path(workspace))
     names = [name] if name else [r[0] for r in conn.execute("SELECT DISTINCT name FROM exports ORDER BY name")]
-    table = Table("export", "version", "format", "training run", "latest eval", "parity", "export run")
+    table = Table("export", "version", "aliases", "format", "training run", "latest eval", "parity", "export run")
     for n in names:
         for v in export_versions(conn, n):
             table.add_row(
                 n,
                 f"v{v['version']}",
+                v["aliases"] or "",
                 v["format"] or "",
                 v["source_run"] or "",
                 v["latest_eval"] or "not evaluated",

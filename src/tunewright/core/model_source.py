@@ -18,7 +18,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunewright.core.errors import UserError
-from tunewright.core.export_versions import resolve_version
+from tunewright.core.export_versions import named_version, resolve_version
 from tunewright.core.io import sha256_tree
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_adapter_model, load_model, load_tokenizer
@@ -83,18 +83,34 @@ def _adapter_export(workspace: Path, ref: str, path: Path) -> ModelSource:
     return ModelSource(ref, where, path, recorded.get("source_run"), recorded.get("dtype", "float32"))
 
 
+def _merged_base(workspace: Path, model_dir: Path) -> str | None:
+    """The base a merged export was made from (what `base` means for it), where this workspace keeps it."""
+    manifest = model_dir / MANIFEST
+    recorded = json.loads(manifest.read_text(encoding="utf-8")).get("results", {}) if manifest.is_file() else {}
+    base = (recorded.get("base_model") or {}).get("name_or_path")
+    if recorded.get("format") != "merged" or not base:
+        return None
+    try:
+        return locate_model(workspace, base, f"the base model of {model_dir.name}")
+    except UserError:  # a merged export stands alone; only `--baseline base` needs its base
+        return None
+
+
 def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None) -> ModelSource:
     """Turn a model reference into a `ModelSource` (see the module docstring for the kinds)."""
     if ref == "base":
         if base_of is None:
             raise UserError("'base' names the base model of another model; use it with --baseline")
         return ModelSource("base", base_of.tuned_from or base_of.base, dtype=base_of.dtype)
+    named = named_version(workspace, ref)
+    if named is not None:
+        ref = f"exports/{named.parent.name}/{named.name}"
     local = Path(ref) if Path(ref).is_absolute() else workspace / ref
     versioned = resolve_version(local)
     if versioned != local:  # exports/<name>: its latest version
         local, ref = versioned, f"{ref.rstrip('/')}/{versioned.name}"
     if (local / "config.json").is_file():
-        return ModelSource(ref, str(local))
+        return ModelSource(ref, str(local), tuned_from=_merged_base(workspace, local))
     if (local / "adapter_config.json").is_file():
         if (local.parent / MANIFEST).is_file() and local.name == "adapter":
             return training_run(workspace, str(local.parent))

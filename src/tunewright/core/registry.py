@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 from tunewright.core.errors import UserError
 
 REGISTRY = "registry.db"
+LOCK_TIMEOUT_S = 30
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, stage TEXT NOT NULL, started_at TEXT, finished_at TEXT, manifest TEXT NOT NULL
@@ -37,18 +39,43 @@ CREATE TABLE IF NOT EXISTS exports (
 CREATE TABLE IF NOT EXISTS verdicts (
     eval_run TEXT PRIMARY KEY, model_run TEXT, model TEXT, baseline TEXT, verdict TEXT, config_hash TEXT
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (name, alias)
+);
+CREATE TABLE IF NOT EXISTS alias_moves (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL, from_version INTEGER,
+    to_version INTEGER NOT NULL, user TEXT, at TEXT NOT NULL, reason TEXT, kind TEXT NOT NULL
+);
 """
+ALIASES = ("candidate", "staging", "production")
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the registry at `path` (created with its schema if absent)."""
-    try:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"{path} is not a tunewright registry (an SQLite database): {exc}; move it away") from None
-    return conn
+    conn = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            with _write(conn):
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    conn.execute(statement)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                conn.close()
+                raise _not_a_registry(path, exc) from None
+            if time.monotonic() > deadline:
+                conn.close()
+                raise UserError(f"{path} stayed locked by another process for {LOCK_TIMEOUT_S} s") from None
+            time.sleep(0.05)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _not_a_registry(path, exc) from None
+
+
+def _not_a_registry(path: Path, exc: Exception) -> UserError:
+    return UserError(f"{path} is not a tunewright registry (an SQLite database): {exc}; move it away")
 
 
 @contextmanager
@@ -119,15 +146,16 @@ def open_registry(workspace: Path) -> sqlite3.Connection:
 
 
 def export_versions(conn: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
-    """Every version of an export name, oldest first, with the verdict of its training run's latest eval."""
+    """Every version of an export name, oldest first, with its aliases and its training run's latest eval verdict."""
     rows = conn.execute(
         """SELECT e.version, e.run_id, e.source_run, e.format, e.path, e.parity_passed,
                   (SELECT v.verdict FROM verdicts v JOIN runs r ON r.run_id = v.eval_run
-                   WHERE v.model_run = e.source_run ORDER BY r.started_at DESC LIMIT 1)
+                   WHERE v.model_run = e.source_run ORDER BY r.started_at DESC LIMIT 1),
+                  (SELECT group_concat(a.alias, ', ') FROM aliases a WHERE a.name = e.name AND a.version = e.version)
            FROM exports e WHERE e.name = ? ORDER BY e.version""",
         (name,),
     ).fetchall()
-    keys = ("version", "export_run", "source_run", "format", "path", "parity_passed", "latest_eval")
+    keys = ("version", "export_run", "source_run", "format", "path", "parity_passed", "latest_eval", "aliases")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
@@ -141,3 +169,35 @@ def ancestors(conn: sqlite3.Connection, run_id: str) -> list[str]:
         (run_id,),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def alias_version(conn: sqlite3.Connection, name: str, alias: str) -> int | None:
+    """The version an alias of `name` points at (None: not set)."""
+    row = conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+    return row[0] if row else None
+
+
+def move_alias(
+    conn: sqlite3.Connection, name: str, alias: str, version: int, user: str, reason: str, kind: str
+) -> int | None:
+    """Point `name@alias` at `version`, recording who, when, why and what it pointed at; returns that."""
+    from datetime import UTC, datetime
+
+    with _write(conn):
+        before = alias_version(conn, name, alias)
+        conn.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (name, alias, version))
+        conn.execute(
+            "INSERT INTO alias_moves (name, alias, from_version, to_version, user, at, reason, kind) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, alias, before, version, user, datetime.now(UTC).isoformat(timespec="seconds"), reason, kind),
+        )
+    return before
+
+
+def alias_moves(conn: sqlite3.Connection, name: str, alias: str) -> list[dict[str, Any]]:
+    """Every move of `name@alias`, oldest first."""
+    keys = ("from_version", "to_version", "user", "at", "reason", "kind")
+    rows = conn.execute(
+        f"SELECT {', '.join(keys)} FROM alias_moves WHERE name = ? AND alias = ? ORDER BY id", (name, alias)
+    ).fetchall()
+    return [dict(zip(keys, row, strict=True)) for row in rows]

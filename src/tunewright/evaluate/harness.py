@@ -118,6 +118,9 @@ def engine_lm(target: LocalTarget, max_new_tokens: int) -> Any:
 
         def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
             pairs = [([self.prefix_token_id], self.tok_encode(r.args[0])) for r in requests]
+            longest, context = max(len(x) + 1 for _, x in pairs), target.context
+            if context and longest > context:  # scored whole: a longer document would need sliding windows
+                raise UserError(f"a document of {longest} tokens is longer than the model's context ({context})")
             return [total for total, _ in self._loglikelihood_tokens([(None, c, x) for c, x in pairs])]
 
         def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:

@@ -360,7 +360,9 @@ def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: Targ
         config_hash=chash,
         model=tuned.target.label,
         model_run=tuned.target.run_id,
+        model_path=tuned.target.identity,
         baseline=other.target.label if other else None,
+        baseline_path=other.target.identity if other else None,
         gates=summary["gates"],
         passed=summary["verdict"] == "GO",
     )

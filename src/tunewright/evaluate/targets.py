@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
@@ -51,10 +52,22 @@ class LocalTarget:
         return {"kind": "local", "label": self.label, "base": self.source.base, "run": self.run_id}
 
     @property
+    def identity(self) -> str:
+        """The files evaluated: the adapter's directory, else the model's (an export version's path)."""
+        return str(Path(self.source.adapter or self.source.base).resolve())
+
+    @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         if self._loaded is None:
             self._loaded = self.source.load_base()
         return self._loaded[1]
+
+    @property
+    def context(self) -> int | None:
+        """The model's context length (max_position_embeddings), once loaded."""
+        _ = self.tokenizer
+        assert self._loaded is not None
+        return getattr(self._loaded[0].config, "max_position_embeddings", None)
 
     def engine(self, longest: int) -> Engine:
         """The engine, able to hold `longest` tokens of prompt and answer per request."""
@@ -110,6 +123,10 @@ class EndpointTarget:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "endpoint", "label": self.label, "url": self.url, "model": self.model}
+
+    @property
+    def identity(self) -> str:
+        return self.label
 
     def check(self) -> None:
         """Fail early, before any generation, if the server is unreachable or does not serve the model."""
