@@ -218,3 +218,28 @@ def test_promote_is_gated_recorded_and_rolled_back(trained, capsys):
     assert main(["promote", "prom@v9", "--to", "production", *w]) == 2
     assert main(["promote", "nothing", "--to", "production", *w]) == 2
     assert main(["promote", "prom", "--to", "prod", *w]) == 2
+
+
+def test_promote_enforces_the_license_policy(trained, capsys):
+    ws, w = trained, ["-w", str(trained)]
+    assert main(["export", "latest:train", "--name", "lic", "--allow-failed-eval", *w]) == 0
+    assert main(["eval", *w, "--model", "lic@v1", "--baseline", "base", *EVAL_FAST, "gates=[]"]) == 0
+    policy = ws / "configs/policy.yaml"
+    original = policy.read_text()
+    try:
+        policy.write_text("licenses: {allowed: [apache-2.0], forbidden: [CC-BY-4.0]}\nunlisted: forbidden\n")
+        capsys.readouterr()
+        assert main(["promote", "lic", "--to", "staging", "--license-reviewed", *w]) == 1
+        err = capsys.readouterr().err
+        assert "data source support_tickets: license CC-BY-4.0 is forbidden by the license policy" in err
+        assert "base model" not in err  # the tiny base's README says apache-2.0, which is allowed
+        policy.write_text("licenses: {allowed: [cc-by-4.0], needs_review: [apache-2.0]}\n")
+        assert main(["promote", "lic", "--to", "staging", *w]) == 1
+        assert "license Apache-2.0 needs review under the license policy" in capsys.readouterr().err
+        assert main(["promote", "lic", "--to", "staging", "--license-reviewed", "--reason", "legal ok", *w]) == 0
+    finally:
+        policy.write_text(original)
+    from tunewright.core.registry import alias_moves, open_registry
+
+    (move,) = alias_moves(open_registry(ws), "lic", "staging")
+    assert move["reason"].startswith("legal ok [license review acknowledged: ") and "Apache-2.0" in move["reason"]

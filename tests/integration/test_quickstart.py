@@ -87,7 +87,7 @@ def test_the_registry_lists_the_export_version_and_its_verdict(quickstart, capsy
     assert (ws / "registry.db").is_file()  # written as each run completed
     assert main(["registry", "list", "-w", str(ws)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "support-assistant" in line)
-    assert "v1" in row and "merged" in row and "GO" in row and "passed" in row
+    assert "v1" in row and "production" in row and "merged" in row and "GO" in row and "passed" in row
 
 
 def test_runs_lineage_explains_the_export(quickstart, capsys):

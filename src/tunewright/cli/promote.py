@@ -28,15 +28,18 @@ def promote_cmd(
     ref: str = typer.Argument(..., metavar="NAME[@VERSION]", help="An export name (its latest version) or NAME@v<N>."),
     to: str = typer.Option(..., "--to", help=ALIAS_HELP),
     reason: str = typer.Option("", "--reason", help="Why (recorded with who and when)."),
+    license_reviewed: bool = typer.Option(
+        False, "--license-reviewed", help="Licenses the policy marks for review were reviewed (recorded)."
+    ),
     workspace: Path = WORKSPACE,
 ) -> None:
     """Point NAME@ALIAS at a version: refused (exit 1, every reason listed) unless its parity passed and its
-    newest eval against the alias's current version (or base) is GO."""
+    newest eval against the alias's current version (or base) is GO and the license policy allows it."""
     from tunewright.release.promote import decide, promote
 
     _check_alias(to)
     ws = workspace_path(workspace)
-    decision = decide(ws, ref, to)
+    decision = decide(ws, ref, to, license_reviewed)
     if decision.reasons:
         raise CheckFailed(
             f"{decision.name}@v{decision.version} not promoted to {to}:\n"

@@ -1,6 +1,6 @@
 """`tunewright quickstart`: the whole loop on the embedded default, in a fresh workspace.
 
-It runs the same verbs a user would type (init, curate, train, eval, export, serve), so
+It runs the same verbs a user would type (init, curate, train, eval, export, promote, serve), so
 the workspace it leaves behind has the same runs, manifests and reports, then asks the
 served model one question through the OpenAI-compatible API.
 """
@@ -36,7 +36,7 @@ def ask(base_url: str, model: str, question: str) -> str:
 def quickstart_cmd(
     workspace: Path = typer.Option(Path("tunewright-quickstart"), "--workspace", "-w", help="Workspace to create."),
 ) -> None:
-    """Init, curate, train (LoRA), eval vs base, export (merged), serve, and ask one question."""
+    """Init, curate, train (LoRA), eval vs base, export (merged), promote to production, serve, ask one question."""
     from tunewright.cli.main import main
     from tunewright.core.model_source import resolve_model
     from tunewright.core.progress import console
@@ -52,14 +52,15 @@ def quickstart_cmd(
         ["train", "-w", str(ws)],
         ["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base"],
         ["export", "latest:train", "--format", "merged", "--name", export_name, "-w", str(ws)],
+        ["promote", export_name, "--to", "production", "--reason", "quickstart", "-w", str(ws)],
     ]
     for i, argv in enumerate(steps, start=1):
         console.rule(f"[bold]{i}/{len(steps) + 1}  tunewright {' '.join(a for a in argv if a not in (str(ws), '-w'))}")
         code = main(argv)
         if code != EXIT_OK:
             raise typer.Exit(code)
-    console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1}  tunewright serve exports/{export_name}")
-    source = resolve_model(ws, f"exports/{export_name}")
+    console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1}  tunewright serve {export_name}@production")
+    source = resolve_model(ws, f"{export_name}@production")
     app = create_app(lambda: (Engine.from_source(source), Served(export_name, source.base)))
     with BackgroundServer(app) as server:
         answer = ask(server.base_url, export_name, QUESTION)
@@ -67,7 +68,7 @@ def quickstart_cmd(
     typer.echo("")
     typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
-    typer.echo(f"export:      {source.base} (exports/{export_name}/latest)")
+    typer.echo(f"export:      {source.base} ({export_name}@production)")
     typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
     typer.echo(answer)
-    typer.echo(f"\nServe it yourself: tunewright serve exports/{export_name} -w {ws}")
+    typer.echo(f"\nServe it yourself: tunewright serve {export_name}@production -w {ws}")

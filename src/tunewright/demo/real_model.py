@@ -70,6 +70,7 @@ def prepare_smollm2(out_dir: Path | None = None) -> Path:
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n# SmolLM2-135M-Instruct\n", encoding="utf-8")
     return out_dir
 
 

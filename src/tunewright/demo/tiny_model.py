@@ -128,3 +128,8 @@ def save_base(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_d
     )
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    (out_dir / "README.md").write_text(  # the hub's model-card front matter: where the license policy reads it
+        "---\nlicense: apache-2.0\n---\n\n# tiny support base\n\nA 4-layer Llama pre-trained by tunewright on the "
+        "embedded handbook (CC-BY-4.0), for the quickstart and the tests.\n",
+        encoding="utf-8",
+    )

@@ -5,7 +5,9 @@ A version is promoted only when every check holds, and each failed check is name
 - its newest evaluation *against the version the alias holds now* (against `base` when the
   alias is unset) is GO. The evaluated model may be the export itself or the training run
   it was exported from; the baseline must be that exact version, compared by its files'
-  path, so an eval against an older version or another model does not count.
+  path, so an eval against an older version or another model does not count;
+- the license policy (`release/policy.py`) allows the base model's and every data source's
+  license, or a person acknowledged the ones that need review (`--license-reviewed`).
 Every move, rollbacks included, is recorded with who (`$USER`), when and why. A rollback
 returns the alias to the version it held before the current one was promoted.
 """
@@ -19,8 +21,16 @@ from typing import Any
 
 from tunewright.core.errors import UserError
 from tunewright.core.export_versions import NAMED, VERSION, versions
-from tunewright.core.registry import alias_moves, alias_version, export_versions, move_alias, open_registry
+from tunewright.core.registry import (
+    alias_moves,
+    alias_version,
+    ancestors,
+    export_versions,
+    move_alias,
+    open_registry,
+)
 from tunewright.core.runs import list_manifests
+from tunewright.release.policy import lineage_licenses, load_policy
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Decision:
     current: int | None
     reasons: list[str] = field(default_factory=list)
     eval_run: str | None = None
+    licenses: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
 def _user() -> str:
@@ -64,7 +75,7 @@ def _evals_of(workspace: Path, row: dict[str, Any], version_path: Path) -> list[
     return sorted(found, key=lambda m: (m["started_at"], m["run_id"]), reverse=True)
 
 
-def decide(workspace: Path, ref: str, alias: str) -> Decision:
+def decide(workspace: Path, ref: str, alias: str, license_reviewed: bool = False) -> Decision:
     """Whether `ref` may become `alias`, with every reason it may not."""
     name, wanted = _target(workspace, ref)
     conn = open_registry(workspace)
@@ -101,7 +112,26 @@ def decide(workspace: Path, ref: str, alias: str) -> Decision:
                 f"the newest evaluation of v{version} against {label} ({newest['run_id']}) is {verdict}: "
                 + ", ".join(failing)
             )
+    _check_licenses(workspace, conn, row, decision, license_reviewed)
     return decision
+
+
+def _check_licenses(
+    workspace: Path, conn: Any, row: dict[str, Any], decision: Decision, license_reviewed: bool
+) -> None:
+    if not row["source_run"]:
+        return
+    policy = load_policy(workspace)
+    for what, license_id in lineage_licenses(workspace, row["source_run"], ancestors(conn, row["source_run"])):
+        verdict = policy.classify(license_id)
+        decision.licenses.append((what, license_id, verdict))
+        shown = license_id or "unknown"
+        if verdict == "forbidden":
+            decision.reasons.append(f"{what}: license {shown} is forbidden by the license policy (configs/policy.yaml)")
+        elif verdict == "needs_review" and not license_reviewed:
+            decision.reasons.append(
+                f"{what}: license {shown} needs review under the license policy; pass --license-reviewed once done"
+            )
 
 
 def _baseline_of(manifest: dict[str, Any]) -> str | None:
@@ -111,6 +141,9 @@ def _baseline_of(manifest: dict[str, Any]) -> str | None:
 
 def promote(workspace: Path, decision: Decision, reason: str) -> None:
     """Move the alias (only call with a decision that has no reasons against it)."""
+    reviewed = [f"{what}: {lic}" for what, lic, verdict in decision.licenses if verdict == "needs_review"]
+    if reviewed:
+        reason = f"{reason} [license review acknowledged: {'; '.join(reviewed)}]".strip()
     conn = open_registry(workspace)
     move_alias(conn, decision.name, decision.alias, decision.version, _user(), reason, "promote")
 
