@@ -243,3 +243,27 @@ def test_promote_enforces_the_license_policy(trained, capsys):
 
     (move,) = alias_moves(open_registry(ws), "lic", "staging")
     assert move["reason"].startswith("legal ok [license review acknowledged: ") and "Apache-2.0" in move["reason"]
+
+
+def test_an_export_with_a_wrong_chat_template_fails_parity_and_is_not_written(quickstart_copy, capsys, monkeypatch):
+    import tunewright.export.stage as stage
+
+    real_export = stage.export_model
+    wrong = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
+
+    def corrupted(source, fmt, out_dir, max_shard_size="5GB"):
+        warnings = real_export(source, fmt, out_dir, max_shard_size)
+        (out_dir / "chat_template.jinja").write_text(wrong)
+        config = json.loads((out_dir / "tokenizer_config.json").read_text())
+        config["chat_template"] = wrong
+        (out_dir / "tokenizer_config.json").write_text(json.dumps(config))
+        return warnings
+
+    monkeypatch.setattr(stage, "export_model", corrupted)
+    ws = quickstart_copy  # a model trained well enough to answer each prompt on its own terms
+    runs_before = set((ws / "runs").iterdir())
+    assert main(["export", "latest:train", "--name", "broken", "-w", str(ws)]) == 1
+    err = capsys.readouterr().err
+    assert "export diverges from the trained model on" in err and "golden prompts" in err
+    assert not (ws / "exports/broken/v1").exists() and not (ws / "exports/broken/latest").exists()
+    assert set((ws / "runs").iterdir()) == runs_before

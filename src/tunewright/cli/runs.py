@@ -1,4 +1,4 @@
-"""`tunewright runs`: list run records, show one manifest, trace a run's lineage."""
+"""`tunewright runs`: list run records, show one manifest, trace a run's lineage, diff two runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunewright.cli.common import WORKSPACE, workspace_path
-from tunewright.core.runs import find_run, lineage, list_manifests, load_manifest
+from tunewright.core.runs import diff_manifests, find_run, lineage, list_manifests, load_manifest
 
 runs_app = typer.Typer(help="Inspect run records: what ran, on what, from which parents.", no_args_is_help=True)
 
@@ -45,3 +45,22 @@ def lineage_cmd(
     run_id = load_manifest(find_run(ws, run))["run_id"]
     for depth, m in lineage(ws, run_id):
         typer.echo(f"{'  ' * depth}{m['stage']:8} {m['run_id']}  ({m['started_at'][:19]}, {len(m['inputs'])} inputs)")
+
+
+@runs_app.command("diff")
+def diff_cmd(
+    a: str = typer.Argument(..., help="Run id, path or latest[:stage]."),
+    b: str = typer.Argument(..., help="The run to compare it with."),
+    workspace: Path = WORKSPACE,
+) -> None:
+    """What differs between two runs: every config key and every result (metric) whose value changed."""
+    ws = workspace_path(workspace)
+    left, right = load_manifest(find_run(ws, a)), load_manifest(find_run(ws, b))
+    typer.echo(f"{left['stage']} {left['run_id']}  ->  {right['stage']} {right['run_id']}")
+    for part, rows in diff_manifests(left, right).items():
+        typer.echo(f"\n{part}: {len(rows)} difference(s)")
+        for key, old, new in rows:
+            change = f"{old} -> {new}"
+            if isinstance(old, int | float) and isinstance(new, int | float) and not isinstance(old, bool):
+                change += f" ({new - old:+.4g})"
+            typer.echo(f"  {key}: {change}")

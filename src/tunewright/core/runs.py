@@ -299,3 +299,30 @@ def lineage(workspace: Path, run_id: str) -> list[tuple[int, dict[str, Any]]]:
 
     walk(run_id, 0)
     return out
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaf values by key path; lists of named objects (tasks, gates, sources) are keyed by their name."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(_flatten(inner, f"{prefix}{key}."))
+        return out
+    named = isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+    key = next((k for k in ("name", "metric") if named and all(k in v for v in value)), None)
+    if key is not None:
+        out = {}
+        for item in value:
+            out.update(_flatten(item, f"{prefix.rstrip('.')}[{item[key]}]."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def diff_manifests(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[tuple[str, Any, Any]]]:
+    """Key paths whose value differs between two runs: in their configs, and in their results (metrics)."""
+    out = {}
+    for part in ("config", "results"):
+        left, right = _flatten(a.get(part) or {}), _flatten(b.get(part) or {})
+        keys = sorted(set(left) | set(right))
+        out[part] = [(k, left.get(k), right.get(k)) for k in keys if left.get(k) != right.get(k)]
+    return out

@@ -135,3 +135,20 @@ def test_versions_are_created_once_and_latest_links_move(tmp_path):
     (ws / "exports/m/file").write_text("x")
     with pytest.raises(UserError, match="is not a link"), start_run(ws, "export", ["x"], {}) as run:
         run.output_link(ws / "exports/m/file", "v1")
+
+
+def test_runs_diff_lists_changed_config_keys_and_metrics(tmp_path, capsys):
+    from tunewright.cli.main import main
+
+    for lr, loss in ((1e-4, 1.5), (2e-4, 1.25)):
+        cfg = {"training": {"lr": lr, "steps": 10}, "sources": [{"name": "a", "license": "MIT"}]}
+        with start_run(tmp_path, "train", ["train"], cfg) as run:
+            run.results.update(val_loss=loss, steps=10)
+    a, b = (
+        m["run_id"] for m in sorted(map(load_manifest, (tmp_path / "runs").iterdir()), key=lambda m: m["started_at"])
+    )
+    assert main(["runs", "diff", a, b, "-w", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "config: 1 difference(s)\n  training.lr: 0.0001 -> 0.0002 (+0.0001)" in out
+    assert "results: 1 difference(s)\n  val_loss: 1.5 -> 1.25 (-0.25)" in out
+    assert "sources" not in out and "steps" not in out
