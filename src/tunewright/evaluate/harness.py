@@ -15,6 +15,7 @@ under another filter it becomes `<metric>_<filter>` (lower-case letters, digits 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -50,10 +51,17 @@ def metric_key(metric: str, filter_name: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
 
 
+@functools.cache
+def _manager(include: str | None) -> Any:
+    """lm-eval's task index (it scans every task YAML: seconds), built once per process and include path."""
+    _, task_manager_cls, _ = _harness()
+    return task_manager_cls(include_path=include, include_defaults=include is None)
+
+
 def _load(task: TaskConfig, workspace: Path) -> tuple[Any, Any]:
-    _, task_manager_cls, get_task_dict = _harness()
+    _, _, get_task_dict = _harness()
     include = str(resolve(workspace, task.include_path)) if task.include_path else None
-    manager = task_manager_cls(include_path=include, include_defaults=include is None)
+    manager = _manager(include)
     try:
         found = get_task_dict([task.task], manager)
     except (KeyError, ValueError) as exc:
