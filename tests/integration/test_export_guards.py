@@ -265,5 +265,57 @@ def test_an_export_with_a_wrong_chat_template_fails_parity_and_is_not_written(qu
     assert main(["export", "latest:train", "--name", "broken", "-w", str(ws)]) == 1
     err = capsys.readouterr().err
     assert "export diverges from the trained model on" in err and "golden prompts" in err
-    assert not (ws / "exports/broken/v1").exists() and not (ws / "exports/broken/latest").exists()
+    assert not (ws / "exports/broken").exists()
+    assert set((ws / "runs").iterdir()) == runs_before
+
+
+def test_a_gguf_export_reads_back_with_its_tensors_tokenizer_and_template(trained, capsys):
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer
+
+    ws = trained
+    assert (
+        main(["export", "latest:train", "--format", "gguf", "--gguf-type", "q8_0", "--name", "g", "-w", str(ws)]) == 0
+    )
+    version = ws / "exports/g/v1"
+    (path,) = version.glob("*.gguf")
+    assert path.name == "g-q8_0.gguf"
+    reader = GGUFReader(path)
+    field = reader.get_field
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(ws, "latest:train").adapter)
+    assert field("general.architecture").contents() == "llama"
+    tokens = field("tokenizer.ggml.tokens")
+    assert [tokens.contents(i) for i in range(len(tokens.data))] == tokenizer.convert_ids_to_tokens(
+        range(len(tokenizer))
+    )
+    assert field("tokenizer.chat_template").contents() == tokenizer.chat_template
+    assert field("tokenizer.ggml.eot_token_id").contents() == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    kinds = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert kinds["token_embd.weight"] == "Q8_0" and kinds["blk.3.ffn_norm.weight"] == "F32"
+    written = manifest(version)
+    assert written["results"]["gguf_type"] == "q8_0" and written["results"]["parity_passed"]
+    assert any(o["path"].endswith("g-q8_0.gguf") and o.get("sha256") for o in written["outputs"])
+    assert json.loads((version / "parity.json").read_text())["diverged"] == []
+    assert "llama-server -m exports/g/v1/g-q8_0.gguf" in (version / "README.md").read_text()
+    capsys.readouterr()
+    assert main(["serve", "g@latest", "-w", str(ws)]) == 2
+    assert "is a GGUF export (g-q8_0.gguf): run it with llama.cpp" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "gguf", "--gguf-type", "q4_k"], "--gguf-type 'q4_k': expected one of f16, q8_0"),
+        (["--format", "onnx"], "--format 'onnx': expected one of merged, adapter, gguf"),
+        (["--format", "merged", "--verify-with", "llama.cpp"], "--verify-with llama.cpp checks gguf exports"),
+        (["--format", "gguf", "--verify-with", "vllm"], "--verify-with vllm checks merged/adapter exports"),
+        (["--verify-with", "tgi"], "--verify-with 'tgi': expected one of vllm, llama.cpp"),
+    ],
+)
+def test_an_export_option_that_cannot_work_is_refused_before_any_work(trained, capsys, args, message):
+    ws = trained
+    runs_before = set((ws / "runs").iterdir())
+    assert main(["export", "latest:train", "--name", "refused", *args, "-w", str(ws)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (ws / "exports/refused").exists()
     assert set((ws / "runs").iterdir()) == runs_before

@@ -19,23 +19,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunewright.cli.main import main
 from tunewright.core.model_source import resolve_model
-from tunewright.core.workspace import init_workspace
-from tunewright.demo.sample_data import write_sample_data
 from tunewright.engine import Engine
 from tunewright.serve.app import BackgroundServer, create_app
 from tunewright.serve.service import Served
 
-TRAIN = [
-    "model.name_or_path=models/smollm2",
-    "model.max_seq_length=256",
-    "training.max_steps=6",
-    "training.micro_batch_size=4",
-    "training.eval_every=3",
-    "training.learning_rate=0.001",
-    "peft.rank=8",
-    "peft.alpha=16",
-    "checkpoint.every=null",
-]
 pytestmark = pytest.mark.real
 
 EVAL = [
@@ -47,14 +34,8 @@ PROMPT = [{"role": "user", "content": "The table finance.ledger is stale. What s
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, smollm2: Path) -> Path:
-    ws = tmp_path_factory.mktemp("real") / "ws"
-    init_workspace(ws)
-    write_sample_data(ws / "data/raw")
-    (ws / "models/smollm2").symlink_to(smollm2)
-    assert main(["curate", "-w", str(ws)]) == 0
-    assert main(["train", "-w", str(ws), *TRAIN]) == 0
-    return ws
+def workspace(smol_workspace: Path) -> Path:
+    return smol_workspace
 
 
 def latest(ws: Path, stage: str) -> Path:
@@ -113,3 +94,35 @@ def test_eval_export_and_serve_on_the_real_model(workspace):
         assert resp.choices[0].message.content.strip()
         assert resp.choices[0].finish_reason in ("stop", "length")
         assert resp.usage.completion_tokens <= 16
+
+
+@pytest.mark.parametrize("gguf_type", ["f16", "q8_0"])
+def test_a_gguf_export_answers_in_llama_cpp_as_the_trained_model_does(workspace, gguf_type):
+    from gguf import GGUFReader
+
+    ws, name = workspace, f"smol-{gguf_type}"
+    args = ["--format", "gguf", "--gguf-type", gguf_type, "--name", name, "--verify-with", "llama.cpp"]
+    assert main(["export", "latest:train", *args, "-w", str(ws)]) == 0
+    version = ws / f"exports/{name}/latest"
+    parity = json.loads((version / "parity.json").read_text())
+    assert parity["verified_with"]["engine"] == "llama.cpp" and parity["verified_with"]["prompts"] == 12
+    if gguf_type == "f16":  # exact: the same greedy answers from the read-back weights and from llama.cpp
+        assert parity["diverged"] == [] and parity["verified_with"]["diverged"] == []
+    else:  # rounded weights: the trained answers' next tokens are still ranked first nearly everywhere
+        assert parity["top1_agreement"] >= 0.95 and parity["verified_with"]["top1_agreement"] >= 0.95
+    reader = GGUFReader(version / f"{name}-{gguf_type}.gguf")
+    assert len(reader.get_field("tokenizer.ggml.tokens").data) == 49152
+    names = {t.name for t in reader.tensors}
+    assert "output.weight" not in names and len(names) == 2 + 9 * 30  # tied head, 30 blocks
+
+
+def test_llama_cpp_catches_a_gguf_whose_rotary_layout_was_not_converted(workspace, monkeypatch, capsys):
+    import tunewright.export.gguf_file as gguf_file
+
+    monkeypatch.setattr(gguf_file, "permute_rotary", lambda weight, heads: weight)
+    monkeypatch.setattr(gguf_file, "unpermute_rotary", lambda weight, heads: weight)
+    ws = workspace
+    args = ["--format", "gguf", "--name", "smol-unpermuted", "--verify-with", "llama.cpp"]
+    assert main(["export", "latest:train", *args, "-w", str(ws)]) == 1
+    assert "the export run by llama.cpp diverges from the trained model" in capsys.readouterr().err
+    assert not (ws / "exports/smol-unpermuted").exists()

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 def export_cmd(
     run_ref: str = typer.Argument("latest:train", help="Training run id or path (default: the latest)."),
-    fmt: str = typer.Option("merged", "--format", "-f", help="merged | adapter"),
+    fmt: str = typer.Option("merged", "--format", "-f", help="merged | adapter | gguf"),
     name: str = typer.Option(
         None, "--name", "-n", help="Export name: a new version goes to exports/<name>/v<N> (default: <run>-<format>)."
     ),
@@ -28,6 +28,10 @@ def export_cmd(
         False, "--allow-failed-eval", help="Export even though the run's latest eval failed a gate (recorded)."
     ),
     max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="Merged: safetensors shards of at most this."),
+    gguf_type: str = typer.Option("f16", "--gguf-type", help="GGUF: f16 | q8_0."),
+    verify_with: str = typer.Option(
+        None, "--verify-with", help="Also answer the golden prompts with vllm (merged/adapter) or llama.cpp (gguf)."
+    ),
     workspace: Path = WORKSPACE,
 ) -> None:
     """Export a trained model; refuses a run whose latest eval failed, and fails (exit 1) on a parity mismatch."""
@@ -41,10 +45,12 @@ def export_cmd(
         "golden": str(golden),
         "allow_failed_eval": allow_failed_eval,
         "max_shard_size": max_shard_size,
+        "gguf_type": gguf_type,
+        "verify_with": verify_with,
     }
     with start_run(ws, "export", command_line(), config) as run:
         parity, out_dir = run_export(
-            ws, run_ref, fmt, name, resolve(ws, golden), run, allow_failed_eval, max_shard_size
+            ws, run_ref, fmt, name, resolve(ws, golden), run, allow_failed_eval, max_shard_size, gguf_type, verify_with
         )
     for warning in run.results["warnings"]:
         typer.echo(f"warning: {warning}", err=True)
@@ -52,7 +58,14 @@ def export_cmd(
     evaluated = "not evaluated"
     if verdict is not None:
         evaluated = f"eval {verdict['run_id']} {'passed' if verdict['passed'] else 'FAILED, allowed'}"
+    agreement = run.results["top1_agreement"]
+    if agreement is None:
+        checked = f"golden prompts identical ({parity.prompts}/{parity.prompts})"
+    else:
+        checked = f"top-1 agreement with the trained model's answers {agreement:.1%}"
+    if verify_with:
+        checked += f", also on {verify_with}"
     typer.echo(
-        f"exported {fmt} model to exports/{out_dir.parent.name}/{out_dir.name} ({evaluated}); golden prompts identical "
-        f"({parity.prompts}/{parity.prompts}). Run {run.run_id}"
+        f"exported {fmt} model to exports/{out_dir.parent.name}/{out_dir.name} ({evaluated}); {checked}. "
+        f"Run {run.run_id}"
     )

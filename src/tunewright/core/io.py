@@ -11,6 +11,7 @@ they take their final name, so a team on a shared filesystem can read the output
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -258,11 +259,17 @@ class OutputSet:
         self.staged: dict[Path, Path] = {}
         self.create_only: set[Path] = set()
         self.links: set[Path] = set()
+        self.made: list[Path] = []  # parent directories this set created, removed again if left empty
+
+    def _parent(self, final: Path) -> None:
+        missing = [p for p in final.parents if not p.exists()]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.made.extend(missing)
 
     def file(self, final: Path) -> Path:
         """Where to write the new content of file `final`."""
         self._check_target(final, is_dir=False)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._parent(final)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
         self.staged[final] = tmp
         return tmp
@@ -270,6 +277,7 @@ class OutputSet:
     def dir(self, final: Path) -> Path:
         """A fresh directory to build the new content of directory `final` in."""
         self._check_target(final, is_dir=True)
+        self._parent(final)
         self.staged[final] = make_staging_dir(final)
         return self.staged[final]
 
@@ -284,7 +292,7 @@ class OutputSet:
         """Make `final` a symbolic link to `target` (relative to its directory), replacing a previous link."""
         if final.exists() and not final.is_symlink():
             raise UserError(f"{final} exists and is not a link; move it away")
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._parent(final)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
         os.symlink(target, tmp)
         self.staged[final] = tmp
@@ -329,14 +337,19 @@ class OutputSet:
         self.staged.clear()
         self.create_only.clear()
         self.links.clear()
+        self.made.clear()
 
     def discard(self) -> None:
-        """Remove whatever was staged; the workspace keeps its old outputs."""
+        """Remove whatever was staged, and the directories made for it; the workspace keeps its old outputs."""
         for tmp in self.staged.values():
             _remove(tmp)
+        for made in sorted(set(self.made), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                made.rmdir()  # only if empty: another command may have put something there meanwhile
         self.staged.clear()
         self.create_only.clear()
         self.links.clear()
+        self.made.clear()
 
 
 def sha256_file(path: Path) -> str:

@@ -115,6 +115,12 @@ def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None)
         if (local.parent / MANIFEST).is_file() and local.name == "adapter":
             return training_run(workspace, str(local.parent))
         return _adapter_export(workspace, ref, local)
+    gguf = sorted(local.glob("*.gguf")) if local.is_dir() else []
+    if gguf:
+        raise UserError(
+            f"{ref} is a GGUF export ({gguf[0].name}): run it with llama.cpp (`llama-server -m {gguf[0]}`); "
+            "tunewright serves and evaluates merged and adapter exports"
+        )
     try:
         return training_run(workspace, ref)
     except LookupError:

@@ -14,7 +14,7 @@ from tunewright.core.errors import DataError
 from tunewright.core.model_source import ModelSource
 from tunewright.engine.engine import Engine, chat_prompt_ids
 from tunewright.engine.lora import adapter_name_for
-from tunewright.engine.params import Completion, SamplingParams
+from tunewright.engine.params import Completion, SamplingParams, TokenLogprob
 from tunewright.engine.requests import EngineConfig
 
 Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
@@ -59,17 +59,34 @@ def continuation_logprobs(
 ) -> list[tuple[float, bool]]:
     """For each (context, continuation) token pair: the continuation's summed log-prob given the
     context, and whether greedy decoding would have produced exactly it. No token is generated."""
+    results = []
+    for scored in _scored(engine, pairs, advance):
+        total = sum(t.logprob for t in scored)
+        greedy = all(t.top and t.top[0][0] == t.token_id for t in scored)
+        results.append((total, greedy))
+    return results
+
+
+def top1_agreement(
+    engine: Engine, pairs: list[tuple[list[int], list[int]]], advance: Callable[[int], None] | None = None
+) -> tuple[int, int]:
+    """Reading each (context, continuation), how many continuation tokens the model ranks first, of how many."""
+    scored = _scored(engine, pairs, advance)
+    return sum(1 for s in scored for t in s if t.top and t.top[0][0] == t.token_id), sum(map(len, scored))
+
+
+def _scored(
+    engine: Engine, pairs: list[tuple[list[int], list[int]]], advance: Callable[[int], None] | None
+) -> list[list[TokenLogprob]]:
     prompts = [ctx + cont for ctx, cont in pairs]
     outs = engine.generate(prompts, SamplingParams(max_tokens=0, prompt_logprobs=1), advance=advance)
-    results = []
+    found = []
     for (ctx, cont), out in zip(pairs, outs, strict=True):
         scored = (out.prompt_logprobs or [])[len(ctx) : len(ctx) + len(cont)]
         if len(scored) != len(cont) or any(t is None for t in scored):
             raise RuntimeError("the engine returned fewer prompt log-probs than tokens")
-        total = sum(t.logprob for t in scored)  # type: ignore[union-attr]
-        greedy = all(t.top and t.top[0][0] == t.token_id for t in scored)  # type: ignore[union-attr]
-        results.append((total, greedy))
-    return results
+        found.append(scored)
+    return found  # type: ignore[return-value]
 
 
 def answer_tokens(

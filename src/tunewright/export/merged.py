@@ -19,13 +19,13 @@ import json
 import shutil
 from pathlib import Path
 
-from transformers import GenerationConfig, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
 from tunewright.core.modeling import load_adapter_model
 
-FORMATS = ("merged", "adapter")
+FORMATS = ("merged", "adapter", "gguf")
 VLLM_MAX_LORA_RANK = 16  # vLLM's default --max-lora-rank
 VLLM_LORA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 _MARK = "\x1f"  # a character no template adds, to find where the assistant's content ends
@@ -91,15 +91,8 @@ def vllm_warnings(adapter_dir: Path) -> list[str]:
     return warnings
 
 
-def export_model(source: ModelSource, fmt: str, out_dir: Path, max_shard_size: str = "5GB") -> list[str]:
-    """Write `source` (a training run: adapter or full fine-tune) to `out_dir`; returns warnings for the user."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if fmt == "adapter":
-        if source.adapter is None:
-            raise UserError(f"{source.label} is a full fine-tune with no adapter; export it with --format merged")
-        shutil.copytree(source.adapter, out_dir, dirs_exist_ok=True)
-        return vllm_warnings(out_dir)
+def merged_model(source: ModelSource) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The trained model as one set of weights: the adapter folded into the base, or the full fine-tune."""
     base_config = Path(source.base) / "config.json"
     if base_config.is_file() and json.loads(base_config.read_text(encoding="utf-8")).get("quantization_config"):
         raise UserError(
@@ -108,9 +101,19 @@ def export_model(source: ModelSource, fmt: str, out_dir: Path, max_shard_size: s
         )
     if source.adapter is not None:
         model, tokenizer = load_adapter_model(source.base, source.adapter, source.dtype)
-        model = model.merge_and_unload()
-    else:
-        model, tokenizer = source.load()
+        return model.merge_and_unload(), tokenizer
+    return source.load()
+
+
+def export_model(source: ModelSource, fmt: str, out_dir: Path, max_shard_size: str = "5GB") -> list[str]:
+    """Write `source` (a training run: adapter or full fine-tune) to `out_dir` as `merged` or `adapter`;
+    returns warnings for the user."""
+    if fmt == "adapter":
+        if source.adapter is None:
+            raise UserError(f"{source.label} is a full fine-tune with no adapter; export it with --format merged")
+        shutil.copytree(source.adapter, out_dir, dirs_exist_ok=True)
+        return vllm_warnings(out_dir)
+    model, tokenizer = merged_model(source)
     model.generation_config = _generation_config(source, tokenizer)
     model.save_pretrained(out_dir, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(out_dir)

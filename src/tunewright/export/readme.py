@@ -18,6 +18,24 @@ def _eval_line(verdict: dict[str, Any] | None, allowed_failure: bool) -> str:
     return line
 
 
+def _parity_line(fmt: str, results: dict[str, Any]) -> str:
+    n, agreement = results["parity_prompts"], results.get("top1_agreement")
+    verified = results.get("verified_with")
+    if agreement is not None:
+        line = (
+            f"Parity: reading the trained model's answers to {n} golden prompts, the weights read back from this "
+            f"{results['gguf_type']} file rank the same next token first {agreement:.1%} of the time"
+        )
+        if verified:
+            line += f" ({verified['engine']}: {verified['top1_agreement']:.1%})"
+        return line + " (`parity.json`; rounding moves a few near-ties, a conversion fault moves many)."
+    what = "the weights read back from the GGUF file" if fmt == "gguf" else "the export"
+    line = f"Parity: {what} answered all {n} golden prompts exactly as the trained model did"
+    if verified:
+        line += f", and so did {verified['engine']} running it"
+    return line + " (`parity.json`)."
+
+
 def export_readme(
     name: str, fmt: str, out_dir: Path, results: dict[str, Any], verdict: dict[str, Any] | None, allowed: bool
 ) -> str:
@@ -39,6 +57,23 @@ def export_readme(
             "",
             f"vLLM: `vllm serve {base['name_or_path']} --enable-lora --lora-modules {name}=exports/{name}`; "
             f"tunewright: `tunewright serve exports/{name}` (finds the base and checks its content hash).",
+        ]
+    elif fmt == "gguf":
+        gguf = next(out_dir.glob("*.gguf")).name
+        what = (
+            f"A {results['gguf_type']} GGUF file for llama.cpp, Ollama and LM Studio: training run `{run}` merged "
+            f"into the base `{base['name_or_path']}`{digest}, with its tokenizer and chat template."
+        )
+        use = [
+            f"llama.cpp: `llama-cli -m exports/{name}/{gguf} -cnv` or `llama-server -m exports/{name}/{gguf}`; "
+            f"Ollama: a Modelfile with `FROM ./{gguf}`.",
+            "",
+            "```python",
+            "from llama_cpp import Llama",
+            "",
+            f'llm = Llama(model_path="exports/{name}/{gguf}")',
+            'llm.create_chat_completion(messages=[{"role": "user", "content": "..."}], temperature=0)',
+            "```",
         ]
     else:
         what = f"A standalone model: training run `{run}` merged into the base `{base['name_or_path']}`{digest}."
@@ -63,8 +98,7 @@ def export_readme(
             "",
             _eval_line(verdict, allowed),
             "",
-            f"Parity: the export answered all {results['parity_prompts']} golden prompts exactly as the trained "
-            "model did (`parity.json`).",
+            _parity_line(fmt, results),
             "",
             "## Use",
             "",

@@ -11,6 +11,7 @@ machine that made it.
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,22 @@ from tunewright.core.errors import CheckFailed, DataError, UserError
 from tunewright.core.export_versions import LATEST, next_version_dir, versions
 from tunewright.core.io import read_jsonl_strict, write_json, write_text
 from tunewright.core.model_source import ModelSource, base_record, resolve_model
+from tunewright.core.modeling import load_tokenizer
 from tunewright.core.progress import status
 from tunewright.core.records import RecordError, to_conversation
 from tunewright.core.runs import Run, list_manifests
-from tunewright.export.merged import export_model
-from tunewright.export.parity import ParityResult, check_parity
+from tunewright.export.gguf_file import GGUF_TYPES, export_gguf
+from tunewright.export.merged import FORMATS, export_model
+from tunewright.export.parity import (
+    PARITY_TOKENS,
+    QUANTIZED_MIN_AGREEMENT,
+    ParityResult,
+    check_parity,
+    compare_answers,
+    top1_agreement_with,
+)
 from tunewright.export.readme import export_readme
+from tunewright.export.verify import check_verifier, llamacpp_agreement, llamacpp_answers, vllm_answers
 
 EXPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -66,6 +77,77 @@ def _target(workspace: Path, source: ModelSource, fmt: str, name: str | None) ->
     return next_version_dir(workspace / "exports" / name)
 
 
+def _write_and_check(
+    workspace: Path,
+    source: ModelSource,
+    fmt: str,
+    tmp: Path,
+    name: str,
+    label: str,
+    gguf_type: str,
+    max_shard_size: str,
+    verify_with: str | None,
+    golden: tuple[list[str], list[list[dict[str, str]]]],
+) -> tuple[ParityResult, list[str], dict[str, Any]]:
+    """Write the export into `tmp`, check parity (and the other runtime, if asked); raise on any divergence.
+    Returns the parity result, warnings for the user, and the parity record (also in `parity.json`)."""
+    ids, prompts = golden
+    warnings: list[str] = []
+    quantized = fmt == "gguf" and gguf_type != "f16"
+    record: dict[str, Any] = {}
+    if fmt == "gguf":
+        with tempfile.TemporaryDirectory(prefix="tunewright-gguf-") as scratch:
+            with status(f"writing the {gguf_type} GGUF export of {source.run_id} and reading it back"):
+                gguf_path, readback = export_gguf(source, tmp, name, gguf_type, Path(scratch))
+            exported = ModelSource(f"{label} ({gguf_path.name})", str(readback))
+            parity = check_parity(source, exported, prompts, ids)
+            if quantized:
+                record["top1_agreement"] = top1_agreement_with(exported, prompts, parity.trained_tokens)
+    else:
+        with status(f"writing the {fmt} export of {source.run_id}"):
+            warnings = export_model(source, fmt, tmp, max_shard_size)
+        adapter = tmp if fmt == "adapter" else None
+        exported = ModelSource(label, source.base if adapter else str(tmp), adapter, dtype=source.dtype)
+        parity = check_parity(source, exported, prompts, ids)
+    record.update(prompts=parity.prompts, diverged=parity.diverged)
+    if quantized:
+        record["min_top1_agreement"] = QUANTIZED_MIN_AGREEMENT
+    write_json(tmp / "parity.json", record)
+    _require(parity, record.get("top1_agreement"), f"the {gguf_type} export" if quantized else "export")
+    if verify_with is None:
+        return parity, warnings, record
+    if verify_with == "llama.cpp":
+        tokenizer = load_tokenizer(source.adapter if source.adapter is not None else source.base)
+        answers = llamacpp_answers(gguf_path, tokenizer, prompts, PARITY_TOKENS)
+        agreement = llamacpp_agreement(gguf_path, tokenizer, prompts, parity.trained_tokens) if quantized else None
+    else:
+        answers, agreement = vllm_answers(workspace, exported, prompts, PARITY_TOKENS), None
+    verified = compare_answers(ids, prompts, parity.trained, answers)
+    record["verified_with"] = {"engine": verify_with, "prompts": verified.prompts, "diverged": verified.diverged}
+    if agreement is not None:
+        record["verified_with"]["top1_agreement"] = agreement
+    write_json(tmp / "parity.json", record)
+    _require(verified, agreement, f"the export run by {verify_with}")
+    return parity, warnings, record
+
+
+def _require(parity: ParityResult, agreement: float | None, what: str) -> None:
+    """Exact answers, or for a quantized export enough top-1 agreement; a CheckFailed naming the gap."""
+    if agreement is not None:
+        if agreement < QUANTIZED_MIN_AGREEMENT:
+            raise CheckFailed(
+                f"{what} ranks the trained model's next token first on {agreement:.1%} of its answer tokens "
+                f"(at least {QUANTIZED_MIN_AGREEMENT:.0%} expected of a correct conversion)"
+            )
+        return
+    if not parity.passed:
+        first = parity.diverged[0]
+        raise CheckFailed(
+            f"{what} diverges from the trained model on {len(parity.diverged)}/{parity.prompts} golden "
+            f"prompts; first: {first['id']}: trained {first['trained']!r} vs export {first['export']!r}"
+        )
+
+
 def run_export(
     workspace: Path,
     run_ref: str,
@@ -75,8 +157,15 @@ def run_export(
     run: Run,
     allow_failed_eval: bool = False,
     max_shard_size: str = "5GB",
+    gguf_type: str = "f16",
+    verify_with: str | None = None,
 ) -> tuple[ParityResult, Path]:
     """Export `run_ref` to `exports/<name>`; the directory appears only if parity holds."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "gguf" and gguf_type not in GGUF_TYPES:
+        raise UserError(f"--gguf-type {gguf_type!r}: expected one of {', '.join(GGUF_TYPES)}")
+    check_verifier(verify_with, fmt)
     source = resolve_model(workspace, run_ref)
     if source.run_id is None:
         raise UserError(f"{run_ref} is not a training run; export takes one (a train-… run id or latest:train)")
@@ -94,25 +183,13 @@ def run_export(
     for path in source.files():
         run.add_input(path)
     run.add_input(golden)
-    ids, prompts = golden_prompts(golden)
+    prompts = golden_prompts(golden)
     tmp = run.new_output_dir(out_dir)
     base_name = source.base_name or source.base
     export_label = f"{out_dir.parent.name}/{out_dir.name}"
-    with status(f"writing the {fmt} export of {source.run_id}"):
-        warnings = export_model(source, fmt, tmp, max_shard_size)
-    exported = (
-        ModelSource(export_label, str(tmp))
-        if fmt == "merged"
-        else ModelSource(export_label, source.base, tmp, dtype=source.dtype)
+    parity, warnings, record = _write_and_check(
+        workspace, source, fmt, tmp, out_dir.parent.name, export_label, gguf_type, max_shard_size, verify_with, prompts
     )
-    parity = check_parity(source, exported, prompts, ids)
-    write_json(tmp / "parity.json", {"prompts": parity.prompts, "diverged": parity.diverged})
-    if not parity.passed:
-        first = parity.diverged[0]
-        raise CheckFailed(
-            f"export diverges from the trained model on {len(parity.diverged)}/{parity.prompts} golden "
-            f"prompts; first: {first['id']}: trained {first['trained']!r} vs export {first['export']!r}"
-        )
     previous = versions(out_dir.parent)
     run.results.update(
         format=fmt,
@@ -122,9 +199,12 @@ def run_export(
         export_dir=run.rel(out_dir),
         source_run=source.run_id,
         dtype=source.dtype,
+        gguf_type=gguf_type if fmt == "gguf" else None,
         base_model=base_record(workspace, base_name),
         parity_prompts=parity.prompts,
         parity_passed=True,
+        verified_with=record.get("verified_with"),
+        top1_agreement=record.get("top1_agreement"),
         warnings=warnings,
         eval=verdict,
         allow_failed_eval=allow_failed_eval,

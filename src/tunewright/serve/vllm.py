@@ -90,16 +90,23 @@ def run_vllm(cmd: list[str], host: str, port: int, api_key: str | None) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        url = f"http://{host}:{port}/health"
-        while proc.poll() is None:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        print(f"vLLM is ready on http://{host}:{port}/v1", file=sys.stderr)
-                        break
-            except (urllib.error.URLError, OSError):
-                time.sleep(1)
+        if wait_ready(proc, host, port):
+            print(f"vLLM is ready on http://{host}:{port}/v1", file=sys.stderr)
         return proc.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def wait_ready(proc: subprocess.Popen, host: str, port: int, timeout_s: float | None = None) -> bool:
+    """Wait until vLLM's /health answers 200; False when the process exits or `timeout_s` passes first."""
+    url = f"http://{host}:{port}/health"
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while proc.poll() is None and (deadline is None or time.monotonic() < deadline):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(1)
+    return False
