@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from tunewright.cli.main import main
 from tunewright.core.errors import UserError
@@ -141,6 +142,13 @@ def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
     assert source.base == str(ws / "models/tiny-base") and source.adapter == out
     plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ws / "models/tiny-base"), str(out))
     assert plain.get_input_embeddings().weight.shape[0] == len(source.load()[1])
+    trained_adapter = resolve_model(ws, "latest:train").adapter
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(ws / "models/tiny-base"), trained_adapter
+    )
+    ids = torch.tensor([source.load()[1]("The table finance.ledger is stale.")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, reference(ids).logits)
     assert main(["eval", "-w", str(ws), "--model", "exports/ad", *EVAL_FAST, "gates=[]"]) == 0  # a path as its name
     engine = Engine.from_source(source)
     assert engine.default_adapter == "exports-ad-v1" and engine.adapters == ["exports-ad-v1"]
@@ -319,3 +327,20 @@ def test_an_export_option_that_cannot_work_is_refused_before_any_work(trained, c
     assert message in capsys.readouterr().err
     assert not (ws / "exports/refused").exists()
     assert set((ws / "runs").iterdir()) == runs_before
+
+
+def test_a_missing_base_or_an_adapter_export_of_a_full_fine_tune_is_a_clear_error(trained, capsys):
+    ws, w = trained, ["-w", str(trained)]
+    base = ws / "models/tiny-base"
+    base.rename(ws / "models/moved-away")
+    try:
+        assert main(["export", "latest:train", "--name", "nobase", *w]) == 2
+        assert "models/tiny-base" in capsys.readouterr().err
+    finally:
+        (ws / "models/moved-away").rename(base)
+    assert not (ws / "exports/nobase").exists()
+    assert main(["train", *w, "method=sft", "training.max_steps=2", "checkpoint.every=null"]) == 0
+    capsys.readouterr()
+    assert main(["export", "latest:train", "--format", "adapter", "--name", "noadapter", *w]) == 2
+    assert "is a full fine-tune with no adapter; export it with --format merged" in capsys.readouterr().err
+    assert not (ws / "exports/noadapter").exists()

@@ -93,7 +93,7 @@ def test_the_registry_lists_the_export_version_and_its_verdict(quickstart, capsy
 def test_runs_lineage_explains_the_export(quickstart, capsys):
     ws, _ = quickstart
     assert main(["runs", "lineage", "latest:export", "-w", str(ws)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.lstrip().startswith("- ")]
     assert [line.split()[0] for line in lines[:3]] == ["export", "train", "curate"]
     assert lines[1].startswith("  train") and lines[2].startswith("    curate")
 

@@ -6,6 +6,7 @@ the official openai client; vLLM's greedy answers match tunewright's own engine.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,23 @@ def test_vllm_and_the_tunewright_engine_answer_alike_with_and_without_the_adapte
             )
             assert theirs.choices[0].message.content == ours.text, (name, q)
     engine.shutdown()
+
+
+def test_export_verify_with_vllm_answers_the_golden_prompts_like_the_trained_model(smol_workspace):
+    import yaml
+
+    from tunewright.cli.main import main
+
+    if not os.environ.get("TUNEWRIGHT_VLLM"):
+        pytest.skip("TUNEWRIGHT_VLLM names no vLLM environment: run make test-vllm")
+    ws = smol_workspace
+    serve = ws / "configs/serve.yaml"
+    cfg = yaml.safe_load(serve.read_text())
+    cfg["vllm"]["extra_args"] = ["--gpu-memory-utilization", "0.5"]  # this host's vLLM runs on the CPU
+    serve.write_text(yaml.safe_dump(cfg))
+    for fmt in ("merged", "adapter"):
+        name = f"smol-{fmt}-vllm"
+        args = ["--format", fmt, "--name", name, "--verify-with", "vllm", "-w", str(ws)]
+        assert main(["export", "latest:train", *args]) == 0
+        parity = json.loads((ws / f"exports/{name}/v1/parity.json").read_text())
+        assert parity["verified_with"] == {"engine": "vllm", "prompts": 12, "diverged": []}

@@ -18,6 +18,7 @@ import typer
 
 from tunewright import __version__
 from tunewright.cli import (
+    card,
     config_cmd,
     curate,
     eval_cmd,
@@ -40,7 +41,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (init, curate, train, eval_cmd, export, promote, serve, runs, registry, config_cmd, quickstart):
+for module in (init, curate, train, eval_cmd, export, promote, card, serve, runs, registry, config_cmd, quickstart):
     module.register(app)
 
 

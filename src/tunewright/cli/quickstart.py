@@ -1,6 +1,6 @@
 """`tunewright quickstart`: the whole loop on the embedded default, in a fresh workspace.
 
-It runs the same verbs a user would type (init, curate, train, eval, export, promote, serve), so
+It runs the same verbs a user would type (init, curate, train, eval, export, promote, card, serve), so
 the workspace it leaves behind has the same runs, manifests and reports, then asks the
 served model one question through the OpenAI-compatible API.
 """
@@ -36,7 +36,8 @@ def ask(base_url: str, model: str, question: str) -> str:
 def quickstart_cmd(
     workspace: Path = typer.Option(Path("tunewright-quickstart"), "--workspace", "-w", help="Workspace to create."),
 ) -> None:
-    """Init, curate, train (LoRA), eval vs base, export (merged), promote to production, serve, ask one question."""
+    """Init, curate, train (LoRA), eval vs base, export (merged), promote to production, write the model card
+    and release notes, serve, ask one question."""
     from tunewright.cli.main import main
     from tunewright.core.model_source import resolve_model
     from tunewright.core.progress import console
@@ -53,6 +54,7 @@ def quickstart_cmd(
         ["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base"],
         ["export", "latest:train", "--format", "merged", "--name", export_name, "-w", str(ws)],
         ["promote", export_name, "--to", "production", "--reason", "quickstart", "-w", str(ws)],
+        ["card", f"{export_name}@production", "-w", str(ws)],
     ]
     for i, argv in enumerate(steps, start=1):
         console.rule(f"[bold]{i}/{len(steps) + 1}  tunewright {' '.join(a for a in argv if a not in (str(ws), '-w'))}")
@@ -68,6 +70,8 @@ def quickstart_cmd(
     typer.echo("")
     typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
+    typer.echo(f"model card:  {ws / 'reports/model-card.md'}")
+    typer.echo(f"release notes: {ws / 'reports/release-notes.md'}")
     typer.echo(f"export:      {source.base} ({export_name}@production)")
     typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
     typer.echo(answer)

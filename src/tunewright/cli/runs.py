@@ -40,11 +40,16 @@ def show_cmd(
 def lineage_cmd(
     run: str = typer.Argument(..., help="Run id, path or latest[:stage]."), workspace: Path = WORKSPACE
 ) -> None:
-    """The run and every run it descends from (export -> train -> curate -> ...)."""
+    """The run and every run it descends from (export -> train -> curate -> ...), down to each raw source
+    and base model with its license."""
+    from tunewright.release.policy import provenance
+
     ws = workspace_path(workspace)
     run_id = load_manifest(find_run(ws, run))["run_id"]
     for depth, m in lineage(ws, run_id):
         typer.echo(f"{'  ' * depth}{m['stage']:8} {m['run_id']}  ({m['started_at'][:19]}, {len(m['inputs'])} inputs)")
+        for line in provenance(ws, m):
+            typer.echo(f"{'  ' * (depth + 1)}- {line}")
 
 
 @runs_app.command("diff")

@@ -201,3 +201,9 @@ def alias_moves(conn: sqlite3.Connection, name: str, alias: str) -> list[dict[st
         f"SELECT {', '.join(keys)} FROM alias_moves WHERE name = ? AND alias = ? ORDER BY id", (name, alias)
     ).fetchall()
     return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def run_manifest(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    """The manifest of a recorded run (None: not in the registry)."""
+    row = conn.execute("SELECT manifest FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return json.loads(row[0]) if row else None

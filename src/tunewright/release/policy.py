@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field
@@ -93,3 +93,25 @@ def lineage_licenses(workspace: Path, train_run: str, ancestors: list[str]) -> l
         for source in m["config"].get("sources", []):
             found.append((f"data source {source.get('name') or source.get('path')}", source.get("license")))
     return found
+
+
+def provenance(workspace: Path, manifest: dict[str, Any]) -> list[str]:
+    """What a run took from outside the workspace's runs, each with its license: the base model a
+    training run started from, the sources a curation run read, other raw files (license not recorded)."""
+    config, lines = manifest.get("config") or {}, []
+    base = (config.get("model") or {}).get("name_or_path") if manifest["stage"] == "train" else None
+    if base:
+        try:
+            where = Path(locate_model(workspace, base, "the base model"))
+            found = model_license(where) if where.is_dir() else None
+        except UserError:
+            found = None
+        lines.append(f"base model {base}: license {found or 'not found'}")
+    sources = config.get("sources", []) if manifest["stage"] == "curate" else []
+    for source in sources:
+        lines.append(f"raw {source.get('path')}: license {source.get('license') or 'not recorded'}")
+    named = {source.get("path") for source in sources}
+    for entry in manifest.get("inputs", []):
+        if "run" not in entry and entry["path"].startswith("data/raw/") and entry["path"] not in named:
+            lines.append(f"raw {entry['path']}: license not recorded")
+    return lines
