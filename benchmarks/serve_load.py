@@ -33,6 +33,8 @@ from pathlib import Path
 
 import httpx
 
+from tunewright.serve.vllm import stop_process
+
 PROMPTS = [
     "Write a detailed explanation of how a nightly data pipeline can fail and how an on-call engineer should respond.",
     "Describe, step by step, how to investigate a dashboard that shows stale numbers.",
@@ -172,11 +174,7 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict
         asyncio.run(load_level(url, name, 2, 2, 8, exact))  # warm-up
         return {c: asyncio.run(load_level(url, name, c, max(4, 2 * c), args.tokens, exact)) for c in LEVELS}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -141,7 +141,7 @@ def vllm_answers(
     """Greedy answers of vLLM serving the export, started from its own environment and stopped after."""
     from tunewright.evaluate.client import OpenAIClient
     from tunewright.serve.app import free_port
-    from tunewright.serve.vllm import vllm_command, vllm_python, wait_ready
+    from tunewright.serve.vllm import stop_process, vllm_command, vllm_python, wait_ready
 
     cfg = _vllm_config(workspace, export.dtype, 2048)
     port = free_port()
@@ -162,9 +162,4 @@ def vllm_answers(
             client.close()
             return [o["choices"][0]["message"]["content"] or "" for o in out]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)

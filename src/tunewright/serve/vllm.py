@@ -110,3 +110,13 @@ def wait_ready(proc: subprocess.Popen, host: str, port: int, timeout_s: float | 
         except (urllib.error.URLError, OSError):
             time.sleep(1)
     return False
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 60) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `grace_s`; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
