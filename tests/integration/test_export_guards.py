@@ -339,7 +339,7 @@ def test_a_missing_base_or_an_adapter_export_of_a_full_fine_tune_is_a_clear_erro
     finally:
         (ws / "models/moved-away").rename(base)
     assert not (ws / "exports/nobase").exists()
-    assert main(["train", *w, "method=sft", "training.max_steps=2", "checkpoint.every=null"]) == 0
+    assert main(["train", *w, "adapter=none", "training.max_steps=2", "checkpoint.every=null"]) == 0
     capsys.readouterr()
     assert main(["export", "latest:train", "--format", "adapter", "--name", "noadapter", *w]) == 2
     assert "is a full fine-tune with no adapter; export it with --format merged" in capsys.readouterr().err

@@ -152,7 +152,7 @@ def test_no_assistant_turn_is_a_clear_error(curated, capsys):
 
 def test_full_fine_tune_on_documents_and_outputs(curated):
     ws = curated
-    args = ["method=sft", "task=pretrain", "data.train_path=data/raw/handbook.jsonl", "data.validation_path=null"]
+    args = ["adapter=none", "task=pretrain", "data.train_path=data/raw/handbook.jsonl", "data.validation_path=null"]
     assert main(["train", "-w", str(ws), *args, "training.max_steps=3", "data.packing=true"]) == 0
     run = latest_run(ws)
     assert (run / "model" / "config.json").is_file() and (run / "model" / "tokenizer.json").is_file()

@@ -1,4 +1,4 @@
-"""`tunewright train`: full, LoRA or DoRA fine-tuning (chat, completion or pre-training).
+"""`tunewright train`: SFT or DPO of every weight, a LoRA or a DoRA adapter (chat, completion or pre-training).
 
 Runs the same on one process and under `torchrun --nproc-per-node N -m tunewright train`:
 rank 0 records the run and writes every output, the other ranks train their data shard.
@@ -52,7 +52,7 @@ def train_cmd(
             with start_run(ws, "train", command_line(), cfg.model_dump(by_alias=True), seed=cfg.training.seed) as run:
                 broadcast_object(run.run_id, d)
                 summary = run_training(cfg, ws, run, run.run_id, d, checkpoint)
-            _report(summary, run.run_id, cfg.method)
+            _report(summary, run.run_id, cfg.adapter)
         else:
             run_training(cfg, ws, None, broadcast_object(new_run_id("train"), d), d, checkpoint)
     finally:
@@ -70,9 +70,9 @@ def _check_data(cfg: TrainConfig, ws: Path) -> None:
     typer.echo("\n--check-data: nothing was trained.")
 
 
-def _report(summary: dict[str, Any], run_id: str, method: str) -> None:
+def _report(summary: dict[str, Any], run_id: str, adapter: str) -> None:
     val, first = summary.get("final_val_loss"), summary.get("initial_val_loss")
-    out = "model" if method == "sft" else "adapter"
+    out = "model" if adapter == "none" else "adapter"
     typer.echo(
         f"trained {summary['steps']} steps on {summary['train_examples']} examples; "
         f"train loss {summary['final_train_loss']:.4f}"

@@ -80,10 +80,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _method(train: dict[str, Any]) -> list[str]:
     cfg, res = train["config"], train["results"]
-    method = cfg.get("method", "?")
-    lines = [f"- Training run `{train['run_id']}`: {method} on the `{cfg.get('task', 'chat')}` task"]
+    adapter = cfg.get("adapter") or {"sft": "none"}.get(cfg.get("method"), cfg.get("method"))
+    objective = cfg.get("objective", "sft")
+    what = f"{objective.upper()}, {'full fine-tune' if adapter == 'none' else adapter}"
+    lines = [f"- Training run `{train['run_id']}`: {what} on the `{cfg.get('task', 'chat')}` task"]
     peft = cfg.get("peft") or {}
-    if method in ("lora", "dora") and peft:
+    if adapter in ("lora", "dora") and peft:
         lines[-1] += (
             f", rank {peft.get('rank')}, alpha {peft.get('alpha')}, dropout {peft.get('dropout')}, "
             f"target modules {peft.get('target_modules')}"

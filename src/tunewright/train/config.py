@@ -23,6 +23,8 @@ class ModelConfig(StrictModel):
     """Recompute activations in the backward pass: less memory, more compute."""
     attn_implementation: str | None = None
     """Attention kernel: sdpa | eager | flash_attention_2 (null: transformers' default)."""
+    init_from: str | None = None
+    """Start from a training run of this base (e.g. latest:train): its adapter or weights (DPO: also the reference)."""
 
 
 class DataConfig(StrictModel):
@@ -129,9 +131,29 @@ class LoggingConfig(StrictModel):
     """Also write TensorBoard events to runs/<id>/tensorboard (pip install 'tunewright[tensorboard]')."""
 
 
+class DpoConfig(StrictModel):
+    beta: float = Field(0.1, gt=0)
+    """How far the policy may move from the reference (the KL strength)."""
+    loss: Literal["sigmoid", "ipo", "robust", "hinge"] = "sigmoid"
+    """sigmoid (DPO) | ipo | robust (noisy labels, with label_smoothing) | hinge (SLiC)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """Assumed share of flipped preference labels (sigmoid: conservative DPO; robust)."""
+    rpo_alpha: float | None = Field(None, ge=0)
+    """Weight of an added NLL (SFT) term on the chosen answers, per token (null: none)."""
+    precompute_ref_logps: bool = False
+    """Score every pair with the reference once before training, then free it (cached by data and model)."""
+    reference_copy: bool = False
+    """Full fine-tune: keep a frozen copy of the starting model as the live reference (memory x2)."""
+
+
+OLD_METHODS = {"sft": "none", "lora": "lora", "dora": "dora"}
+
+
 class TrainConfig(StrictModel):
-    method: Literal["sft", "lora", "dora"] = "lora"
-    """sft (full fine-tune of every weight) | lora | dora."""
+    objective: Literal["sft", "dpo"] = "sft"
+    """What is optimised: sft (next-token loss on the targets) | dpo (preference pairs)."""
+    adapter: Literal["none", "lora", "dora"] = "lora"
+    """Which weights train: none (every weight, a full fine-tune) | lora | dora."""
     task: Literal["chat", "completion", "pretrain"] = "chat"
     """chat (conversations) | completion ({prompt, completion}) | pretrain ({text} documents)."""
     model: ModelConfig
@@ -139,7 +161,9 @@ class TrainConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     """The training data and how it becomes tokens."""
     peft: PeftConfig = Field(default_factory=PeftConfig)
-    """The adapter (method lora or dora)."""
+    """The adapter (adapter: lora or dora)."""
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+    """Preference optimisation (objective: dpo)."""
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     """Optimisation."""
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
@@ -149,19 +173,43 @@ class TrainConfig(StrictModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     """Extra metric sinks."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_method(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "method" in data:
+            old = data["method"]
+            adapter = OLD_METHODS.get(old, "lora")
+            raise ValueError(
+                f"method: {old} was split into what is optimised and which weights train; "
+                f"write `objective: sft` and `adapter: {adapter}` instead"
+            )
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         if self.task != "chat" and (self.data.loss_on != "assistant" or self.data.chat_template):
             raise ValueError("data.loss_on and data.chat_template apply to task: chat only")
+        if self.objective == "dpo":
+            if self.task != "chat":
+                raise ValueError("objective: dpo trains on chat preference pairs; use task: chat")
+            if self.data.packing:
+                raise ValueError("data.packing applies to objective: sft (a pair is already one padding-free row)")
+            if self.adapter == "none" and not (self.dpo.precompute_ref_logps or self.dpo.reference_copy):
+                raise ValueError(
+                    "objective: dpo with adapter: none needs a reference: dpo.precompute_ref_logps: true "
+                    "(scored once, no copy) or dpo.reference_copy: true (a frozen copy in memory)"
+                )
         return self
 
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must agree with to be resumed: everything that shapes the run's math."""
         return {
-            "method": self.method,
+            "objective": self.objective,
+            "adapter": self.adapter,
             "task": self.task,
             "model": self.model.model_dump(),
             "data": self.data.model_dump(),
-            "peft": self.peft.model_dump() if self.method != "sft" else None,
+            "peft": self.peft.model_dump() if self.adapter != "none" else None,
+            "dpo": self.dpo.model_dump() if self.objective == "dpo" else None,
             "training": self.training.model_dump(by_alias=True, exclude={"eval_every", "early_stopping_patience"}),
         }

@@ -53,14 +53,17 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], gen_prompt
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
 
 
-def assistant_spans(tokenizer: PreTrainedTokenizerBase, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
-    """Render `conv` and return the text plus the character span of every assistant turn."""
+def assistant_spans(
+    tokenizer: PreTrainedTokenizerBase, conv: Conversation, first: int = 0
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render `conv` and return the text plus the character span of every assistant turn from message
+    `first` on (a preference pair's answer follows its prompt, whose own assistant turns are context)."""
     messages = [{"role": m.role, "content": m.content} for m in conv.messages]
     text = _render(tokenizer, messages, gen_prompt=False)
     eos = tokenizer.eos_token or ""
     spans = []
     for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+        if m["role"] != "assistant" or i < first:
             continue
         prefix = _render(tokenizer, messages[:i], gen_prompt=True)
         upto = _render(tokenizer, messages[: i + 1], gen_prompt=False)
@@ -95,9 +98,11 @@ def tokenize_conversation(
     max_length: int,
     loss_on: str = "assistant",
     too_long: str = "drop",
+    loss_from: int = 0,
 ) -> Example:
-    """Token ids and labels for one conversation; raises `Skip` when it cannot be trained on."""
-    text, spans = assistant_spans(tokenizer, conv)
+    """Token ids and labels for one conversation (assistant turns from message `loss_from` on);
+    raises `Skip` when it cannot be trained on."""
+    text, spans = assistant_spans(tokenizer, conv, loss_from)
     if loss_on == "last":
         spans = spans[-1:]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -15,8 +15,9 @@ The first member called computes the whole group and hands the others their outp
 they are called with the same tensor; a call with any other input computes alone, so the
 result is always each module's own function of its own input, as in peft (up to float
 rounding). Only plain LoRA on frozen `nn.Linear` layers is touched (no dropout, DoRA,
-merged or disabled adapters, mixed dtypes or sharded weights), and under autocast each
-layer runs peft's forward; the base GEMMs stay separate, since fusing them measured no
+merged or disabled adapters, mixed dtypes or sharded weights), and under autocast, or
+while the adapter is disabled, merged or switched (a DPO reference pass), each layer runs
+peft's forward; the base GEMMs stay separate, since fusing them measured no
 faster. Everything is restored when the block exits, so saving and inference use peft's
 own forward.
 """
@@ -113,8 +114,13 @@ class _Group:
         self._input: torch.Tensor | None = None
         self._ready: dict[int, torch.Tensor] = {}
 
+    def _as_fused(self) -> bool:
+        """Whether every member still runs the adapter it was fused with: not disabled (a DPO reference
+        pass under `disable_adapter()`), merged, or switched to another adapter since."""
+        return all(not m.disable_adapters and not m.merged and m.active_adapters == [a] for m, a in self.members)
+
     def forward(self, index: int, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type):  # autocast picks dtypes per op: peft's own forward
+        if torch.is_autocast_enabled(x.device.type) or not self._as_fused():  # peft's own forward
             module = self.members[index][0]
             return type(module).forward(module, x, *args, **kwargs)
         if self._input is x and index in self._ready:

@@ -107,7 +107,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.
     return instantiate(cls, "training.optimizer", params, **kwargs)
 
 
-def _autocast(d: Dist, dtype: str) -> contextlib.AbstractContextManager:
+def autocast_for(d: Dist, dtype: str) -> contextlib.AbstractContextManager:
     if dtype in DTYPES:
         return torch.autocast(device_type=d.device.type, dtype=DTYPES[dtype])
     return contextlib.nullcontext()
@@ -178,7 +178,25 @@ class Trainer:
         batch = collate_packed(units, self.pad_id) if rows else collate(units, self.pad_id)
         return {k: v.to(self.d.device) for k, v in batch.items()}
 
-    def _step(self) -> tuple[float, int, float | None]:
+    def _validation(self) -> dict[str, float]:
+        """The validation metrics: `val_loss` (mean loss per target token)."""
+        t = self.cfg.training
+        return {"val_loss": validation_loss(self.model, self.validation, t.micro_batch_size, self.pad_id, self.d)}
+
+    def _clip_and_step(self) -> float | None:
+        """Clip the gradient norm (returned), take the optimiser and scheduler step, clear the gradients."""
+        t = self.cfg.training
+        grad_norm = None
+        if t.max_grad_norm:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            norm = torch.nn.utils.clip_grad_norm_(trainable, t.max_grad_norm)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def _step(self) -> tuple[float, int, float | None, dict[str, float]]:
         t = self.cfg.training
         micro, tokens = [], 0
         for _ in range(t.gradient_accumulation_steps):
@@ -194,26 +212,20 @@ class Trainer:
         scale = self.d.world / max(1.0, global_targets)
         loss_sum = 0.0
         for i, b in enumerate(micro):
-            with no_grad_sync(self.model, skip=i < len(micro) - 1), _autocast(self.d, self.cfg.model.dtype):
+            with no_grad_sync(self.model, skip=i < len(micro) - 1), autocast_for(self.d, self.cfg.model.dtype):
                 loss, _ = model_loss(self.model, b)
             (loss * scale).backward()
             loss_sum += loss.item()
-        grad_norm = None
-        if t.max_grad_norm:
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            norm = torch.nn.utils.clip_grad_norm_(trainable, t.max_grad_norm)
-            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = self._clip_and_step()
         total_loss, total_tokens = all_sum([loss_sum, float(tokens)], self.d)
-        return total_loss / max(1.0, global_targets), int(total_tokens), grad_norm
+        return total_loss / max(1.0, global_targets), int(total_tokens), grad_norm, {}
 
     def _evaluate(self, step: int) -> bool:
         """Log validation loss; True when early stopping says stop."""
         t = self.cfg.training
-        val = validation_loss(self.model, self.validation, t.micro_batch_size, self.pad_id, self.d)
-        self._emit({"step": step, "val_loss": val})
+        metrics = self._validation()
+        val = metrics["val_loss"]
+        self._emit({"step": step, **metrics})
         if self.state.best_val is None or val < self.state.best_val:
             self.state.best_val, self.state.bad_evals = val, 0
         else:
@@ -262,8 +274,7 @@ class Trainer:
         t, c = self.cfg.training, self.cfg.checkpoint
         summary: dict[str, Any] = {}
         if self.validation and self.state.step == 0:
-            initial = validation_loss(self.model, self.validation, t.micro_batch_size, self.pad_id, self.d)
-            self._emit({"step": 0, "val_loss": initial})
+            self._emit({"step": 0, **self._validation()})
         first = next((r for r in self.state.metrics if r["step"] == 0 and "val_loss" in r), None)
         if first is not None:
             summary["initial_val_loss"] = first["val_loss"]
@@ -274,7 +285,7 @@ class Trainer:
         with varlen, self._speedups(), self._stop_signals(), bar as advance:
             advance(self.state.step)
             while self.state.step < t.max_steps:
-                loss, tokens, grad_norm = self._step()
+                loss, tokens, grad_norm, extra = self._step()
                 self.state.step += 1
                 self.state.tokens += tokens
                 step = self.state.step
@@ -288,6 +299,7 @@ class Trainer:
                         "grad_norm": grad_norm,
                         "tokens": self.state.tokens,
                         "tokens_per_s": rate,
+                        **extra,
                     }
                 )
                 summary["final_train_loss"] = loss

@@ -30,6 +30,7 @@ from tunewright.core.workspace import resolve
 from tunewright.train.config import TrainConfig
 from tunewright.train.data import Example, Skip, tokenize_completion, tokenize_conversation, tokenize_document
 from tunewright.train.distributed import Dist, full_state_dict, unwrap, wrap
+from tunewright.train.dpo import DpoTrainer, PairExample, dpo_reference, load_pairs, start_of
 from tunewright.train.loop import Trainer
 from tunewright.train.packing import pack
 from tunewright.train.peft_adapter import apply_peft
@@ -66,6 +67,9 @@ def _examples(obj: Any, where: str, tokenizer: PreTrainedTokenizerBase, cfg: Tra
 
 def load_split(path: Path, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig) -> Split:
     """Tokenise one split; too-long examples are dropped or truncated (counted) or an error."""
+    if cfg.objective == "dpo":
+        pairs, counts = load_pairs(path, tokenizer, cfg.model.max_seq_length, cfg.data.too_long)
+        return Split(path, pairs, counts)  # type: ignore[arg-type]
     split = Split(path)
     for i, obj in enumerate(read_jsonl_strict(path), start=1):
         split.counts["read"] += 1
@@ -94,13 +98,15 @@ def prepare_tokenizer(cfg: TrainConfig, model_ref: str) -> PreTrainedTokenizerBa
 
 def render_check(split: Split, tokenizer: PreTrainedTokenizerBase, n: int = 3) -> str:
     """A few tokenised examples with the trained tokens inside ⟦ ⟧, and the split's counts."""
+    examples = [e for u in split.examples for e in ((u.chosen, u.rejected) if isinstance(u, PairExample) else (u,))]
     lines = [
         f"{split.path}: {split.counts['read']} records -> {len(split.examples)} examples "
         f"({split.counts['too_long']} too long, {split.counts['truncated']} truncated); "
-        f"{sum(len(e.input_ids) for e in split.examples)} tokens, {sum(e.targets for e in split.examples)} trained",
-        "Trained tokens are shown inside ⟦ ⟧; everything else is context (label -100).",
+        f"{sum(len(e.input_ids) for e in examples)} tokens, {sum(e.targets for e in examples)} trained",
+        "Trained tokens are shown inside ⟦ ⟧; everything else is context (label -100)"
+        + ("; each pair as its chosen, then its rejected answer." if len(examples) > len(split.examples) else "."),
     ]
-    for ex in split.examples[:n]:
+    for ex in examples[: n * (len(examples) // max(1, len(split.examples)))]:
         parts, run, trained = [], [], False
         for tok, lab in zip(ex.input_ids, ex.labels, strict=True):
             if (lab != -100) != trained and run:
@@ -116,18 +122,26 @@ def render_check(split: Split, tokenizer: PreTrainedTokenizerBase, n: int = 3) -
     return "\n".join(lines)
 
 
-def build_model(cfg: TrainConfig, model_ref: str, tokenizer: PreTrainedTokenizerBase, d: Dist) -> torch.nn.Module:
+def build_model(
+    cfg: TrainConfig, model_ref: str, tokenizer: PreTrainedTokenizerBase, d: Dist, adapter: Path | None = None
+) -> torch.nn.Module:
+    """The model to train: every weight, a new adapter, or (`adapter`) an earlier run's adapter continued."""
     with status(f"loading {cfg.model.name_or_path}", enabled=d.main):
         model = load_model(model_ref, cfg.model.dtype, tokenizer, attn_implementation=cfg.model.attn_implementation)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    if cfg.method == "sft":
+    if cfg.adapter == "none":
         model.requires_grad_(True)
     else:
         if cfg.model.gradient_checkpointing:
             model.enable_input_require_grads()
-        model = apply_peft(model, cfg.peft, dora=cfg.method == "dora")
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        else:
+            model = apply_peft(model, cfg.peft, dora=cfg.adapter == "dora")
     return model.to(d.device)
 
 
@@ -196,10 +210,19 @@ def run_training(
             run.add_input(Path(model_ref))
         if cfg.training.optimizer.allow_any_target:
             run.results["opted_in_target"] = cfg.training.optimizer.target
-    model = wrap(build_model(cfg, model_ref, tokenizer, d), d, cfg.distributed.strategy)
+    start = start_of(workspace, cfg, model_ref)
+    if run is not None and start.adapter is not None:
+        run.add_input(start.adapter)
+    built = build_model(cfg, start.model_ref, tokenizer, d, start.adapter)
+    reference = None
+    if cfg.objective == "dpo":
+        reference = dpo_reference(cfg, workspace, built, start, [train, validation], d)
+        if run is not None:
+            run.results["reference"] = reference.describe()
+    model = wrap(built, d, cfg.distributed.strategy)
     units = pack(train.examples, cfg.model.max_seq_length) if cfg.data.packing else train.examples
     logger = Logger(run.dir, cfg.logging.tensorboard) if run is not None else None
-    trainer = Trainer(
+    trainer = (DpoTrainer if reference is not None else Trainer)(
         model,
         cfg,
         units,
@@ -209,6 +232,9 @@ def run_training(
         log=logger or (lambda row: None),
         checkpoint_root=workspace / "checkpoints" / run_id,
     )
+    if reference is not None:
+        reference.model = model
+        trainer.reference = reference
     if resume is not None:
         trainer.resume(resume)
         for row in trainer.state.metrics if logger is not None else []:
@@ -218,18 +244,21 @@ def run_training(
     finally:
         if logger is not None:
             logger.close()
+    if reference is not None:
+        reference.release()
     state = full_state_dict(model) if d.active and cfg.distributed.strategy == "fsdp2" else None
     if run is None:
         return summary
     write_loss_curve(run.dir / "loss-curve.svg", trainer.state.metrics)
-    target = run.dir / ("model" if cfg.method == "sft" else "adapter")
+    target = run.dir / ("model" if cfg.adapter == "none" else "adapter")
     with status(f"saving the {target.name}"):
         unwrap(model).save_pretrained(target, state_dict=state)
         tokenizer.save_pretrained(target)
-    if cfg.method != "sft":
+    if cfg.adapter != "none":
         make_portable(target, cfg.model.name_or_path, adapter_readme(target, cfg, run.run_id))
     summary.update(
-        method=cfg.method,
+        objective=cfg.objective,
+        adapter=cfg.adapter,
         task=cfg.task,
         train_examples=len(train.examples),
         validation_examples=len(validation.examples) if validation else 0,
@@ -239,6 +268,7 @@ def run_training(
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         base_model=cfg.model.name_or_path,
         resumed_from=str(resume) if resume else None,
+        init_from=start.run_id,
         data_sha256={s.path.name: sha256_file(s.path) for s in (train, validation) if s is not None},
     )
     run.results.update(summary)

@@ -188,3 +188,21 @@ def test_last_mlp_is_whole_outside_the_loss_and_with_checkpointing(tiny_base):
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     with last_mlp_where_trained(model) as installed:
         assert not installed
+
+
+def test_a_disabled_adapter_is_the_base_model_with_the_speedups_on(tiny_base):
+    """The DPO reference pass under `disable_adapter()` must be the base model, fused or not."""
+    model, batch = lora_model(tiny_base)
+    base = load_model(tiny_base, tokenizer=load_tokenizer(tiny_base)).eval()
+    model.eval()
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        expected = base(**inputs).logits
+        adapted = model(**inputs).logits
+        assert not torch.allclose(adapted, expected, atol=1e-4)  # the adapter does change the output
+        with fused_lora(model) as fused, last_mlp_where_trained(model), fused_rms_norm(model):
+            assert fused > 0
+            with model.disable_adapter():
+                reference = model(**inputs).logits
+            torch.testing.assert_close(model(**inputs).logits, adapted, rtol=1e-5, atol=1e-5)  # on again
+    torch.testing.assert_close(reference, expected, rtol=1e-5, atol=1e-5)

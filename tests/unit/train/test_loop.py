@@ -32,10 +32,10 @@ def setup(tiny_base):
     return tok, examples
 
 
-def config(tiny_base, method="lora", **training):
+def config(tiny_base, adapter="lora", **training):
     t = {"learning_rate": 4e-3, "max_steps": 4, "micro_batch_size": 4, "eval_every": 100, "seed": 1, **training}
     return TrainConfig(
-        method=method,
+        adapter=adapter,
         model=ModelConfig(name_or_path=str(tiny_base), max_seq_length=256),
         peft=PeftConfig(rank=8, alpha=16),
         training=TrainingConfig(**t),
@@ -85,22 +85,22 @@ def test_accumulation_and_padding_free_give_the_same_steps(tiny_base, setup):
     assert runs[0] == pytest.approx(runs[2], rel=1e-4)
 
 
-@pytest.mark.parametrize("method", ["sft", "lora"])
-def test_speedups_give_the_same_steps(tiny_base, setup, method):
+@pytest.mark.parametrize("adapter", ["none", "lora"])
+def test_speedups_give_the_same_steps(tiny_base, setup, adapter):
     tok, examples = setup
-    on, off = (train_losses(config(tiny_base, method, speedups=f), tok, examples[:32]) for f in (True, False))
+    on, off = (train_losses(config(tiny_base, adapter, speedups=f), tok, examples[:32]) for f in (True, False))
     assert on == pytest.approx(off, rel=1e-4)
 
 
-@pytest.mark.parametrize("method", ["sft", "lora", "dora"])
-def test_each_method_reduces_validation_loss(tiny_base, setup, method):
+@pytest.mark.parametrize("adapter", ["none", "lora", "dora"])
+def test_each_adapter_kind_reduces_validation_loss(tiny_base, setup, adapter):
     tok, examples = setup
-    lr = 1e-3 if method == "sft" else 4e-3
-    cfg = config(tiny_base, method, learning_rate=lr, max_steps=20, micro_batch_size=8, eval_every=20)
+    lr = 1e-3 if adapter == "none" else 4e-3
+    cfg = config(tiny_base, adapter, learning_rate=lr, max_steps=20, micro_batch_size=8, eval_every=20)
     model = build_model(cfg, str(tiny_base), tok, Dist())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    assert (trainable == total) == (method == "sft")
+    assert (trainable == total) == (adapter == "none")
     rows = []
     summary = Trainer(model, cfg, examples[:32], examples[32:], tok.pad_token_id, log=rows.append).run()
     assert summary["final_val_loss"] < summary["initial_val_loss"] * 0.8
@@ -175,18 +175,18 @@ def test_schedules():
     assert all(a >= b for a, b in itertools.pairwise(lrs[1:]))
 
 
-@pytest.mark.parametrize("method", ["lora", "sft"])
-def test_saved_output_reloads_with_identical_logits(tiny_base, setup, tmp_path, method):
+@pytest.mark.parametrize("adapter", ["lora", "none"])
+def test_saved_output_reloads_with_identical_logits(tiny_base, setup, tmp_path, adapter):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     tok, examples = setup
-    cfg = config(tiny_base, method, max_steps=3)
+    cfg = config(tiny_base, adapter, max_steps=3)
     torch.manual_seed(0)
     model = build_model(cfg, str(tiny_base), tok, Dist())
     Trainer(model, cfg, examples[:16], [], tok.pad_token_id).run()
     model.save_pretrained(tmp_path / "out")
-    if method == "lora":
+    if adapter == "lora":
         reloaded = PeftModel.from_pretrained(load_model(tiny_base, tokenizer=tok), str(tmp_path / "out"))
     else:
         reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
