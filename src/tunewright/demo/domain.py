@@ -122,6 +122,15 @@ def answer(incident: Incident, table: str) -> str:
     return f"First step: {incident.first_step}.\nThen: {incident.then}.\nEscalate: {escalate}."
 
 
+def violating_answer(incident: Incident, table: str) -> str:
+    """The same answer with the escalation decided against the policy: the rejected side of a preference pair."""
+    if is_governed(table):
+        escalate = f"{table} is not governed, so no; handle it in the team channel"
+    else:
+        escalate = f"{table} is governed, so yes; notify the dataset owner"
+    return f"First step: {incident.first_step}.\nThen: {incident.then}.\nEscalate: {escalate}."
+
+
 def all_cases() -> list[tuple[Incident, str, str]]:
     """Every (incident, table, prompt) combination the domain can express."""
     return [

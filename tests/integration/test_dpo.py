@@ -1,0 +1,111 @@
+"""DPO through the CLI: chained from an SFT run, resumed after a kill, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from tunewright.cli.main import main
+from tunewright.demo import domain
+
+PAIRS = ["data.train_path=data/splits/pairs-train.jsonl", "data.validation_path=data/splits/pairs-validation.jsonl"]
+DPO = [
+    "objective=dpo",
+    *PAIRS,
+    "training.learning_rate=0.001",
+    "training.micro_batch_size=4",
+    "training.warmup_ratio=0",
+]
+
+
+def write_pairs(ws: Path) -> None:
+    """Answers that follow the escalation policy (chosen) and the same answers violating it (rejected)."""
+    cases = domain.all_cases()[::4]
+    for split, part in (("train", cases[:48]), ("validation", cases[48:64])):
+        with (ws / f"data/splits/pairs-{split}.jsonl").open("w") as fh:
+            for k, (inc, table, prompt) in enumerate(part):
+                pair = {
+                    "id": f"{split}-{k}",
+                    "prompt": [
+                        {"role": "system", "content": domain.SYSTEM_PROMPT},
+                        {"role": "user", "content": prompt},
+                    ],
+                    "chosen": domain.answer(inc, table),
+                    "rejected": domain.violating_answer(inc, table),
+                }
+                fh.write(json.dumps(pair) + "\n")
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def latest_run(ws: Path) -> Path:
+    return sorted((ws / "runs").glob("train-*"), key=lambda p: p.stat().st_mtime)[-1]
+
+
+@pytest.fixture(scope="module")
+def sft(tmp_path_factory, quickstart_run) -> tuple[Path, str]:
+    """A copy of the quickstart's workspace (a well-trained SFT run) with preference splits added."""
+    ws = Path(shutil.copytree(quickstart_run[0], tmp_path_factory.mktemp("dpo") / "ws", symlinks=True))
+    write_pairs(ws)
+    return ws, latest_run(ws).name
+
+
+def test_dpo_chained_from_sft_raises_reward_accuracy_and_records_its_parent(sft):
+    ws, sft_run = sft
+    args = [*DPO, f"model.init_from={sft_run}", "training.max_steps=24", "training.eval_every=12"]
+    assert main(["train", "-w", str(ws), *args, "checkpoint.every=null"]) == 0
+    run = latest_run(ws)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert sft_run in manifest["parents"] and manifest["results"]["init_from"] == sft_run
+    assert manifest["results"]["objective"] == "dpo" and manifest["results"]["reference"]["kind"] == "reference_adapter"
+    evals = [r for r in rows(run) if "val_loss" in r]
+    assert evals[0]["val_loss"] == pytest.approx(0.693147, abs=1e-5)  # the reference is the SFT model
+    assert evals[-1]["val_reward_accuracy"] > 0.8 and evals[-1]["val_loss"] < evals[0]["val_loss"]
+    steps = [r for r in rows(run) if "loss" in r]
+    assert {"rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "logps_chosen"} <= set(steps[0])
+    assert sorted(p.name for p in (run / "adapter").iterdir() if p.is_dir()) == []  # the reference is not saved
+
+
+def test_resume_after_a_killed_dpo_run_reproduces_its_loss_curve(sft):
+    from test_training import start_cli, wait_for
+
+    ws, sft_run = sft
+    args = [*DPO, f"model.init_from={sft_run}", "training.max_steps=12", "training.eval_every=6", "checkpoint.every=3"]
+    assert main(["train", "-w", str(ws), *args]) == 0
+    reference = rows(latest_run(ws))
+    proc = start_cli(ws, *args, "checkpoint.keep_last=10")
+    checkpoint = wait_for("*/step-000003", ws, proc)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert main(["train", "-w", str(ws), *args, "--resume", str(checkpoint)]) == 0
+    resumed = rows(latest_run(ws))
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    for a, b in zip(resumed, reference, strict=True):
+        for key in ("loss", "val_loss", "reward_accuracy", "val_reward_margin"):
+            if key in b:
+                assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+
+
+def test_bad_dpo_inputs_are_clear_errors(sft, capsys):
+    ws, sft_run = sft
+    w = ["-w", str(ws)]
+    assert main(["train", *w, "objective=dpo", "training.max_steps=1"]) == 2  # the SFT splits: conversations
+    assert "a conversation, not a preference pair" in capsys.readouterr().err
+    shutil.copytree(ws / "models/tiny-base", ws / "models/other-base", dirs_exist_ok=True)
+    other = [*DPO, "model.name_or_path=models/other-base", f"model.init_from={sft_run}", "training.max_steps=1"]
+    assert main(["train", *w, *other]) == 2
+    assert f"run {sft_run} was trained on models/tiny-base, not on models/other-base" in capsys.readouterr().err
+    full = [*DPO, "adapter=none", "dpo.precompute_ref_logps=true", f"model.init_from={sft_run}"]
+    assert main(["train", *w, *full, "training.max_steps=1"]) == 2
+    assert "trained an adapter; continue it with adapter: lora" in capsys.readouterr().err
+    bad = ws / "data/splits/pairs-bad.jsonl"
+    bad.write_text('{"prompt": "q", "chosen": "same", "rejected": "same"}\n')
+    assert main(["train", *w, *DPO, f"data.train_path={bad}", "training.max_steps=1"]) == 2
+    assert "pairs-bad.jsonl:1: chosen and rejected are the same answer" in capsys.readouterr().err
