@@ -31,9 +31,10 @@ def curate_cmd(
     extra = [f"workers={workers}"] if workers else []
     cfg = load_config(config_path(ws, config, "curate.yaml"), CurateConfig, [*(overrides or []), *extra])
     with start_run(ws, "curate", command_line(), cfg.model_dump(), seed=cfg.split.seed) as run:
-        result = curate(cfg, ws, run)
-    sizes = ", ".join(f"{k} {n}" for k, n in result.split_counts.items())
-    typer.echo(
-        f"curated {result.lines_read} lines: {sizes}; {result.quarantine.count()} quarantined. "
-        f"Run {run.run_id}; data card {cfg.output.data_card}"
-    )
+        curate(cfg, ws, run)
+    parts = []
+    for label, summary in (("conversations", run.results), ("preference pairs", run.results.get("preference_pairs"))):
+        if summary and "splits" in summary:
+            sizes = ", ".join(f"{k} {n}" for k, n in summary["splits"].items())
+            parts.append(f"{summary['lines_read']} lines of {label}: {sizes}; {summary['quarantined']} quarantined")
+    typer.echo(f"curated {'; '.join(parts)}. Run {run.run_id}; data card {cfg.output.data_card}")

@@ -47,6 +47,10 @@ class Conversation:
         """The content of the last assistant turn (the reference answer)."""
         return [m for m in self.messages if m.role == "assistant"][-1].content
 
+    def key_messages(self) -> list[Message]:
+        """What makes two records the same example (exact dedup): every message."""
+        return self.messages
+
 
 @dataclass
 class PreferencePair:
@@ -59,6 +63,49 @@ class PreferencePair:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class PairRecord(Conversation):
+    """A preference pair as it flows through curation: `messages` holds the prompt, then the chosen
+    answer, then the rejected one, so cleaning, PII handling and decontamination see every text;
+    dedup and the data card see the prompt and the chosen answer (`key_messages`, `text`)."""
+
+    prompt_len: int = 0
+    chosen_len: int = 0
+
+    @classmethod
+    def of(cls, pair: PreferencePair) -> PairRecord:
+        return cls(
+            [*pair.prompt, *pair.chosen, *pair.rejected], pair.id, pair.source, pair.meta, len(pair.prompt),
+            len(pair.chosen),
+        )  # fmt: skip
+
+    def prompt_messages(self) -> list[Message]:
+        return self.messages[: self.prompt_len]
+
+    def chosen(self) -> list[Message]:
+        return self.messages[self.prompt_len : self.prompt_len + self.chosen_len]
+
+    def rejected(self) -> list[Message]:
+        return self.messages[self.prompt_len + self.chosen_len :]
+
+    def key_messages(self) -> list[Message]:
+        return self.messages[: self.prompt_len + self.chosen_len]
+
+    def final_answer(self) -> str:
+        return self.chosen()[-1].content
+
+    def text(self) -> str:
+        return "\n".join(m.content for m in self.key_messages())
+
+    def to_dict(self) -> dict[str, Any]:
+        as_list = [asdict(m) for m in self.messages]
+        p, c = self.prompt_len, self.prompt_len + self.chosen_len
+        return {
+            "prompt": as_list[:p], "chosen": as_list[p:c], "rejected": as_list[c:], "id": self.id,
+            "source": self.source, "meta": self.meta,
+        }  # fmt: skip
 
 
 @dataclass
@@ -131,21 +178,28 @@ def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, s
 
 
 def to_preference_pair(obj: Any, source: str, default_id: str) -> PreferencePair:
-    """Normalise a preference object; plain-string prompt/chosen/rejected are accepted."""
+    """Normalise a preference object: `{prompt, chosen, rejected}` (strings or message lists), or TRL's
+    implicit-prompt form, where `chosen` and `rejected` are whole conversations sharing the prompt."""
     if not isinstance(obj, dict):
         raise RecordError(f"expected a JSON object, found {type(obj).__name__}")
-    missing = [k for k in ("prompt", "chosen", "rejected") if k not in obj]
+    missing = [k for k in ("chosen", "rejected") if k not in obj]
     if missing:
         raise RecordError(f"preference pair is missing {', '.join(missing)}")
     rid, src, meta = _identity(obj, source, default_id)
-    return PreferencePair(
-        parse_messages(obj["prompt"], "prompt"),
-        parse_messages(obj["chosen"], "chosen"),
-        parse_messages(obj["rejected"], "rejected"),
-        rid,
-        src,
-        meta,
-    )
+    chosen, rejected = parse_messages(obj["chosen"], "chosen"), parse_messages(obj["rejected"], "rejected")
+    if "prompt" in obj:
+        prompt = parse_messages(obj["prompt"], "prompt")
+    else:  # implicit prompt: the messages both conversations share
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    if not any(m.role == "user" for m in prompt):
+        raise RecordError("preference pair has no prompt (no user turn before the answers)")
+    for what, side in (("chosen", chosen), ("rejected", rejected)):
+        if side[-1].role != "assistant":
+            raise RecordError(f"{what} must end with an assistant answer")
+    return PreferencePair(prompt, chosen, rejected, rid, src, meta)
 
 
 def to_document(obj: Any, source: str, default_id: str, text_key: str = "text") -> Document:

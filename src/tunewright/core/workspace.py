@@ -25,7 +25,15 @@ LAYOUT = (
     "reports",
 )
 
-CONFIG_NAMES = ("curate.yaml", "sft-lora.yaml", "eval.yaml", "serve.yaml", "policy.yaml", "card.yaml")
+CONFIG_NAMES = (
+    "curate.yaml",
+    "sft-lora.yaml",
+    "dpo-lora.yaml",
+    "eval.yaml",
+    "serve.yaml",
+    "policy.yaml",
+    "card.yaml",
+)
 
 
 def resolve(workspace: Path, path: str | Path) -> Path:

@@ -28,7 +28,7 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         "|---|---|---|---|---|---|",
     ]
     kept_by_source = result.kept_records.by_source
-    for s in cfg.sources:
+    for s in (s for s in cfg.sources if s.kind == "chat"):
         read = result.lines_by_source.get(s.name, 0)
         if s.name in result.skipped_sources:
             read = f"skipped: {result.skipped_sources[s.name]}"
@@ -166,3 +166,33 @@ def _contamination(cfg: CurateConfig, step: Decontaminate) -> list[str]:
         lines.append("No training record contained a distinctive eval prompt n-gram.")
     lines.append("")
     return lines
+
+
+def render_pairs_section(cfg: CurateConfig, result: CurationResult) -> str:
+    """The data card's section on preference pairs (sources with `kind: preference`)."""
+    lines = [
+        "",
+        "## Preference pairs",
+        "",
+        "For `objective: dpo`: cleaned, PII-handled, deduplicated on prompt + chosen answer and decontaminated "
+        "like conversations; pairs with an empty or identical answer are quarantined (`data/quarantine/pairs/`).",
+        "",
+        "| source | path | license | lines read | kept |",
+        "|---|---|---|---|---|",
+    ]
+    for s in (s for s in cfg.sources if s.kind == "preference"):
+        read = result.lines_by_source.get(s.name, 0)
+        if s.name in result.skipped_sources:
+            read = f"skipped: {result.skipped_sources[s.name]}"
+        lines.append(f"| {s.name} | {s.path} | {s.license} | {read} | {result.kept_records.by_source.get(s.name, 0)} |")
+    lines += ["", "| step | in | out | removed |", "|---|---|---|---|"]
+    removed = result.quarantine.by_step_action("removed")
+    read_removed = removed.get("read", 0) + removed.get("normalise", 0)
+    lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} | {read_removed} |")
+    for step in (s for s in result.steps if s.in_card):
+        st = step.stats
+        lines.append(f"| {step.name} | {st.records_in} | {st.records_out} | {removed.get(step.name, 0)} |")
+    lines += ["", "| split | pairs | sha256 |", "|---|---|---|"]
+    for name, n in result.split_counts.items():
+        lines.append(f"| pairs-{name} | {n} | `{result.split_hashes.get(name, '')[:16]}…` |")
+    return "\n".join(lines) + "\n"

@@ -27,6 +27,8 @@ class SourceConfig(StrictModel):
     """Whether the team may train on this source."""
     columns: dict[str, str] = Field(default_factory=dict)
     """Our field -> the input's column, e.g. {prompt: question, response: answer}."""
+    kind: Literal["chat", "preference"] = "chat"
+    """chat (conversations) | preference ({prompt, chosen, rejected} pairs, for objective: dpo)."""
 
 
 FUZZY_PRESETS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunewright.core.errors import DataError, UserError
 from tunewright.core.io import columns_of, iter_records_file
-from tunewright.core.records import Conversation, RecordError, to_conversation
+from tunewright.core.records import Conversation, PairRecord, RecordError, to_conversation, to_preference_pair
 from tunewright.curate.config import SourceConfig
 from tunewright.curate.pipeline import Quarantine
 
@@ -68,7 +68,11 @@ def read_source(
             quarantine.add("read", line.error, raw=line.raw, **origin)
             continue
         try:
-            conv = to_conversation(line.value, source.name, f"{source.name}:{line.lineno}", source.columns)
+            rid = f"{source.name}:{line.lineno}"
+            if source.kind == "preference":
+                conv: Conversation = PairRecord.of(to_preference_pair(line.value, source.name, rid))
+            else:
+                conv = to_conversation(line.value, source.name, rid, source.columns)
         except RecordError as exc:
             quarantine.add("normalise", str(exc), raw=line.value, **origin)
             continue

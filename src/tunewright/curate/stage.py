@@ -15,6 +15,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tunewright.core.errors import DataError
 from tunewright.core.io import sha256_file
@@ -22,15 +23,15 @@ from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
-from tunewright.curate.card import EXAMPLES_PER_STEP, render_card
+from tunewright.curate.card import EXAMPLES_PER_STEP, render_card, render_pairs_section
 from tunewright.curate.clean import Clean
-from tunewright.curate.config import CurateConfig
+from tunewright.curate.config import CurateConfig, SourceConfig
 from tunewright.curate.decontaminate import Decontaminate, EvalNgramScan, load_eval_index
 from tunewright.curate.dedup.exact import ExactDedup
 from tunewright.curate.dedup.fuzzy import FuzzyDedup
 from tunewright.curate.dedup.minhash import FuzzyParams
 from tunewright.curate.dedup.semantic import SemanticDedup
-from tunewright.curate.filters.empty import DropEmpty
+from tunewright.curate.filters.empty import DistinctAnswers, DropEmpty
 from tunewright.curate.filters.heuristic import build_filters
 from tunewright.curate.filters.language import LanguageFilter
 from tunewright.curate.filters.quality import QualityFilter
@@ -42,6 +43,8 @@ from tunewright.curate.sources import admit_sources, check_columns, read_source
 from tunewright.curate.split import assign_splits, group_key
 
 SPLITS = ("train", "validation", "test")
+PAIRS_PREFIX = "pairs-"  # data/splits/pairs-train.jsonl ...: the preference pairs (objective: dpo)
+PAIRS_CURATED = "pairs.jsonl"
 
 
 def build_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None) -> list[Step]:
@@ -73,6 +76,17 @@ def build_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None)
     return steps
 
 
+def build_pair_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None) -> list[Step]:
+    """The steps that make sense for preference pairs: cleaning, empty or identical answers, PII, exact and
+    fuzzy dedup on prompt + chosen, decontamination. Quality and language filters judge answers a pair
+    may deliberately make bad, so they are left out."""
+    keep = (Clean, DropEmpty, PiiStep, ExactDedup, FuzzyDedup, EvalNgramScan, Decontaminate)
+    steps = [s for s in build_steps(cfg, workspace, scratch) if isinstance(s, keep)]
+    after_empty = next((i + 1 for i, s in enumerate(steps) if isinstance(s, DropEmpty)), 0)
+    steps.insert(after_empty, DistinctAnswers())
+    return steps
+
+
 def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
     """Run the curation pipeline and write splits, quarantine and data card atomically."""
     skipped = admit_sources(cfg.sources, cfg.allowed_licenses, cfg.on_disallowed)
@@ -84,44 +98,68 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
             raise DataError(f"source {source.name!r}: file not found: {path}")
         if path.stat().st_size == 0:
             raise DataError(f"source {source.name!r}: {path} is empty")
-        check_columns(source, path)
+        if source.kind == "chat":
+            check_columns(source, path)
         run.add_input(path)
     for p in cfg.decontaminate.eval_sets if cfg.decontaminate.enabled else []:
         run.add_input(resolve(workspace, p))
     out = cfg.output
     staged = {
-        "curated": run.output_file(resolve(workspace, out.curated)),
         "splits": run.output_dir(resolve(workspace, out.splits_dir)),
         "quarantine": run.output_dir(resolve(workspace, out.quarantine_dir)),
         "card": run.output_file(resolve(workspace, out.data_card)),
     }
+    chat = [s for s in sources if s.kind == "chat"]
+    pairs = [s for s in sources if s.kind == "preference"]
+    result = pair_result = None
     with tempfile.TemporaryDirectory(prefix=".curate-", dir=run.dir.parent) as tmp:
-        steps = build_steps(cfg, workspace, Path(tmp))
-        scrub = scrubber(cfg.pii.mode, cfg.pii.types, cfg.pii.salt) if cfg.pii.enabled else None
-        quarantine = Quarantine(staged["quarantine"], keep=EXAMPLES_PER_STEP, scrub=scrub)
-        counts: dict[str, int] = {}
-        seen_ids: set[str] = set()
+        if chat or not pairs:
+            staged["curated"] = run.output_file(resolve(workspace, out.curated))
+            steps = build_steps(cfg, workspace, Path(tmp))
+            result = _pass(cfg, chat, paths, steps, staged["quarantine"], staged["curated"], skipped, "records")
+        if pairs:
+            staged["pairs"] = run.output_file(resolve(workspace, out.curated).with_name(PAIRS_CURATED))
+            steps = build_pair_steps(cfg, workspace, Path(tmp))
+            quarantine_dir = staged["quarantine"] / "pairs"
+            pair_result = _pass(cfg, pairs, paths, steps, quarantine_dir, staged["pairs"], {}, "preference pairs")
+    _write(cfg, run, staged, result, pair_result)
+    return result or pair_result  # type: ignore[return-value]
 
-        def records() -> Iterator[Conversation]:
-            with progress_bar("curating", total=None) as advance:
-                for source in sources:
-                    for rec in read_source(source, paths[source.name], quarantine, counts, seen_ids):
-                        advance(1)
-                        yield rec
 
-        try:
-            kept = _drain(stream_steps(records(), steps, quarantine, cfg.workers), staged["curated"], quarantine)
-        finally:
-            quarantine.close()
+def _pass(
+    cfg: CurateConfig,
+    sources: list[SourceConfig],
+    paths: dict[str, Path],
+    steps: list[Step],
+    quarantine_dir: Path,
+    curated: Path,
+    skipped: dict[str, str],
+    what: str,
+) -> CurationResult:
+    """Read `sources` through `steps`, keep the survivors in `curated` and assign their splits."""
+    scrub = scrubber(cfg.pii.mode, cfg.pii.types, cfg.pii.salt) if cfg.pii.enabled else None
+    quarantine = Quarantine(quarantine_dir, keep=EXAMPLES_PER_STEP, scrub=scrub)
+    counts: dict[str, int] = {}
+    seen_ids: set[str] = set()
+
+    def records() -> Iterator[Conversation]:
+        with progress_bar(f"curating {what}", total=None) as advance:
+            for source in sources:
+                for rec in read_source(source, paths[source.name], quarantine, counts, seen_ids):
+                    advance(1)
+                    yield rec
+
+    try:
+        kept = _drain(stream_steps(records(), steps, quarantine, cfg.workers), curated, quarantine)
+    finally:
+        quarantine.close()
     if not kept.keys:
-        raise DataError("no records left after curation; see the quarantine reasons")
+        raise DataError(f"no {what} left after curation; see the quarantine reasons")
     names = assign_splits(kept.keys, cfg.split.validation, cfg.split.test, cfg.split.seed)
     sizes = Counter(names)
     if not sizes["train"]:
-        raise DataError("the train split is empty; lower split.validation / split.test")
-    result = CurationResult({s: sizes[s] for s in SPLITS}, quarantine, steps, counts, skipped, kept, names)
-    _write(cfg, run, staged, names, result)
-    return result
+        raise DataError(f"the train split of the {what} is empty; lower split.validation / split.test")
+    return CurationResult({s: sizes[s] for s in SPLITS}, quarantine, steps, counts, skipped, kept, names)
 
 
 def _drain(stream: Iterator[Conversation], path: Path, quarantine: Quarantine) -> KeptRecords:
@@ -134,28 +172,48 @@ def _drain(stream: Iterator[Conversation], path: Path, quarantine: Quarantine) -
     return kept
 
 
-def _write(cfg: CurateConfig, run: Run, staged: dict[str, Path], names: list[str], result: CurationResult) -> None:
-    splits_dir = staged["splits"]
-    with staged["curated"].open(encoding="utf-8") as curated_lines:
-        files = {name: (splits_dir / f"{name}.jsonl").open("w", encoding="utf-8") for name in SPLITS}
+def _split_files(curated: Path, splits_dir: Path, prefix: str, result: CurationResult) -> None:
+    with curated.open(encoding="utf-8") as curated_lines:
+        files = {name: (splits_dir / f"{prefix}{name}.jsonl").open("w", encoding="utf-8") for name in SPLITS}
         try:
-            for line, name in zip(curated_lines, names, strict=True):
+            for line, name in zip(curated_lines, result.split_names, strict=True):
                 files[name].write(line)
         finally:
             for fh in files.values():
                 fh.close()
-    result.split_hashes = {name: sha256_file(splits_dir / f"{name}.jsonl") for name in SPLITS}
-    staged["card"].write_text(render_card(cfg, result), encoding="utf-8")
+    result.split_hashes = {name: sha256_file(splits_dir / f"{prefix}{name}.jsonl") for name in SPLITS}
+
+
+def _summary(result: CurationResult) -> dict[str, Any]:
     q = result.quarantine
-    run.results.update(
-        lines_read=result.lines_read,
-        skipped_sources=result.skipped_sources,
-        kept=result.kept,
-        quarantined=q.count(),
-        modified_kept=result.kept_records.modified,
-        kept_by_source=dict(result.kept_records.by_source),
-        quarantine_by_step=q.by_step(),
-        pii_counts=next((dict(s.counts) for s in result.steps if isinstance(s, PiiStep)), {}),
-        splits=result.split_counts,
-        split_sha256=result.split_hashes,
-    )
+    return {
+        "lines_read": result.lines_read,
+        "skipped_sources": result.skipped_sources,
+        "kept": result.kept,
+        "quarantined": q.count(),
+        "modified_kept": result.kept_records.modified,
+        "kept_by_source": dict(result.kept_records.by_source),
+        "quarantine_by_step": q.by_step(),
+        "pii_counts": next((dict(s.counts) for s in result.steps if isinstance(s, PiiStep)), {}),
+        "splits": result.split_counts,
+        "split_sha256": result.split_hashes,
+    }
+
+
+def _write(
+    cfg: CurateConfig,
+    run: Run,
+    staged: dict[str, Path],
+    result: CurationResult | None,
+    pairs: CurationResult | None,
+) -> None:
+    card = ""
+    if result is not None:
+        _split_files(staged["curated"], staged["splits"], "", result)
+        card = render_card(cfg, result)
+        run.results.update(_summary(result))
+    if pairs is not None:
+        _split_files(staged["pairs"], staged["splits"], PAIRS_PREFIX, pairs)
+        card = (card or "# Data card\n") + render_pairs_section(cfg, pairs)
+        run.results["preference_pairs"] = _summary(pairs)
+    staged["card"].write_text(card, encoding="utf-8")

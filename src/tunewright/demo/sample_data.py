@@ -22,10 +22,12 @@ PII_SUFFIXES = (
     " Call me on +1 415 555 0134 if it is urgent.",
     " My email is ops.lead@example.org and my phone is 020 7946 0958.",
 )
+PREFERENCE_PAIRS = 120
 SOURCES = {
     "support_tickets": {"file": "support_tickets.jsonl", "license": "CC-BY-4.0"},
     "runbook_chats": {"file": "runbook_chats.jsonl", "license": "Apache-2.0"},
     "handbook": {"file": "handbook.jsonl", "license": "CC-BY-4.0"},
+    "escalation_preferences": {"file": "escalation_preferences.jsonl", "license": "Apache-2.0"},
 }
 
 
@@ -140,14 +142,45 @@ def write_sample_data(raw_dir: Path, seed: int = 7) -> dict[str, Path]:
         "support_tickets": raw_dir / SOURCES["support_tickets"]["file"],
         "runbook_chats": raw_dir / SOURCES["runbook_chats"]["file"],
         "handbook": raw_dir / SOURCES["handbook"]["file"],
+        "escalation_preferences": raw_dir / SOURCES["escalation_preferences"]["file"],
         "golden": raw_dir / "eval" / "golden.jsonl",
     }
+    write_text(paths["escalation_preferences"], "\n".join(_preference_lines(rest, seed)) + "\n")
     write_text(paths["support_tickets"], "\n".join(ticket_lines) + "\n")
     write_text(paths["runbook_chats"], "\n".join(chat_lines) + "\n")
     write_text(paths["handbook"], "\n".join(handbook) + "\n")
     write_text(paths["golden"], "\n".join(golden_lines) + "\n")
     write_text(raw_dir / "SOURCES.md", _sources_note())
     return paths
+
+
+def _preference_lines(cases: list[tuple[domain.Incident, str, str]], seed: int) -> list[str]:
+    """Preference pairs: the answer that follows the escalation policy (chosen) against the same answer
+    escalating the wrong way (rejected), in the three shapes curation reads, plus pairs it must quarantine."""
+    rng = random.Random(seed + 1)  # its own stream: the other sources stay as they were
+    picked = rng.sample(cases, min(PREFERENCE_PAIRS, len(cases)))
+    lines = []
+    for i, (inc, t, p) in enumerate(picked):
+        chosen, rejected = domain.answer(inc, t), domain.violating_answer(inc, t)
+        if i % 3 == 0:  # chat form: message lists
+            pair = {
+                "prompt": [{"role": "system", "content": domain.SYSTEM_PROMPT}, {"role": "user", "content": p}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
+        elif i % 3 == 1:  # TRL's implicit prompt: two whole conversations sharing it
+            pair = {"chosen": _conv(p, chosen), "rejected": _conv(p, rejected)}
+        else:
+            pair = {"prompt": p, "chosen": chosen, "rejected": rejected}
+        lines.append(_dumps({"id": f"P{i:04d}", **pair}))
+    inc, t, p = picked[0]
+    lines += [
+        _dumps({"id": "P8001", "prompt": p, "chosen": domain.answer(inc, t), "rejected": domain.answer(inc, t)}),
+        _dumps({"id": "P8002", "chosen": "First step: wait.", "rejected": "Escalate: no."}),
+        _dumps({"id": "P8003", "prompt": p, "chosen": "", "rejected": domain.violating_answer(inc, t)}),
+    ]  # identical answers, no prompt, an empty answer: quarantined
+    rng.shuffle(lines)
+    return lines
 
 
 def _sources_note() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunewright.core.records import Conversation
+from tunewright.core.records import Conversation, PairRecord
 from tunewright.curate.pipeline import Filter
 
 
@@ -15,4 +15,17 @@ class DropEmpty(Filter):
         for m in record.messages:
             if not m.content.strip():
                 return False, f"empty {m.role} message"
+        return True
+
+
+class DistinctAnswers(Filter):
+    """Reject preference pairs whose chosen and rejected answers are the same: nothing to prefer."""
+
+    name = "pair_check"
+
+    def keep(self, record: Conversation) -> bool | tuple[bool, str]:
+        if isinstance(record, PairRecord):
+            chosen = [m.content.strip() for m in record.chosen()]
+            if chosen == [m.content.strip() for m in record.rejected()]:
+                return False, "identical answers: chosen and rejected are the same"
         return True
