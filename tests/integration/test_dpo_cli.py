@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,22 @@ def test_bad_dpo_inputs_are_clear_errors(sft, capsys):
     bad.write_text('{"prompt": "q", "chosen": "same", "rejected": "same"}\n')
     assert main(["train", *w, *DPO, f"data.train_path={bad}", "training.max_steps=1"]) == 2
     assert "pairs-bad.jsonl:1: chosen and rejected are the same answer" in capsys.readouterr().err
+
+
+def test_quickstart_with_dpo_is_preferred_on_held_out_pairs_and_keeps_the_sft_gates(tmp_path):
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "tunewright", "quickstart", "--with-dpo", "--workspace", str(ws)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reports/eval-dpo.md" in proc.stdout and "reports/eval-preferences.md" in proc.stdout
+    trains = sorted((ws / "runs").glob("train-*"))
+    assert len(trains) == 2
+    sft_run, dpo_run = (json.loads((run / "manifest.json").read_text()) for run in trains)
+    assert dpo_run["results"]["objective"] == "dpo" and dpo_run["results"]["init_from"] == sft_run["run_id"]
+    evals = [json.loads(p.read_text()) for p in sorted((ws / "runs").glob("eval-*/eval.json"))]
+    _, sft_gates, preferences = evals
+    assert sft_gates["models"]["model"]["run"] == dpo_run["run_id"] and sft_gates["verdict"] == "GO"
+    assert preferences["models"]["baseline"]["run"] == sft_run["run_id"] and preferences["verdict"] == "GO"
+    (accuracy,) = [m for m in preferences["tasks"][0]["metrics"] if m["name"] == "preference_accuracy"]
+    assert accuracy["model"]["value"] > accuracy["baseline"]["value"]
+    assert "Verdict: GO" in (ws / "reports/eval-dpo.md").read_text()

@@ -35,12 +35,17 @@ def ask(base_url: str, model: str, question: str) -> str:
 
 def quickstart_cmd(
     workspace: Path = typer.Option(Path("tunewright-quickstart"), "--workspace", "-w", help="Workspace to create."),
+    with_dpo: bool = typer.Option(
+        False, "--with-dpo", help="Then DPO on the curated preference pairs, evaluated against the SFT model."
+    ),
 ) -> None:
     """Init, curate, train (LoRA), eval vs base, export (merged), promote to production, write the model card
-    and release notes, serve, ask one question."""
+    and release notes, serve, ask one question. With --with-dpo, DPO continues the SFT run and is evaluated
+    on the SFT gates (against base) and on held-out preference pairs (against the SFT model)."""
     from tunewright.cli.main import main
     from tunewright.core.model_source import resolve_model
     from tunewright.core.progress import console
+    from tunewright.core.runs import find_run
     from tunewright.engine import Engine
     from tunewright.serve.app import BackgroundServer, create_app
     from tunewright.serve.service import Served
@@ -56,12 +61,36 @@ def quickstart_cmd(
         ["promote", export_name, "--to", "production", "--reason", "quickstart", "-w", str(ws)],
         ["card", f"{export_name}@production", "-w", str(ws)],
     ]
-    for i, argv in enumerate(steps, start=1):
-        console.rule(f"[bold]{i}/{len(steps) + 1}  tunewright {' '.join(a for a in argv if a not in (str(ws), '-w'))}")
+    total = len(steps) + 1 + (3 if with_dpo else 0)
+
+    def run(argv: list[str], number: int) -> None:
+        console.rule(f"[bold]{number}/{total}  tunewright {' '.join(a for a in argv if a not in (str(ws), '-w'))}")
         code = main(argv)
         if code != EXIT_OK:
             raise typer.Exit(code)
-    console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1}  tunewright serve {export_name}@production")
+
+    for i, argv in enumerate(steps, start=1):
+        run(argv, i)
+    if with_dpo:
+        sft = find_run(ws, "latest:train").name
+        dpo_steps = [
+            ["train", "-w", str(ws), "-c", "configs/dpo-lora.yaml", f"model.init_from={sft}"],
+            ["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base", "report=reports/eval-dpo.md"],
+            [
+                "eval",
+                "-w",
+                str(ws),
+                "-c",
+                "configs/eval-preferences.yaml",
+                "--model",
+                "latest:train",
+                "--baseline",
+                sft,
+            ],
+        ]
+        for i, argv in enumerate(dpo_steps, start=len(steps) + 1):
+            run(argv, i)
+    console.rule(f"[bold]{total}/{total}  tunewright serve {export_name}@production")
     source = resolve_model(ws, f"{export_name}@production")
     app = create_app(lambda: (Engine.from_source(source), Served(export_name, source.base)))
     with BackgroundServer(app) as server:
@@ -72,6 +101,8 @@ def quickstart_cmd(
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
     typer.echo(f"model card:  {ws / 'reports/model-card.md'}")
     typer.echo(f"release notes: {ws / 'reports/release-notes.md'}")
+    if with_dpo:
+        typer.echo(f"DPO evals:   {ws / 'reports/eval-dpo.md'} (SFT gates), {ws / 'reports/eval-preferences.md'}")
     typer.echo(f"export:      {source.base} ({export_name}@production)")
     typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
     typer.echo(answer)

@@ -30,6 +30,7 @@ CONFIG_NAMES = (
     "sft-lora.yaml",
     "dpo-lora.yaml",
     "eval.yaml",
+    "eval-preferences.yaml",
     "serve.yaml",
     "policy.yaml",
     "card.yaml",

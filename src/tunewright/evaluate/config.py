@@ -91,9 +91,11 @@ class ExactMatchScorer(StrictModel):
 
 
 class SimpleScorer(StrictModel):
-    type: Literal["token_f1", "rouge", "bleu", "chrf", "nll"]
+    type: Literal["token_f1", "rouge", "bleu", "chrf", "nll", "preference"]
     """token_f1 (SQuAD bag of words); rouge (rouge1, rouge2, rougeL); bleu; chrf (sacrebleu, corpus level);
-    nll (the reference's per-token negative log-likelihood and perplexity, from log-probs, no generation)."""
+    nll (the reference's per-token negative log-likelihood and perplexity, from log-probs, no generation);
+    preference (on {prompt, chosen, rejected} pairs: how often and by how much the model's log-likelihood
+    prefers the chosen answer, no generation)."""
 
 
 class SimilarScorer(StrictModel):

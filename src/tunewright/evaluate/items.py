@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from tunewright.core.errors import DataError
 from tunewright.core.io import read_jsonl_strict
-from tunewright.core.records import RecordError, parse_messages, to_conversation
+from tunewright.core.records import RecordError, parse_messages, to_conversation, to_preference_pair
 from tunewright.evaluate.config import Assertion, TaskConfig
 
 NEEDS_REFERENCE = {"fields", "exact_match", "token_f1", "rouge", "bleu", "chrf", "nll", "similar"}
@@ -33,6 +33,7 @@ class Item:
     assertions: list[Assertion] = field(default_factory=list)
     expect: str | None = None
     label: str | None = None
+    rejected: str | None = None  # a preference pair's rejected answer (`reference` holds the chosen one)
 
     @property
     def question(self) -> str:
@@ -69,7 +70,13 @@ def parse_item(obj: Any, task: TaskConfig, default_id: str) -> Item:
         raise RecordError(f"expected a JSON object, found {type(obj).__name__}")
     messages = obj.get("messages")
     ends_in_answer = isinstance(messages, list) and messages and (messages[-1] or {}).get("role") == "assistant"
-    if ends_in_answer or ("prompt" in obj and "response" in obj):
+    if "chosen" in obj and "rejected" in obj:
+        pair = to_preference_pair(obj, task.name, default_id)
+        if len(pair.chosen) != 1 or len(pair.rejected) != 1:
+            raise RecordError("an eval preference pair has one chosen and one rejected answer message")
+        item = Item(pair.id, [{"role": m.role, "content": m.content} for m in pair.prompt])
+        item.reference, item.rejected = pair.chosen[0].content, pair.rejected[0].content
+    elif ends_in_answer or ("prompt" in obj and "response" in obj):
         conv = to_conversation(obj, task.name, default_id)
         if conv.messages[-1].role != "assistant":
             raise RecordError("the last message must be the reference assistant answer")
@@ -101,6 +108,8 @@ def _check_needs(item: Item, task: TaskConfig) -> None:
     for scorer in task.scorers:
         if scorer.type in NEEDS_REFERENCE and item.reference is None:
             raise RecordError(f"scorer {scorer.type!r} needs a reference answer; this item has none")
+        if scorer.type == "preference" and item.rejected is None:
+            raise RecordError("scorer 'preference' needs {prompt, chosen, rejected} pairs; this item is not one")
         if scorer.type == "refusal" and item.expect is None:
             raise RecordError("scorer 'refusal' needs `expect: refuse|answer` on every item")
         if scorer.type == "classification":

@@ -50,6 +50,7 @@ def metric_names(task: TaskConfig, items: list[Item]) -> list[str]:
             "bleu": ["bleu"],
             "chrf": ["chrf"],
             "nll": ["nll", "perplexity"],
+            "preference": ["preference_accuracy", "preference_margin"],
             "similar": ["similarity", "similar"],
             "classification": ["accuracy", "macro_f1"],
             "refusal": ["refusal_rate", "over_refusal_rate"],
@@ -196,7 +197,7 @@ def _rouge(answers: list[str], references: list[str]) -> list[Metric]:
 def score_answers(
     task: TaskConfig, items: list[Item], answers: list[str], similarity: Similarity | None = None
 ) -> list[Metric]:
-    """Every answer-based metric of the task (nll and judge metrics are computed elsewhere)."""
+    """Every answer-based metric of the task (nll, preference and judge metrics are computed elsewhere)."""
     refs = [it.reference or "" for it in items]
     out: list[Metric] = []
     for s in task.scorers:
@@ -257,4 +258,14 @@ def nll_metrics(results: list[tuple[float, int]]) -> list[Metric]:
     return [
         Metric("nll", stats, ratio_of_sums, False, per_item),
         Metric("perplexity", stats, perplexity, False, per_item),
+    ]
+
+
+def preference_metrics(chosen: list[tuple[float, int]], rejected: list[tuple[float, int]]) -> list[Metric]:
+    """From each pair's (NLL, tokens) of the chosen and the rejected answer: whether the model finds the chosen
+    answer more likely (accuracy) and by how much (margin: log-likelihood difference in nats)."""
+    margins = [nr - nc for (nc, _), (nr, _) in zip(chosen, rejected, strict=True)]
+    return [
+        mean_metric("preference_accuracy", [1.0 if m > 0 else 0.0 for m in margins]),
+        mean_metric("preference_margin", margins),
     ]

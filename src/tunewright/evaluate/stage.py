@@ -25,7 +25,7 @@ from tunewright.evaluate.gates import GateOutcome, decide_gate, validate_gates, 
 from tunewright.evaluate.items import Task, load_task
 from tunewright.evaluate.judge import Judge
 from tunewright.evaluate.report import render_html, render_markdown
-from tunewright.evaluate.scorers import metric_names, nll_metrics, score_answers
+from tunewright.evaluate.scorers import metric_names, nll_metrics, preference_metrics, score_answers
 from tunewright.evaluate.stats import Interval, Metric, confidence_interval, paired_difference, resample_counts
 from tunewright.evaluate.targets import EndpointTarget, LocalTarget, Target
 
@@ -90,9 +90,9 @@ def declared_metrics(cfg: EvalConfig, tasks: dict[str, Task], workspace: Path) -
 def _preflight(cfg: EvalConfig, targets: list[Target], has_baseline: bool) -> None:
     for t in cfg.tasks:
         for s in t.scorers:
-            if s.type == "nll" and any(isinstance(x, EndpointTarget) for x in targets):
+            if s.type in ("nll", "preference") and any(isinstance(x, EndpointTarget) for x in targets):
                 raise UserError(
-                    f"task {t.name}: the nll scorer needs a local model (an endpoint has no log-probs of ours)"
+                    f"task {t.name}: the {s.type} scorer needs a local model (an endpoint has no log-probs of ours)"
                 )
             if isinstance(s, JudgeScorer) and s.mode == "pairwise" and not has_baseline:
                 raise UserError(f"task {t.name}: a pairwise judge compares with the baseline: pass --baseline")
@@ -127,7 +127,10 @@ def _needs_similarity(cfg: EvalConfig, tasks: dict[str, Task]) -> bool:
 
 def _generate(scored: Scored, cfg: EvalConfig, tasks: dict[str, Task]) -> None:
     """Answers for every generate task that needs them, all submitted to the target at once."""
-    wanted = [t for t in tasks.values() if t.config.assertions or any(s.type != "nll" for s in t.config.scorers)]
+    scored_only = ("nll", "preference")  # log-probs of given answers: nothing to generate
+    wanted = [
+        t for t in tasks.values() if t.config.assertions or any(s.type not in scored_only for s in t.config.scorers)
+    ]
     wanted += [t for t in tasks.values() if t not in wanted and any(it.assertions for it in t.items)]
     chats = [it.prompt for t in wanted for it in t.items]
     if not chats:
@@ -152,6 +155,12 @@ def _score(scored: Scored, cfg: EvalConfig, tasks: dict[str, Task], judges: dict
             with progress_bar(f"reference log-probs, {name}", total=len(items)) as advance:
                 results = scored.target.reference_nll(chats, [it.reference or "" for it in items], advance)
             metrics += nll_metrics(results)
+        if any(s.type == "preference" for s in task.config.scorers):
+            chats = [it.prompt for it in items]
+            with progress_bar(f"preference pairs, {name}", total=2 * len(items)) as advance:
+                chosen = scored.target.reference_nll(chats, [it.reference or "" for it in items], advance)
+                rejected = scored.target.reference_nll(chats, [it.rejected or "" for it in items], advance)
+            metrics += preference_metrics(chosen, rejected)
         judge = judges.get(name)
         if judge is not None and judge.cfg.mode == "score":
             with progress_bar(f"judging {name} ({scored.role})", total=len(items)) as advance:

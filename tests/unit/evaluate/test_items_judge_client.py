@@ -34,6 +34,29 @@ def test_items_of_both_shapes(tmp_path):
     assert task.items[2].prompt == [{"role": "user", "content": "only?"}] and task.items[2].assertions[0].value == "x"
 
 
+def test_preference_pairs_are_items_with_both_answers(tmp_path):
+    t = TaskConfig(name="t", data="x", scorers=[{"type": "preference"}])
+    prompt = [{"role": "user", "content": "q?"}]
+    path = write(
+        tmp_path / "t.jsonl",
+        [
+            {"id": "p", "prompt": prompt, "chosen": "good", "rejected": "bad"},
+            {
+                "chosen": [*prompt, {"role": "assistant", "content": "g"}],
+                "rejected": [*prompt, {"role": "assistant", "content": "b"}],
+            },
+        ],
+    )
+    items = load_task(t, path).items
+    assert [(it.reference, it.rejected, it.prompt) for it in items] == [("good", "bad", prompt), ("g", "b", prompt)]
+    write(path, [{"prompt": "?", "reference": "r"}])
+    with pytest.raises(DataError, match=r"t\.jsonl:1: scorer 'preference' needs \{prompt, chosen, rejected\}"):
+        load_task(t, path)
+    write(path, [{"chosen": "a", "rejected": "b"}])
+    with pytest.raises(DataError, match=r"t\.jsonl:1: preference pair has no prompt"):
+        load_task(t, path)
+
+
 @pytest.mark.parametrize(
     ("scorers", "row", "message"),
     [

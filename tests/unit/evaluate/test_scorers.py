@@ -7,7 +7,16 @@ from sklearn.metrics import f1_score
 
 from tunewright.evaluate.config import Assertion, RefusalScorer, TaskConfig
 from tunewright.evaluate.items import Item
-from tunewright.evaluate.scorers import check, metric_names, nll_metrics, normalize, refused, score_answers, token_f1
+from tunewright.evaluate.scorers import (
+    check,
+    metric_names,
+    nll_metrics,
+    normalize,
+    preference_metrics,
+    refused,
+    score_answers,
+    token_f1,
+)
 
 REF = "First step: check the monitor.\nThen: rerun the load.\nEscalate: x is governed, so yes; notify."
 FIELDS = {"first_step": r"First step: ([^\n]+?)\.?(?:\n|$)", "escalate": r"so (yes|no)"}
@@ -174,3 +183,13 @@ def test_nll_and_perplexity_are_token_weighted():
     assert m["nll"].value == pytest.approx(6 / 10)
     assert m["perplexity"].value == pytest.approx(np.exp(0.6))
     assert m["nll"].per_item == [2.0, 0.25]
+
+
+def test_preference_accuracy_and_margin_come_from_the_answers_likelihoods():
+    chosen, rejected = [(10.0, 5), (30.0, 9), (7.0, 4)], [(12.5, 5), (20.0, 9), (7.0, 4)]  # (NLL, tokens)
+    m = by_name(preference_metrics(chosen, rejected))
+    assert m["preference_accuracy"].per_item == [1.0, 0.0, 0.0]  # a tie is not a preference
+    assert m["preference_margin"].per_item == [2.5, -10.0, 0.0]
+    assert m["preference_accuracy"].value == pytest.approx(1 / 3) and m["preference_margin"].value == pytest.approx(
+        -2.5
+    )
