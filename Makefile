@@ -67,6 +67,7 @@ bench: real-model $(VLLM_VENV)/.installed
 	$(BIN)/python benchmarks/dedup.py --docs 200000 --workers 2
 	$(BIN)/python benchmarks/curate_pipeline.py --records 50000 --workers 2
 	$(BIN)/python benchmarks/train_lora.py --steps 40 --batch 8 --repeats 3
+	$(BIN)/python benchmarks/train_dpo.py --steps 12 --batch 4 --repeats 2
 	$(BIN)/python benchmarks/serve_load.py --model smollm2 --repeats 2 --vllm-python $(VLLM_VENV)/bin/python
 	$(BIN)/python benchmarks/eval_generate.py --model smollm2 --repeats 2
 

@@ -27,10 +27,11 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import child_run
 
 HYPER = {"lr": 1e-3, "rank": 16, "alpha": 32, "warmup": 4, "max_length": 512, "seed": 42}
 
@@ -224,12 +225,7 @@ def run_child(tool: str, root: Path, steps: int, batch: int, overrides: list[str
     """One training run of `tool` in its own process (so its peak RSS is its own)."""
     cmd = [sys.executable, __file__, "--child", tool, "--root", str(root), "--steps", str(steps), "--batch", str(batch)]
     cmd += [f"--set={o}" for o in overrides]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read() if proc.stderr else ""
-    if status != 0:
-        raise SystemExit(f"{tool} failed:\n{err[-3000:]}")
-    return {**json.loads((root / f"{tool}.json").read_text()), "rss_mib": usage.ru_maxrss / 1024}
+    return child_run.run_child(cmd, root / f"{tool}.json", tool)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,58 @@ def test_resume_after_a_killed_dpo_run_reproduces_its_loss_curve(sft):
                 assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
 
 
+def test_dpo_with_dora_from_the_base_disables_the_adapter_for_the_reference(sft):
+    ws, _ = sft
+    args = [*DPO, "adapter=dora", "training.max_steps=4", "training.eval_every=4", "checkpoint.every=null"]
+    assert main(["train", "-w", str(ws), *args]) == 0
+    run = latest_run(ws)
+    results = json.loads((run / "manifest.json").read_text())["results"]
+    assert results["adapter"] == "dora" and results["reference"]["kind"] == "disabled"
+    assert json.loads((run / "adapter/adapter_config.json").read_text())["use_dora"] is True
+    steps = [r for r in rows(run) if "loss" in r]
+    assert steps[0]["loss"] == pytest.approx(0.693147, abs=1e-5)  # the policy starts as its reference
+    assert steps[-1]["reward_margin"] != 0.0
+
+
+def test_full_fine_tune_with_a_precomputed_reference_matches_a_frozen_copy(sft):
+    ws, _ = sft
+    args = [*DPO, "adapter=none", "training.max_steps=4", "training.eval_every=2", "checkpoint.every=null"]
+    curves = {}
+    for setting, kind in (("dpo.precompute_ref_logps=true", "initial"), ("dpo.reference_copy=true", "copy")):
+        assert main(["train", "-w", str(ws), *args, setting, "training.learning_rate=0.0005"]) == 0
+        run = latest_run(ws)
+        results = json.loads((run / "manifest.json").read_text())["results"]
+        assert results["adapter"] == "none" and results["reference"]["kind"] == kind
+        assert (run / "model" / "model.safetensors").is_file()
+        curves[kind] = rows(run)
+    first = next(r for r in curves["initial"] if "loss" in r)
+    assert first["loss"] == pytest.approx(0.693147, abs=1e-5)
+    for a, b in zip(curves["initial"], curves["copy"], strict=True):
+        for key in ("loss", "reward_margin", "val_loss", "val_reward_margin"):
+            if key in b:  # the same numbers up to fp32 summation order (scored ahead vs by the copy)
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_torchrun_two_processes_match_one_process(sft, strategy):
+    ws, sft_run = sft
+    common = [*DPO, f"model.init_from={sft_run}", "training.max_steps=4", "training.eval_every=2"]
+    common += [f"distributed.strategy={strategy}", "checkpoint.every=null", "dpo.rpo_alpha=1.0"]
+    assert main(["train", "-w", str(ws), *common]) == 0
+    single = rows(latest_run(ws))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "tunewright", "train", "-w", str(ws), *common]
+    done = subprocess.run([*cmd, "training.micro_batch_size=2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    double = rows(latest_run(ws))
+    assert [r["step"] for r in double] == [r["step"] for r in single]
+    for a, b in zip(double, single, strict=True):
+        for key in ("loss", "reward_margin", "reward_accuracy", "val_loss", "val_reward_margin"):
+            if key in b:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    assert (latest_run(ws) / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def test_bad_dpo_inputs_are_clear_errors(sft, capsys):
     ws, sft_run = sft
     w = ["-w", str(ws)]

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,10 +156,11 @@ class Reference:
     def __init__(self, model: torch.nn.Module, kind: str, copy_of: torch.nn.Module | None = None) -> None:
         self.model, self.kind, self.copy = model, kind, copy_of
         self.precomputed: str | None = None  # "computed" or "cache" once every pair carries its reference log-probs
+        self.precompute_seconds: float | None = None
 
     def describe(self) -> dict[str, Any]:
-        """For the run's manifest: what the reference was and whether it was scored ahead."""
-        return {"kind": self.kind, "precomputed": self.precomputed}
+        """For the run's manifest: what the reference was, whether it was scored ahead and in how long."""
+        return {"kind": self.kind, "precomputed": self.precomputed, "precompute_seconds": self.precompute_seconds}
 
     def release(self) -> None:
         """Drop what the reference held: the frozen copy, or the second adapter (so it is not saved)."""
@@ -406,7 +408,9 @@ def dpo_reference(
         }
     )
     cache = workspace / "cache" / "ref-logps" / f"{key}.json"
+    started = time.perf_counter()
     reference.precomputed = precompute_reference(
         reference, pairs, cfg.training.micro_batch_size, cache if d.main else None, d.device
     )
+    reference.precompute_seconds = round(time.perf_counter() - started, 2)
     return reference
