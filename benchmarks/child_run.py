@@ -1,4 +1,4 @@
-"""Run one benchmark side in its own process, so the peak RSS measured is that side's alone."""
+"""Shared by the training benchmarks: one side per process (its own peak RSS), TRL's common settings."""
 
 from __future__ import annotations
 
@@ -16,3 +16,31 @@ def run_child(cmd: list[str], result: Path, name: str) -> dict:
     if status != 0:
         raise SystemExit(f"{name} failed:\n{err[-3000:]}")
     return {**json.loads(result.read_text()), "rss_mib": usage.ru_maxrss / 1024}
+
+
+def trl_args(root: Path, steps: int, batch: int, hyper: dict) -> dict:
+    """The TrainingArguments both TRL trainers get: the same optimiser, schedule and precision as tunewright."""
+    import torch
+
+    return {
+        "output_dir": str(root / "trl"),
+        "max_steps": steps,
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": hyper["lr"],
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": hyper["warmup"],
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "optim": "adamw_torch",
+        "max_length": hyper["max_length"],
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": False,  # TRL defaults to bf16 autocast and gradient checkpointing; match tunewright's fp32 run
+        "gradient_checkpointing": False,
+        "dataloader_num_workers": 0,
+        "seed": hyper["seed"],
+        "disable_tqdm": True,
+    }

@@ -136,29 +136,10 @@ def run_trl(root: Path, model: Path, steps: int, batch: int, precompute: bool) -
 
     rows = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in read_jsonl_strict(root / "pairs.jsonl")]
     config = DPOConfig(
-        output_dir=str(root / "trl"),
-        max_steps=steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1,
-        learning_rate=HYPER["lr"],
-        lr_scheduler_type="cosine",
-        warmup_steps=HYPER["warmup"],
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        optim="adamw_torch",
-        max_length=HYPER["max_length"],
+        **child_run.trl_args(root, steps, batch, HYPER),
         beta=HYPER["beta"],
         loss_type=["sigmoid"],
         precompute_ref_log_probs=precompute,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,  # TRL defaults to bf16 autocast and gradient checkpointing; match tunewright's fp32 run
-        gradient_checkpointing=False,
-        dataloader_num_workers=0,
-        seed=HYPER["seed"],
-        disable_tqdm=True,
     )
     lora = LoraConfig(
         r=HYPER["rank"], lora_alpha=HYPER["alpha"], lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"

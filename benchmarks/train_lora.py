@@ -106,7 +106,6 @@ def run_tunewright(root: Path, steps: int, batch: int, overrides: list[str]) -> 
 
 
 def run_trl(root: Path, steps: int, batch: int) -> dict:
-    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -126,28 +125,9 @@ def run_trl(root: Path, steps: int, batch: int) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(root / "model")
     model = AutoModelForCausalLM.from_pretrained(root / "model")
     args = SFTConfig(
-        output_dir=str(root / "trl"),
-        max_steps=steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1,
-        learning_rate=HYPER["lr"],
-        lr_scheduler_type="cosine",
-        warmup_steps=HYPER["warmup"],
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        optim="adamw_torch",
-        max_length=HYPER["max_length"],
+        **child_run.trl_args(root, steps, batch, HYPER),
         packing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,  # TRL defaults to bf16 autocast and gradient checkpointing; match tunewright's fp32 run
-        gradient_checkpointing=False,
-        dataloader_num_workers=0,
-        seed=HYPER["seed"],
         include_num_input_tokens_seen="non_padding",
-        disable_tqdm=True,
     )
     lora = LoraConfig(
         r=HYPER["rank"], lora_alpha=HYPER["alpha"], lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"

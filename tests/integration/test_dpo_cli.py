@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,17 +74,13 @@ def test_dpo_chained_from_sft_raises_reward_accuracy_and_records_its_parent(sft)
 
 
 def test_resume_after_a_killed_dpo_run_reproduces_its_loss_curve(sft):
-    from test_training import start_cli, wait_for
+    from test_training import killed_after
 
     ws, sft_run = sft
     args = [*DPO, f"model.init_from={sft_run}", "training.max_steps=12", "training.eval_every=6", "checkpoint.every=3"]
     assert main(["train", "-w", str(ws), *args]) == 0
     reference = rows(latest_run(ws))
-    proc = start_cli(ws, *args, "checkpoint.keep_last=10")
-    checkpoint = wait_for("*/step-000003", ws, proc)
-    proc.kill()
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    checkpoint = killed_after(ws, [*args, "checkpoint.keep_last=10"], "*/step-000003")
     assert main(["train", "-w", str(ws), *args, "--resume", str(checkpoint)]) == 0
     resumed = rows(latest_run(ws))
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]

@@ -50,15 +50,21 @@ def curated(model_workspace: Path) -> Path:
     return model_workspace
 
 
+def killed_after(ws: Path, args: list[str], checkpoint: str) -> Path:
+    """Start `tunewright train`, SIGKILL it once `checkpoint` is complete; that checkpoint."""
+    proc = start_cli(ws, *args)
+    found = wait_for(checkpoint, ws, proc)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    return found
+
+
 def test_resume_after_a_killed_run_reproduces_the_loss_curve(curated):
     ws = curated
     assert main(["train", "-w", str(ws), *SHORT]) == 0
     reference = rows(latest_run(ws))
-    proc = start_cli(ws, *SHORT, "checkpoint.keep_last=10")
-    checkpoint = wait_for("*/step-000005", ws, proc)
-    proc.kill()
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    checkpoint = killed_after(ws, [*SHORT, "checkpoint.keep_last=10"], "*/step-000005")
     assert main(["train", "-w", str(ws), *SHORT, "--resume", str(checkpoint)]) == 0
     resumed = rows(latest_run(ws))
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]

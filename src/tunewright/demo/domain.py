@@ -115,20 +115,20 @@ def is_governed(table: str) -> bool:
 
 def answer(incident: Incident, table: str) -> str:
     """The reference answer: the fixed three-line format the assistant must learn."""
-    if is_governed(table):
-        escalate = f"{table} is governed, so yes; notify the dataset owner"
-    else:
-        escalate = f"{table} is not governed, so no; handle it in the team channel"
-    return f"First step: {incident.first_step}.\nThen: {incident.then}.\nEscalate: {escalate}."
+    return _three_lines(incident, table, is_governed(table))
 
 
 def violating_answer(incident: Incident, table: str) -> str:
     """The same answer with the escalation decided against the policy: the rejected side of a preference pair."""
-    if is_governed(table):
-        escalate = f"{table} is not governed, so no; handle it in the team channel"
+    return _three_lines(incident, table, not is_governed(table))
+
+
+def _three_lines(incident: Incident, table: str, escalate: bool) -> str:
+    if escalate:
+        decision = f"{table} is governed, so yes; notify the dataset owner"
     else:
-        escalate = f"{table} is governed, so yes; notify the dataset owner"
-    return f"First step: {incident.first_step}.\nThen: {incident.then}.\nEscalate: {escalate}."
+        decision = f"{table} is not governed, so no; handle it in the team channel"
+    return f"First step: {incident.first_step}.\nThen: {incident.then}.\nEscalate: {decision}."
 
 
 def all_cases() -> list[tuple[Incident, str, str]]:
