@@ -44,3 +44,32 @@ def trl_args(root: Path, steps: int, batch: int, hyper: dict) -> dict:
         "seed": hyper["seed"],
         "disable_tqdm": True,
     }
+
+
+def tunewright_args(ws: Path, model: Path, data: Path, steps: int, batch: int, hyper: dict) -> list[str]:
+    """`tunewright train` with the settings both training benchmarks give TRL too (LoRA, schedule, seed)."""
+    return [
+        "train",
+        "-w",
+        str(ws),
+        f"model.name_or_path={model}",
+        f"model.max_seq_length={hyper['max_length']}",
+        f"data.train_path={data}",
+        "data.validation_path=null",
+        "data.too_long=truncate",
+        f"peft.rank={hyper['rank']}",
+        f"peft.alpha={hyper['alpha']}",
+        f"training.learning_rate={hyper['lr']}",
+        f"training.max_steps={steps}",
+        f"training.micro_batch_size={batch}",
+        f"training.warmup_ratio={hyper['warmup'] / steps}",
+        f"training.seed={hyper['seed']}",
+        "checkpoint.every=null",
+    ]
+
+
+def latest_train(ws: Path) -> tuple[list[dict], dict]:
+    """The newest training run of `ws`: its metric rows and its manifest's results."""
+    run = sorted((ws / "runs").glob("train-*"))[-1]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return rows, json.loads((run / "manifest.json").read_text())["results"]

@@ -78,33 +78,11 @@ def run_tunewright(root: Path, model: Path, steps: int, batch: int, precompute: 
 
     ws = root / f"ws-{run}"  # a fresh workspace: no reference log-probs cached by an earlier run
     init_workspace(ws)
-    args = [
-        "train",
-        "-w",
-        str(ws),
-        "objective=dpo",
-        "adapter=lora",
-        f"model.name_or_path={model}",
-        f"model.max_seq_length={HYPER['max_length']}",
-        f"data.train_path={root / 'pairs.jsonl'}",
-        "data.validation_path=null",
-        "data.too_long=truncate",
-        f"peft.rank={HYPER['rank']}",
-        f"peft.alpha={HYPER['alpha']}",
-        f"dpo.beta={HYPER['beta']}",
-        f"dpo.precompute_ref_logps={str(precompute).lower()}",
-        f"training.learning_rate={HYPER['lr']}",
-        f"training.max_steps={steps}",
-        f"training.micro_batch_size={batch}",
-        f"training.warmup_ratio={HYPER['warmup'] / steps}",
-        f"training.seed={HYPER['seed']}",
-        "checkpoint.every=null",
-    ]
-    if main(args) != 0:
+    args = child_run.tunewright_args(ws, model, root / "pairs.jsonl", steps, batch, HYPER)
+    args += ["objective=dpo", "adapter=lora", f"dpo.beta={HYPER['beta']}"]
+    if main([*args, f"dpo.precompute_ref_logps={str(precompute).lower()}"]) != 0:
         raise SystemExit("tunewright train failed")
-    out = sorted((ws / "runs").glob("train-*"))[-1]
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    results = json.loads((out / "manifest.json").read_text())["results"]
+    rows, results = child_run.latest_train(ws)
     return {
         "pairs": steps * batch,
         "seconds": results["seconds"],

@@ -76,32 +76,12 @@ def run_tunewright(root: Path, steps: int, batch: int, overrides: list[str]) -> 
 
     ws = root / "ws"
     init_workspace(ws)
-    args = [
-        "train",
-        "-w",
-        str(ws),
-        f"model.name_or_path={root / 'model'}",
-        f"model.max_seq_length={HYPER['max_length']}",
-        f"data.train_path={root / 'pairs.jsonl'}",
-        "data.validation_path=null",
-        "data.too_long=truncate",
-        f"peft.rank={HYPER['rank']}",
-        f"peft.alpha={HYPER['alpha']}",
-        f"training.learning_rate={HYPER['lr']}",
-        f"training.max_steps={steps}",
-        f"training.micro_batch_size={batch}",
-        f"training.warmup_ratio={HYPER['warmup'] / steps}",
-        f"training.seed={HYPER['seed']}",
-        "checkpoint.every=null",
-        *overrides,
-    ]
-    if main(args) != 0:
+    args = child_run.tunewright_args(ws, root / "model", root / "pairs.jsonl", steps, batch, HYPER)
+    if main([*args, *overrides]) != 0:
         raise SystemExit("tunewright train failed")
-    run = sorted((ws / "runs").glob("train-*"))[-1]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows, results = child_run.latest_train(ws)
     losses = [r["loss"] for r in rows if "loss" in r]
-    manifest = json.loads((run / "manifest.json").read_text())
-    seconds = manifest["results"]["seconds"]
+    seconds = results["seconds"]
     return {"tokens": rows[-1]["tokens"], "seconds": seconds, "losses": losses}
 
 

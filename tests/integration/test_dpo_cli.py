@@ -128,12 +128,10 @@ def test_torchrun_two_processes_match_one_process(sft, strategy):
     common = [*DPO, f"model.init_from={sft_run}", "training.max_steps=4", "training.eval_every=2"]
     common += [f"distributed.strategy={strategy}", "checkpoint.every=null", "dpo.rpo_alpha=1.0"]
     assert main(["train", "-w", str(ws), *common]) == 0
+    from test_training import torchrun_train
+
     single = rows(latest_run(ws))
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "tunewright", "train", "-w", str(ws), *common]
-    done = subprocess.run([*cmd, "training.micro_batch_size=2"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    double = rows(latest_run(ws))
+    double = torchrun_train(ws, [*common, "training.micro_batch_size=2"])
     assert [r["step"] for r in double] == [r["step"] for r in single]
     for a, b in zip(double, single, strict=True):
         for key in ("loss", "reward_margin", "reward_accuracy", "val_loss", "val_reward_margin"):

@@ -110,17 +110,22 @@ def test_resume_from_a_checkpoint_of_another_config_is_refused(curated, capsys):
     assert "was made with another config: training.learning_rate (0.004 in the checkpoint, 0.1 now)" in err
 
 
+def torchrun_train(ws: Path, args: list[str]) -> list[dict]:
+    """`tunewright train` under torchrun with two processes; the run's metric rows."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "tunewright", "train", "-w", str(ws), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return rows(latest_run(ws))
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_torchrun_two_processes_match_one_process(curated, strategy):
     ws = curated
     common = ["training.max_steps=4", "training.eval_every=2", f"distributed.strategy={strategy}"]
     assert main(["train", "-w", str(ws), *common, "training.micro_batch_size=4"]) == 0
     single = rows(latest_run(ws))
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "tunewright", "train", "-w", str(ws), *common]
-    done = subprocess.run([*cmd, "training.micro_batch_size=2"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    double = rows(latest_run(ws))
+    double = torchrun_train(ws, [*common, "training.micro_batch_size=2"])
     assert [r["step"] for r in double] == [r["step"] for r in single]
     for a, b in zip(double, single, strict=True):
         key = "loss" if "loss" in a else "val_loss"
