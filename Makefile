@@ -1,5 +1,6 @@
 # make demo: set up .venv and run the quickstart on the embedded tiny model.
 # make test: set up .venv with the dev extras and run the whole test suite.
+# make test-fast: the unit tier only (no model is trained), for a quick check while editing.
 # make test-real: the opt-in suite on the real SmolLM2-135M-Instruct (prepared once in ~/.cache/tunewright).
 # make test-vllm: `serve --engine vllm` against vLLM's CPU build, installed in its own .venv-vllm.
 # make bench: the side-by-side benchmarks in benchmarks/ (installs the bench extra).
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-real test-vllm real-model lint format install clean bench chromium
+.PHONY: demo test test-fast test-real test-vllm real-model lint format install clean bench chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not real and not vllm"
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not real and not vllm"
 
 # Debian's chromium renders the HTML eval report in a test (headless screenshot); installed when we may.
 chromium:

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import httpx
 import torch
-from serve_load import free_port, model_dir
+from serve_load import model_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunewright.core.model_source import ModelSource
 from tunewright.evaluate.config import EndpointConfig, TaskConfig
 from tunewright.evaluate.items import load_task
 from tunewright.evaluate.targets import EndpointTarget, LocalTarget
+from tunewright.runtimes.net import free_port
 
 MAX_NEW = 64
 BATCH = 16

@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,8 @@ from pathlib import Path
 
 import httpx
 
-from tunewright.serve.vllm import stop_process
+from tunewright.runtimes.net import free_port
+from tunewright.runtimes.vllm import stop_process
 
 PROMPTS = [
     "Write a detailed explanation of how a nightly data pipeline can fail and how an on-call engineer should respond.",
@@ -42,12 +42,6 @@ PROMPTS = [
     "Write a short story about a data engineer who fixes a broken schema migration at night.",
 ]
 LEVELS = (1, 8, 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def model_dir(name: str, tmp: Path) -> Path:

@@ -1,4 +1,8 @@
-"""Shared fixtures: the tiny base model is built once per test session (about 15 s on 2 cores)."""
+"""Shared fixtures: the tiny base model is built once per test session (about 15 s on 2 cores).
+
+Tiers: a test is `slow` when it trains a model (it uses one of the model fixtures below) or runs the CLI end
+to end (tests/integration); `make test-fast` runs the rest, `make test` everything.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,17 @@ from tunewright.core.io import read_jsonl_strict
 from tunewright.core.workspace import init_workspace
 from tunewright.demo.sample_data import write_sample_data
 from tunewright.demo.setup import BASE_MODEL_DIR, build_base_model
+
+MODEL_FIXTURES = {
+    "tiny_base", "quickstart_run", "quickstart_copy", "model_workspace", "tiny_adapters", "smollm2", "smol_workspace",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark as `slow` every test that needs a trained model or drives the whole CLI."""
+    for item in items:
+        if "integration" in item.path.parts or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

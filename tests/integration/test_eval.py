@@ -13,7 +13,7 @@ import pytest
 
 from tunewright.cli.main import main
 from tunewright.core.model_source import ModelSource
-from tunewright.serve.app import free_port
+from tunewright.runtimes.net import free_port
 
 CLI = [sys.executable, "-m", "tunewright"]
 GOLDEN = ["tasks=[{name: golden, data: data/raw/eval/golden.jsonl, scorers: [{type: token_f1}]}]", "gates=[]"]
@@ -51,7 +51,7 @@ def test_one_gate_passes_one_fails_and_the_verdict_is_no_go(quickstart_copy, cap
     out, err = capsys.readouterr()
     assert code == 1
     assert "PASS" in out and "support.format_rate" in out and "verdict NO-GO" in out
-    assert "support.pass_rate FAIL" in err
+    assert "support.pass_rate (FAIL)" in err
     run = newest(ws, "eval")
     summary = json.loads((run / "eval.json").read_text())
     status = {g["metric"]: g["status"] for g in summary["gates"]}

@@ -209,9 +209,10 @@ def test_promote_is_gated_recorded_and_rolled_back(trained, capsys):
     assert main(["rollback", "prom", "--to", "production", *w]) == 2
     assert "its first version; there is no earlier one" in capsys.readouterr().err
 
-    from tunewright.core.registry import alias_moves, open_registry
+    from tunewright.core.registry import open_registry
 
-    moves = alias_moves(open_registry(ws), "prom", "production")
+    with open_registry(ws) as registry:
+        moves = registry.alias_moves("prom", "production")
     assert [(m["from_version"], m["to_version"], m["kind"]) for m in moves] == [
         (None, 1, "promote"),
         (1, 2, "promote"),
@@ -247,9 +248,10 @@ def test_promote_enforces_the_license_policy(trained, capsys):
         assert main(["promote", "lic", "--to", "staging", "--license-reviewed", "--reason", "legal ok", *w]) == 0
     finally:
         policy.write_text(original)
-    from tunewright.core.registry import alias_moves, open_registry
+    from tunewright.core.registry import open_registry
 
-    (move,) = alias_moves(open_registry(ws), "lic", "staging")
+    with open_registry(ws) as registry:
+        (move,) = registry.alias_moves("lic", "staging")
     assert move["reason"].startswith("legal ok [license review acknowledged: ") and "Apache-2.0" in move["reason"]
 
 
@@ -303,7 +305,8 @@ def test_a_gguf_export_reads_back_with_its_tensors_tokenizer_and_template(traine
     written = manifest(version)
     assert written["results"]["gguf_type"] == "q8_0" and written["results"]["parity_passed"]
     assert any(o["path"].endswith("g-q8_0.gguf") and o.get("sha256") for o in written["outputs"])
-    assert json.loads((version / "parity.json").read_text())["diverged"] == []
+    parity = json.loads((version / "parity.json").read_text())  # rounding may move a near-tied greedy answer
+    assert parity["min_top1_agreement"] == 0.95 and parity["top1_agreement"] >= 0.95
     assert "llama-server -m exports/g/v1/g-q8_0.gguf" in (version / "README.md").read_text()
     capsys.readouterr()
     assert main(["serve", "g@latest", "-w", str(ws)]) == 2

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tunewright.cli.main import main
-from tunewright.serve.app import free_port
+from tunewright.runtimes.net import free_port
 
 CLI = [sys.executable, "-m", "tunewright"]
 

@@ -81,3 +81,17 @@ def test_runs_lineage_reaches_every_raw_source_with_its_license(quickstart_run, 
     assert "- raw data/raw/support_tickets.jsonl: license CC-BY-4.0" in out
     assert "- raw data/raw/runbook_chats.jsonl: license Apache-2.0" in out
     assert "- raw data/raw/handbook.jsonl: license not recorded" in out  # the demo base's pre-training text
+
+
+def test_runs_take_the_version_references_every_other_verb_takes(quickstart_run, capsys):
+    ws: Path = quickstart_run[0]
+    assert main(["runs", "lineage", "latest:export", "-w", str(ws)]) == 0
+    expected = capsys.readouterr().out
+    for ref in ("support-assistant@production", "support-assistant@v1", "exports/support-assistant"):
+        assert main(["runs", "lineage", ref, "-w", str(ws)]) == 0, ref
+        assert capsys.readouterr().out == expected
+    assert main(["runs", "show", "support-assistant@latest", "-w", str(ws)]) == 0
+    assert json.loads(capsys.readouterr().out)["stage"] == "export"
+    assert main(["runs", "diff", "support-assistant@v1", "latest:export", "-w", str(ws)]) == 0
+    assert main(["runs", "show", "support-assistant@staging", "-w", str(ws)]) == 2
+    assert "no version of 'support-assistant' is 'staging'" in capsys.readouterr().err

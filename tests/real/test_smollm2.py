@@ -106,10 +106,9 @@ def test_a_gguf_export_answers_in_llama_cpp_as_the_trained_model_does(workspace,
     version = ws / f"exports/{name}/latest"
     parity = json.loads((version / "parity.json").read_text())
     assert parity["verified_with"]["engine"] == "llama.cpp" and parity["verified_with"]["prompts"] == 12
-    if gguf_type == "f16":  # exact: the same greedy answers from the read-back weights and from llama.cpp
-        assert parity["diverged"] == [] and parity["verified_with"]["diverged"] == []
-    else:  # rounded weights: the trained answers' next tokens are still ranked first nearly everywhere
-        assert parity["top1_agreement"] >= 0.95 and parity["verified_with"]["top1_agreement"] >= 0.95
+    least = {"f16": 0.99, "q8_0": 0.95}[gguf_type]  # rounded weights: judged by top-1 agreement on trained answers
+    assert parity["min_top1_agreement"] == least
+    assert parity["top1_agreement"] >= least and parity["verified_with"]["top1_agreement"] >= least
     reader = GGUFReader(version / f"{name}-{gguf_type}.gguf")
     assert len(reader.get_field("tokenizer.ggml.tokens").data) == 49152
     names = {t.name for t in reader.tensors}

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tunewright.serve.app import free_port
+from tunewright.runtimes.net import free_port
 
 pytestmark = pytest.mark.vllm
 

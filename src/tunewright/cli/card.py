@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tunewright.cli.common import WORKSPACE, command_line, workspace_path
+from tunewright.core.runs import Run
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +22,12 @@ def card_cmd(
 ) -> None:
     """Write reports/model-card.md and reports/release-notes.md (against the previous production version),
     generated from the registry and the run records."""
-    from tunewright.core.runs import start_run
-    from tunewright.release.paper_trail import write_paper_trail
+    from tunewright.release.paper_trail import write_card
 
     ws = workspace_path(workspace)
-    with start_run(ws, "card", command_line(), {"model": ref}) as run:
-        card, notes = write_paper_trail(ws, ref, run)
+    report(ws, *write_card(ws, ref, command_line()))
+
+
+def report(ws: Path, run: Run, card: Path, notes: Path) -> None:
+    """Where the card and the notes went, as the CLI prints it."""
     typer.echo(f"{run.results['model']}: model card {card.relative_to(ws)}, release notes {notes.relative_to(ws)}")

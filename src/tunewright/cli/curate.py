@@ -8,7 +8,7 @@ import typer
 
 from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
-from tunewright.core.runs import start_run
+from tunewright.core.runs import Run
 
 
 def register(app: typer.Typer) -> None:
@@ -25,16 +25,19 @@ def curate_cmd(
 ) -> None:
     """Normalise, clean, filter, redact PII, deduplicate, decontaminate and split raw data."""
     from tunewright.curate.config import CurateConfig
-    from tunewright.curate.stage import curate
+    from tunewright.curate.stage import run_curate
 
     ws = workspace_path(workspace)
     extra = [f"workers={workers}"] if workers else []
     cfg = load_config(config_path(ws, config, "curate.yaml"), CurateConfig, [*(overrides or []), *extra])
-    with start_run(ws, "curate", command_line(), cfg.model_dump(), seed=cfg.split.seed) as run:
-        curate(cfg, ws, run)
+    report(run_curate(ws, cfg, command_line()), cfg.output.data_card)
+
+
+def report(run: Run, data_card: str) -> None:
+    """What the curation kept, as the CLI prints it."""
     parts = []
     for label, summary in (("conversations", run.results), ("preference pairs", run.results.get("preference_pairs"))):
         if summary and "splits" in summary:
             sizes = ", ".join(f"{k} {n}" for k, n in summary["splits"].items())
             parts.append(f"{summary['lines_read']} lines of {label}: {sizes}; {summary['quarantined']} quarantined")
-    typer.echo(f"curated {'; '.join(parts)}. Run {run.run_id}; data card {cfg.output.data_card}")
+    typer.echo(f"curated {'; '.join(parts)}. Run {run.run_id}; data card {data_card}")

@@ -9,13 +9,15 @@ handle blind human review of an eval run's answers; they are dispatched from her
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
 from tunewright.core.errors import CheckFailed, UserError
-from tunewright.core.runs import start_run
+from tunewright.core.manifest import failing_gates
+from tunewright.core.runs import Run
 
 REVIEW_VERBS = ("export-review", "import-review")
 
@@ -48,7 +50,7 @@ def eval_cmd(
     if misplaced:
         raise UserError(f"options go before the key=value overrides: move {' '.join(misplaced)} before them")
     from tunewright.evaluate.config import EvalConfig
-    from tunewright.evaluate.stage import TargetSpec, run_eval
+    from tunewright.evaluate.stage import TargetSpec, evaluate
 
     ws = workspace_path(workspace)
     cfg = load_config(config_path(ws, config, "eval.yaml"), EvalConfig, overrides)
@@ -56,12 +58,15 @@ def eval_cmd(
     other = None
     if baseline or baseline_endpoint:
         other = TargetSpec(baseline, baseline_endpoint, baseline_endpoint_model)
-    with start_run(ws, "eval", command_line(), cfg.model_dump()) as run:
-        summary = run_eval(cfg, ws, target, other, run)
+    run, summary = evaluate(ws, cfg, target, other, command_line())
+    report(run, summary, cfg.report)
+
+
+def report(run: Run, summary: dict[str, Any], report_path: str) -> None:
+    """The gates and the verdict, as the CLI prints them; a verdict other than GO is a CheckFailed (exit 1)."""
     for g in summary["gates"]:
         typer.echo(f"{g['status']:<12} {g['tier']:<10} {g['metric']} {g['rule']} (model {g['model']['value']:.3f})")
     typer.echo(f"verdict {summary['verdict']}; config sha256 {summary['config_hash'][:16]}…")
-    typer.echo(f"report {cfg.report}; results runs/{run.run_id}/results.jsonl")
+    typer.echo(f"report {report_path}; results runs/{run.run_id}/results.jsonl")
     if summary["verdict"] != "GO":
-        failing = [f"{g['metric']} {g['status']}" for g in summary["gates"] if g["status"] != "PASS"]
-        raise CheckFailed(f"verdict {summary['verdict']}: {', '.join(failing)}")
+        raise CheckFailed(f"verdict {summary['verdict']}: {failing_gates(summary['gates'])}")

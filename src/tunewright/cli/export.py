@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tunewright.cli.common import WORKSPACE, command_line, workspace_path
-from tunewright.core.runs import start_run
-from tunewright.core.workspace import resolve
+from tunewright.runtimes.vllm import VllmConfig
+
+if TYPE_CHECKING:
+    from tunewright.core.runs import Run
+    from tunewright.export.config import ExportConfig
+    from tunewright.export.parity import ParityResult
 
 
 def register(app: typer.Typer) -> None:
@@ -35,23 +40,27 @@ def export_cmd(
     workspace: Path = WORKSPACE,
 ) -> None:
     """Export a trained model; refuses a run whose latest eval failed, and fails (exit 1) on a parity mismatch."""
-    from tunewright.export.stage import run_export
+    from tunewright.export.config import ExportConfig
+    from tunewright.export.stage import export_version
+    from tunewright.serve.config import load_serve_config
 
     ws = workspace_path(workspace)
-    config = {
-        "run": run_ref,
-        "format": fmt,
-        "name": name,
-        "golden": str(golden),
-        "allow_failed_eval": allow_failed_eval,
-        "max_shard_size": max_shard_size,
-        "gguf_type": gguf_type,
-        "verify_with": verify_with,
-    }
-    with start_run(ws, "export", command_line(), config) as run:
-        parity, out_dir = run_export(
-            ws, run_ref, fmt, name, resolve(ws, golden), run, allow_failed_eval, max_shard_size, gguf_type, verify_with
-        )
+    cfg = ExportConfig(
+        run=run_ref,
+        format=fmt,
+        name=name,
+        golden=str(golden),
+        allow_failed_eval=allow_failed_eval,
+        max_shard_size=max_shard_size,
+        gguf_type=gguf_type,
+        verify_with=verify_with,
+        vllm=load_serve_config(ws).vllm if verify_with == "vllm" else VllmConfig(),
+    )
+    report(*export_version(ws, cfg, command_line()), cfg)
+
+
+def report(run: Run, parity: ParityResult, out_dir: Path, cfg: ExportConfig) -> None:
+    """What the export made and how it was checked, as the CLI prints it."""
     for warning in run.results["warnings"]:
         typer.echo(f"warning: {warning}", err=True)
     verdict = run.results["eval"]
@@ -63,9 +72,9 @@ def export_cmd(
         checked = f"golden prompts identical ({parity.prompts}/{parity.prompts})"
     else:
         checked = f"top-1 agreement with the trained model's answers {agreement:.1%}"
-    if verify_with:
-        checked += f", also on {verify_with}"
+    if cfg.verify_with:
+        checked += f", also on {cfg.verify_with}"
     typer.echo(
-        f"exported {fmt} model to exports/{out_dir.parent.name}/{out_dir.name} ({evaluated}); {checked}. "
+        f"exported {cfg.format} model to exports/{out_dir.parent.name}/{out_dir.name} ({evaluated}); {checked}. "
         f"Run {run.run_id}"
     )

@@ -19,7 +19,11 @@ def init_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite existing configs with the examples."),
 ) -> None:
     """Create the workspace layout: data/, configs/, runs/, exports/, reports/."""
-    root = directory.resolve()
+    init_workspace_dir(directory.resolve(), sample, force)
+
+
+def init_workspace_dir(root: Path, sample: bool = False, force: bool = False) -> None:
+    """Scaffold the workspace at `root` (with the sample data and tiny base model when `sample`), and say so."""
     written = init_workspace(root, force=force)
     typer.echo(f"workspace {root}: {len(written)} config(s) written")
     if sample:

@@ -32,7 +32,7 @@ from tunewright.cli import (
     train,
 )
 from tunewright.cli.common import set_command_line
-from tunewright.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, CheckFailed, UserError, describe_os_error
+from tunewright.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CheckFailed, UserError, describe_os_error
 
 app = typer.Typer(
     name="tunewright",
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
         print("interrupted", file=sys.stderr)
-    return code if isinstance(code, int) else 0
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def entry() -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tunewright.cli.common import WORKSPACE, workspace_path
-from tunewright.core.errors import CheckFailed, UserError
+from tunewright.core.errors import UserError
+
+if TYPE_CHECKING:
+    from tunewright.release.promote import Decision
 
 ALIAS_HELP = "The alias to move: candidate, staging or production."
 
@@ -35,19 +39,17 @@ def promote_cmd(
 ) -> None:
     """Point NAME@ALIAS at a version: refused (exit 1, every reason listed) unless its parity passed and its
     newest eval against the alias's current version (or base) is GO and the license policy allows it."""
-    from tunewright.release.promote import decide, promote
+    from tunewright.release.promote import PromoteConfig, promote_version
 
     _check_alias(to)
-    ws = workspace_path(workspace)
-    decision = decide(ws, ref, to, license_reviewed)
-    if decision.reasons:
-        raise CheckFailed(
-            f"{decision.name}@v{decision.version} not promoted to {to}:\n"
-            + "\n".join(f"  - {r}" for r in decision.reasons)
-        )
-    promote(ws, decision, reason)
+    cfg = PromoteConfig(ref=ref, to=to, reason=reason, license_reviewed=license_reviewed)
+    report(promote_version(workspace_path(workspace), cfg))
+
+
+def report(decision: Decision) -> None:
+    """The alias move, as the CLI prints it."""
     was = f"v{decision.current}" if decision.current is not None else "unset"
-    typer.echo(f"{decision.name}@{to}: {was} -> v{decision.version} (eval {decision.eval_run})")
+    typer.echo(f"{decision.name}@{decision.alias}: {was} -> v{decision.version} (eval {decision.eval_run})")
 
 
 def rollback_cmd(

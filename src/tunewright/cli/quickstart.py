@@ -1,36 +1,143 @@
 """`tunewright quickstart`: the whole loop on the embedded default, in a fresh workspace.
 
-It runs the same verbs a user would type (init, curate, train, eval, export, promote, card, serve), so
-the workspace it leaves behind has the same runs, manifests and reports, then asks the
-served model one question through the OpenAI-compatible API.
+It calls the library functions the verbs call (init, curate, train, eval, export, promote, card,
+serve), with the workspace's own configs, and prints what each verb prints, so the workspace it
+leaves behind has the same runs, manifests (each with the command that would repeat it) and
+reports; then it serves the promoted version and asks it one question through the
+OpenAI-compatible API.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-from tunewright.core.errors import EXIT_OK
+from tunewright.core.config import M, load_config
+from tunewright.core.progress import console
+
+QUESTION = "The nightly job for finance.invoices failed. What should I do?"
+EXPORT_NAME = "support-assistant"
 
 
 def register(app: typer.Typer) -> None:
     app.command("quickstart")(quickstart_cmd)
 
 
-QUESTION = "The nightly job for finance.invoices failed. What should I do?"
-
-
 def ask(base_url: str, model: str, question: str) -> str:
     """One chat completion over HTTP, as any OpenAI client would send it."""
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": question}], "temperature": 0})
-    req = urllib.request.Request(
-        f"{base_url}/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return json.loads(resp.read())["choices"][0]["message"]["content"]
+    from tunewright.runtimes.openai_client import OpenAIClient
+
+    client = OpenAIClient(base_url, timeout_s=60)
+    try:
+        body = {"model": model, "messages": [{"role": "user", "content": question}], "temperature": 0}
+        return client.chat(body)["choices"][0]["message"]["content"]
+    finally:
+        client.close()
+
+
+class Steps:
+    """The verbs of the loop in one workspace: each prints its step header, runs, and prints what its verb prints."""
+
+    def __init__(self, ws: Path, total: int) -> None:
+        self.ws, self.total, self.done = ws, total, 0
+
+    def step(self, argv: list[str], body: Callable[[list[str]], None]) -> None:
+        """Run one verb; `argv` is the command that repeats it (shown, and recorded in its run's manifest)."""
+        self.done += 1
+        shown = " ".join(a for a in argv if a not in (str(self.ws), "-w"))
+        console.rule(f"[bold]{self.done}/{self.total}  tunewright {shown}")
+        body(["tunewright", *argv])
+
+    def init(self) -> None:
+        from tunewright.cli.init import init_workspace_dir
+
+        self.step(["init", str(self.ws), "--sample"], lambda _: init_workspace_dir(self.ws, sample=True))
+
+    def curate(self) -> None:
+        from tunewright.cli import curate
+        from tunewright.curate.config import CurateConfig
+        from tunewright.curate.stage import run_curate
+
+        cfg = self._config("curate.yaml", CurateConfig)
+        self.step(
+            ["curate", "-w", str(self.ws)],
+            lambda cmd: curate.report(run_curate(self.ws, cfg, cmd), cfg.output.data_card),
+        )
+
+    def train(self, config: str = "sft-lora.yaml", overrides: tuple[str, ...] = ()) -> None:
+        from tunewright.cli import train
+        from tunewright.train.config import TrainConfig
+        from tunewright.train.stage import train as run_train
+
+        cfg = self._config(config, TrainConfig, overrides)
+        argv = ["train", "-w", str(self.ws), *(["-c", f"configs/{config}"] if config != "sft-lora.yaml" else [])]
+
+        def body(cmd: list[str]) -> None:
+            run, summary = run_train(self.ws, cfg, cmd)
+            assert run is not None  # one process: rank 0
+            train.report(summary, run.run_id, cfg.adapter)
+
+        self.step([*argv, *overrides], body)
+
+    def eval(self, model: str, baseline: str, config: str = "eval.yaml", overrides: tuple[str, ...] = ()) -> None:
+        from tunewright.cli import eval_cmd
+        from tunewright.evaluate.config import EvalConfig
+        from tunewright.evaluate.stage import TargetSpec, evaluate
+
+        cfg = self._config(config, EvalConfig, overrides)
+        argv = ["eval", "-w", str(self.ws), *(["-c", f"configs/{config}"] if config != "eval.yaml" else [])]
+
+        def body(cmd: list[str]) -> None:
+            run, summary = evaluate(self.ws, cfg, TargetSpec(model), TargetSpec(baseline), cmd)
+            eval_cmd.report(run, summary, cfg.report)
+
+        self.step([*argv, "--model", model, "--baseline", baseline, *overrides], body)
+
+    def export(self) -> None:
+        from tunewright.cli import export
+        from tunewright.export.config import ExportConfig
+        from tunewright.export.stage import export_version
+
+        cfg = ExportConfig(run="latest:train", format="merged", name=EXPORT_NAME)
+        argv = ["export", "latest:train", "--format", "merged", "--name", EXPORT_NAME, "-w", str(self.ws)]
+        self.step(argv, lambda cmd: export.report(*export_version(self.ws, cfg, cmd), cfg))
+
+    def promote(self) -> None:
+        from tunewright.cli import promote
+        from tunewright.release.promote import PromoteConfig, promote_version
+
+        cfg = PromoteConfig(ref=EXPORT_NAME, to="production", reason="quickstart")
+        argv = ["promote", EXPORT_NAME, "--to", "production", "--reason", "quickstart", "-w", str(self.ws)]
+        self.step(argv, lambda _: promote.report(promote_version(self.ws, cfg)))
+
+    def card(self) -> None:
+        from tunewright.cli import card
+        from tunewright.release.paper_trail import write_card
+
+        ref = f"{EXPORT_NAME}@production"
+        self.step(["card", ref, "-w", str(self.ws)], lambda cmd: card.report(self.ws, *write_card(self.ws, ref, cmd)))
+
+    def _config(self, name: str, model: type[M], overrides: tuple[str, ...] = ()) -> M:
+        path = self.ws / "configs" / name
+        return load_config(path if path.is_file() else None, model, list(overrides))
+
+
+def serve_and_ask(ws: Path) -> tuple[str, str, str]:
+    """Serve `support-assistant@production` as `tunewright serve` would (the workspace's serve config), ask the
+    question, stop; the export's directory, the server's URL and the answer."""
+    from tunewright.core.model_source import resolve_model
+    from tunewright.engine import Engine
+    from tunewright.serve.app import BackgroundServer, create_app
+    from tunewright.serve.config import load_serve_config
+    from tunewright.serve.service import Served
+
+    cfg = load_serve_config(ws)
+    source = resolve_model(ws, f"{EXPORT_NAME}@production")
+    app = create_app(lambda: (Engine.from_source(source, cfg.engine_config()), Served(EXPORT_NAME, source.base)), cfg)
+    with BackgroundServer(app) as server:
+        return source.base, server.base_url, ask(server.base_url, EXPORT_NAME, QUESTION)
 
 
 def quickstart_cmd(
@@ -42,60 +149,24 @@ def quickstart_cmd(
     """Init, curate, train (LoRA), eval vs base, export (merged), promote to production, write the model card
     and release notes, serve, ask one question. With --with-dpo, DPO continues the SFT run and is evaluated
     on the SFT gates (against base) and on held-out preference pairs (against the SFT model)."""
-    from tunewright.cli.main import main
-    from tunewright.core.model_source import resolve_model
-    from tunewright.core.progress import console
     from tunewright.core.runs import find_run
-    from tunewright.engine import Engine
-    from tunewright.serve.app import BackgroundServer, create_app
-    from tunewright.serve.service import Served
 
     ws = workspace.resolve()
-    export_name = "support-assistant"
-    steps = [
-        ["init", str(ws), "--sample"],
-        ["curate", "-w", str(ws)],
-        ["train", "-w", str(ws)],
-        ["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base"],
-        ["export", "latest:train", "--format", "merged", "--name", export_name, "-w", str(ws)],
-        ["promote", export_name, "--to", "production", "--reason", "quickstart", "-w", str(ws)],
-        ["card", f"{export_name}@production", "-w", str(ws)],
-    ]
-    total = len(steps) + 1 + (3 if with_dpo else 0)
-
-    def run(argv: list[str], number: int) -> None:
-        console.rule(f"[bold]{number}/{total}  tunewright {' '.join(a for a in argv if a not in (str(ws), '-w'))}")
-        code = main(argv)
-        if code != EXIT_OK:
-            raise typer.Exit(code)
-
-    for i, argv in enumerate(steps, start=1):
-        run(argv, i)
+    steps = Steps(ws, 8 + (3 if with_dpo else 0))
+    steps.init()
+    steps.curate()
+    steps.train()
+    steps.eval("latest:train", "base")
+    steps.export()
+    steps.promote()
+    steps.card()
     if with_dpo:
         sft = find_run(ws, "latest:train").name
-        dpo_steps = [
-            ["train", "-w", str(ws), "-c", "configs/dpo-lora.yaml", f"model.init_from={sft}"],
-            ["eval", "-w", str(ws), "--model", "latest:train", "--baseline", "base", "report=reports/eval-dpo.md"],
-            [
-                "eval",
-                "-w",
-                str(ws),
-                "-c",
-                "configs/eval-preferences.yaml",
-                "--model",
-                "latest:train",
-                "--baseline",
-                sft,
-            ],
-        ]
-        for i, argv in enumerate(dpo_steps, start=len(steps) + 1):
-            run(argv, i)
-    console.rule(f"[bold]{total}/{total}  tunewright serve {export_name}@production")
-    source = resolve_model(ws, f"{export_name}@production")
-    app = create_app(lambda: (Engine.from_source(source), Served(export_name, source.base)))
-    with BackgroundServer(app) as server:
-        answer = ask(server.base_url, export_name, QUESTION)
-        url = server.base_url
+        steps.train("dpo-lora.yaml", (f"model.init_from={sft}",))
+        steps.eval("latest:train", "base", overrides=("report=reports/eval-dpo.md",))
+        steps.eval("latest:train", sft, config="eval-preferences.yaml")
+    console.rule(f"[bold]{steps.total}/{steps.total}  tunewright serve {EXPORT_NAME}@production")
+    export_dir, url, answer = serve_and_ask(ws)
     typer.echo("")
     typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
@@ -103,7 +174,7 @@ def quickstart_cmd(
     typer.echo(f"release notes: {ws / 'reports/release-notes.md'}")
     if with_dpo:
         typer.echo(f"DPO evals:   {ws / 'reports/eval-dpo.md'} (SFT gates), {ws / 'reports/eval-preferences.md'}")
-    typer.echo(f"export:      {source.base} ({export_name}@production)")
+    typer.echo(f"export:      {export_dir} ({EXPORT_NAME}@production)")
     typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
     typer.echo(answer)
-    typer.echo(f"\nServe it yourself: tunewright serve {export_name}@production -w {ws}")
+    typer.echo(f"\nServe it yourself: tunewright serve {EXPORT_NAME}@production -w {ws}")

@@ -22,21 +22,21 @@ def list_cmd(
     name: str = typer.Argument(None, help="One export name (default: all)."), workspace: Path = WORKSPACE
 ) -> None:
     """Every version of every export name, with its training run and that run's latest eval verdict."""
-    from tunewright.core.registry import export_versions, open_registry
+    from tunewright.core.registry import open_registry
 
-    conn = open_registry(workspace_path(workspace))
-    names = [name] if name else [r[0] for r in conn.execute("SELECT DISTINCT name FROM exports ORDER BY name")]
+    with open_registry(workspace_path(workspace)) as registry:
+        names = [name] if name else registry.export_names()
+        rows = [(n, v) for n in names for v in registry.export_versions(n)]
     table = Table("export", "version", "aliases", "format", "training run", "latest eval", "parity", "export run")
-    for n in names:
-        for v in export_versions(conn, n):
-            table.add_row(
-                n,
-                f"v{v['version']}",
-                v["aliases"] or "",
-                v["format"] or "",
-                v["source_run"] or "",
-                v["latest_eval"] or "not evaluated",
-                "passed" if v["parity_passed"] else "FAILED",
-                v["export_run"],
-            )
+    for n, v in rows:
+        table.add_row(
+            n,
+            f"v{v['version']}",
+            v["aliases"] or "",
+            v["format"] or "",
+            v["source_run"] or "",
+            v["latest_eval"] or "not evaluated",
+            "passed" if v["parity_passed"] else "FAILED",
+            v["export_run"],
+        )
     Console(width=200).print(table)

@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tunewright.cli.common import WORKSPACE, workspace_path
-from tunewright.core.runs import diff_manifests, find_run, lineage, list_manifests, load_manifest
+from tunewright.core.manifest import list_manifests, load_manifest, run_order
+from tunewright.core.runs import diff_manifests, find_run, lineage
 
+RUN_REF = "Run id, path, latest[:stage], or an export version (NAME@v2, NAME@production, exports/NAME)."
 runs_app = typer.Typer(help="Inspect run records: what ran, on what, from which parents.", no_args_is_help=True)
 
 
@@ -23,23 +25,19 @@ def register(app: typer.Typer) -> None:
 def list_cmd(workspace: Path = WORKSPACE) -> None:
     """Every completed run, oldest first."""
     table = Table("run", "stage", "started", "seconds", "parents")
-    for m in sorted(list_manifests(workspace_path(workspace)), key=lambda m: m["started_at"]):
+    for m in sorted(list_manifests(workspace_path(workspace)), key=run_order):
         table.add_row(m["run_id"], m["stage"], m["started_at"][:19], f"{m['duration_s']:.1f}", ", ".join(m["parents"]))
     Console(width=200).print(table)
 
 
 @runs_app.command("show")
-def show_cmd(
-    run: str = typer.Argument(..., help="Run id, path or latest[:stage]."), workspace: Path = WORKSPACE
-) -> None:
+def show_cmd(run: str = typer.Argument(..., help=RUN_REF), workspace: Path = WORKSPACE) -> None:
     """Print a run's manifest as JSON."""
     typer.echo(json.dumps(load_manifest(find_run(workspace_path(workspace), run)), indent=2))
 
 
 @runs_app.command("lineage")
-def lineage_cmd(
-    run: str = typer.Argument(..., help="Run id, path or latest[:stage]."), workspace: Path = WORKSPACE
-) -> None:
+def lineage_cmd(run: str = typer.Argument(..., help=RUN_REF), workspace: Path = WORKSPACE) -> None:
     """The run and every run it descends from (export -> train -> curate -> ...), down to each raw source
     and base model with its license."""
     from tunewright.release.policy import provenance
@@ -54,7 +52,7 @@ def lineage_cmd(
 
 @runs_app.command("diff")
 def diff_cmd(
-    a: str = typer.Argument(..., help="Run id, path or latest[:stage]."),
+    a: str = typer.Argument(..., help=RUN_REF),
     b: str = typer.Argument(..., help="The run to compare it with."),
     workspace: Path = WORKSPACE,
 ) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,10 +15,6 @@ from tunewright.cli.common import OVERRIDES, WORKSPACE, config_option, config_pa
 from tunewright.core.config import load_config
 from tunewright.core.errors import UserError
 from tunewright.core.export_versions import export_name
-
-if TYPE_CHECKING:
-    from tunewright.core.model_source import ModelSource
-    from tunewright.serve.config import ServeConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +38,7 @@ def serve_cmd(
     """Serve /v1/chat/completions, /v1/completions, /v1/models, health and /metrics until interrupted."""
     from tunewright.core.model_source import resolve_model
     from tunewright.core.workspace import resolve
-    from tunewright.serve.app import free_port
+    from tunewright.runtimes.net import free_port
     from tunewright.serve.config import ServeConfig
 
     ws = workspace_path(workspace)
@@ -74,45 +69,15 @@ def serve_cmd(
     name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
     if cfg.engine == "vllm":
-        from tunewright.serve.vllm import run_vllm, vllm_command, vllm_python
+        from tunewright.runtimes.vllm import VllmLaunch, run_vllm, vllm_command, vllm_python
 
-        cmd = vllm_command(cfg, vllm_python(cfg), source, name, adapters, port, cfg.api_key_env)
+        launch = VllmLaunch(cfg.host, port, cfg.batching.max_model_len, cfg.batching.max_num_seqs)
+        cmd = vllm_command(cfg.vllm, vllm_python(cfg.vllm), source, name, adapters, launch)
         typer.echo(f"starting vLLM for {name} on http://{cfg.host}:{port}/v1", err=True)
         raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))
-    _serve_here(cfg, source, name, adapters, port, api_key)
+    from tunewright.serve.app import serve_forever
 
-
-def _serve_here(
-    cfg: ServeConfig, source: ModelSource, name: str, adapters: dict[str, str], port: int, api_key: str | None
-) -> None:
-    import uvicorn
-
-    from tunewright.engine import Engine, EngineConfig
-    from tunewright.engine.lora import adapter_name_for
-    from tunewright.serve.app import create_app
-    from tunewright.serve.service import Served
-
-    def load() -> tuple[Engine, Served]:
-        model, tokenizer = source.load_base()
-        b = cfg.batching
-        context = getattr(model.config, "max_position_embeddings", None) or b.max_model_len
-        config = EngineConfig(b.max_num_seqs, min(b.max_model_len, context), b.max_num_batched_tokens, b.max_waiting)
-        own = adapter_name_for(source.label)
-        served_adapters = {own: source.adapter} if source.adapter is not None else {}
-        served_adapters.update({n: Path(p) for n, p in adapters.items()})
-        default = own if source.adapter is not None else None
-        return Engine(model, tokenizer, config, served_adapters, default), Served(name, source.base)
-
-    app = create_app(load, cfg, api_key)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=cfg.host, port=port, log_level="warning", timeout_graceful_shutdown=int(cfg.shutdown_grace_s)
-        )
-    )
-    app.state.on_load_error = lambda exc: setattr(server, "should_exit", True)
     typer.echo(
         f"serving {name} on http://{cfg.host}:{port}/v1 (loading; ready at /v1/health/ready; Ctrl-C to stop)", err=True
     )
-    server.run()
-    if app.state.load_error is not None:
-        raise app.state.load_error
+    serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key)

@@ -1,7 +1,7 @@
 """`tunewright train`: SFT or DPO of every weight, a LoRA or a DoRA adapter (chat, completion or pre-training).
 
-Runs the same on one process and under `torchrun --nproc-per-node N -m tunewright train`:
-rank 0 records the run and writes every output, the other ranks train their data shard.
+Runs the same on one process and under `torchrun --nproc-per-node N -m tunewright train`
+(`train/stage.py`): rank 0 records the run and prints the summary.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import typer
 
 from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
 from tunewright.core.config import load_config
-from tunewright.core.runs import new_run_id, start_run
 
 if TYPE_CHECKING:
     from tunewright.train.config import TrainConfig
@@ -35,28 +34,17 @@ def train_cmd(
     overrides: list[str] = OVERRIDES,
 ) -> None:
     """Fine-tune a model on the curated splits; writes runs/<id>/adapter (or model/) and checkpoints."""
-    from tunewright.train.checkpoint import find_checkpoint
     from tunewright.train.config import TrainConfig
-    from tunewright.train.distributed import broadcast_object, init_distributed, shutdown
-    from tunewright.train.recipe import run_training
+    from tunewright.train.stage import train
 
     ws = workspace_path(workspace)
     cfg = load_config(config_path(ws, config, "sft-lora.yaml"), TrainConfig, overrides)
     if check_data:
         _check_data(cfg, ws)
         return
-    checkpoint = find_checkpoint(ws, resume) if resume else None
-    d = init_distributed(cfg.distributed.backend)
-    try:
-        if d.main:
-            with start_run(ws, "train", command_line(), cfg.model_dump(by_alias=True), seed=cfg.training.seed) as run:
-                broadcast_object(run.run_id, d)
-                summary = run_training(cfg, ws, run, run.run_id, d, checkpoint)
-            _report(summary, run.run_id, cfg.adapter)
-        else:
-            run_training(cfg, ws, None, broadcast_object(new_run_id("train"), d), d, checkpoint)
-    finally:
-        shutdown(d)
+    run, summary = train(ws, cfg, command_line(), resume)
+    if run is not None:
+        report(summary, run.run_id, cfg.adapter)
 
 
 def _check_data(cfg: TrainConfig, ws: Path) -> None:
@@ -66,11 +54,12 @@ def _check_data(cfg: TrainConfig, ws: Path) -> None:
 
     tokenizer = prepare_tokenizer(cfg, locate_model(ws, cfg.model.name_or_path, "model.name_or_path"))
     split = load_split(resolve(ws, cfg.data.train_path), tokenizer, cfg)
-    typer.echo(render_check(split, tokenizer))
+    typer.echo(render_check(split, tokenizer, cfg))
     typer.echo("\n--check-data: nothing was trained.")
 
 
-def _report(summary: dict[str, Any], run_id: str, adapter: str) -> None:
+def report(summary: dict[str, Any], run_id: str, adapter: str) -> None:
+    """What the training did, as the CLI prints it."""
     val, first = summary.get("final_val_loss"), summary.get("initial_val_loss")
     out = "model" if adapter == "none" else "adapter"
     typer.echo(

@@ -13,6 +13,7 @@ pointer.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from tunewright.core.errors import UserError
@@ -47,39 +48,76 @@ def resolve_version(path: Path) -> Path:
     return path
 
 
+NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)@([A-Za-z0-9_-]+)$")
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """`NAME@SELECTOR` parsed: the export name, and `latest`, `v<N>` or an alias (None for a bare name)."""
+
+    name: str
+    selector: str | None = None
+
+    @property
+    def number(self) -> int | None:
+        """The version number a `v<N>` selector names (None for `latest`, an alias, or a bare name)."""
+        found = VERSION.match(self.selector or "")
+        return int(found.group(1)) if found else None
+
+    @property
+    def is_alias(self) -> bool:
+        return self.selector not in (None, LATEST) and self.number is None
+
+
+def parse_ref(ref: str) -> VersionRef | None:
+    """`NAME@v3`, `NAME@latest`, `NAME@<alias>` -> a `VersionRef` (None: not of that form)."""
+    found = NAMED.match(ref)
+    return VersionRef(*found.groups()) if found else None
+
+
 def export_name(path: Path) -> str:
     """The export's name for a version directory (`exports/x/v2`, `x@production` -> `x`), else the directory's name."""
-    named = NAMED.match(str(path))
-    if named:
-        return named.group(1)
+    parsed = parse_ref(str(path))
+    if parsed is not None:
+        return parsed.name
     path = path.resolve() if path.is_symlink() else path
     if VERSION.match(path.name) or path.name == LATEST:
         return path.parent.name
     return path.name
 
 
-NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)@([A-Za-z0-9_-]+)$")
+def version_number(workspace: Path, ref: VersionRef) -> int:
+    """The version `ref` names; a bare name or `latest` is the newest. An unknown name, version or unset
+    alias is a UserError naming what exists."""
+    export_dir = workspace / "exports" / ref.name
+    found = versions(export_dir)
+    shown = f"{ref.name}@{ref.selector}" if ref.selector else ref.name
+    if not found:
+        raise UserError(f"{shown}: there is no export named {ref.name!r} (exports/{ref.name} has no versions)")
+    if not ref.is_alias:
+        number = ref.number or found[-1]
+        if number not in found:
+            have = ", ".join(f"v{v}" for v in found)
+            raise UserError(f"{shown}: export {ref.name!r} has no version v{number}; it has {have}")
+        return number
+    from tunewright.core.registry import open_registry
+
+    with open_registry(workspace) as registry:
+        number = registry.alias_version(ref.name, str(ref.selector))
+    if number is None:
+        raise UserError(
+            f"{shown}: no version of {ref.name!r} is {ref.selector!r} "
+            f"(tunewright promote {ref.name} --to {ref.selector})"
+        )
+    return number
 
 
 def named_version(workspace: Path, ref: str) -> Path | None:
     """`NAME@v3`, `NAME@latest` or `NAME@<alias>` -> that version's directory (None: not such a reference)."""
-    found = NAMED.match(ref)
-    if found is None:
+    parsed = parse_ref(ref)
+    if parsed is None:
         return None
-    name, selector = found.groups()
-    export_dir = workspace / "exports" / name
-    if not versions(export_dir):
-        raise UserError(f"{ref}: there is no export named {name!r} (exports/{name} has no versions)")
-    if selector == LATEST:
-        return resolve_version(export_dir)
-    if VERSION.match(selector):
-        if not (export_dir / selector).is_dir():
-            have = ", ".join(f"v{v}" for v in versions(export_dir))
-            raise UserError(f"{ref}: export {name!r} has no version {selector}; it has {have}")
-        return export_dir / selector
-    from tunewright.core.registry import alias_version, open_registry
-
-    version = alias_version(open_registry(workspace), name, selector)
-    if version is None:
-        raise UserError(f"{ref}: no version of {name!r} is {selector!r} (tunewright promote {name} --to {selector})")
-    return export_dir / f"v{version}"
+    if parsed.selector == LATEST:
+        version_number(workspace, parsed)
+        return resolve_version(workspace / "exports" / parsed.name)
+    return workspace / "exports" / parsed.name / f"v{version_number(workspace, parsed)}"

@@ -7,6 +7,11 @@ can quarantine it. Writers go through a temporary file in the same directory fol
 a torn one. Temporary files and directories are created private (0600 / 0700); they are
 given the modes an ordinary `open` / `mkdir` would (0666 / 0777 minus the umask) before
 they take their final name, so a team on a shared filesystem can read the outputs.
+
+A staged path is named `.<final>.<pid>@<host>.<random>.partial`: when a command is killed
+(out of memory, a signal, a native crash) its staging is left behind, and the next command
+that stages beside it removes every staged path whose process on this host has gone.
+Staging of live processes, and of other hosts on a shared filesystem, is never touched.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -201,10 +207,46 @@ def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
     return n
 
 
+def _owner() -> str:
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
+    return f"{os.getpid()}@{host}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(directory: Path) -> list[Path]:
+    """Remove the staged paths in `directory` left by processes of this host that no longer run."""
+    host = _owner().split("@", 1)[1]
+    removed = []
+    for path in directory.glob(".*@*.partial") if directory.is_dir() else []:
+        parts = path.name.split(".")
+        owner = next((p for p in reversed(parts) if "@" in p), "")
+        pid, _, where = owner.partition("@")
+        if where == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def staging_path(final: Path) -> Path:
+    """A fresh staging name beside `final`, after sweeping the staging of dead processes there."""
+    sweep_stale(final.parent)
+    return final.with_name(f".{final.name}.{_owner()}.{secrets.token_hex(4)}.partial")
+
+
 def make_staging_dir(final: Path) -> Path:
     """A fresh hidden directory beside `final` (same filesystem, so it can be renamed into place)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    sweep_stale(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_owner()}.", suffix=".partial", dir=final.parent))
     usual_mode(tmp)
     return tmp
 
@@ -270,7 +312,7 @@ class OutputSet:
         """Where to write the new content of file `final`."""
         self._check_target(final, is_dir=False)
         self._parent(final)
-        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+        tmp = staging_path(final)
         self.staged[final] = tmp
         return tmp
 
@@ -293,7 +335,7 @@ class OutputSet:
         if final.exists() and not final.is_symlink():
             raise UserError(f"{final} exists and is not a link; move it away")
         self._parent(final)
-        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+        tmp = staging_path(final)
         os.symlink(target, tmp)
         self.staged[final] = tmp
         self.links.add(final)

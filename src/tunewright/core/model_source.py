@@ -20,10 +20,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tunewright.core.errors import UserError
 from tunewright.core.export_versions import named_version, resolve_version
 from tunewright.core.io import sha256_tree
+from tunewright.core.manifest import MANIFEST, load_manifest
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_adapter_model, load_model, load_tokenizer
 from tunewright.core.progress import status
-from tunewright.core.runs import MANIFEST, find_run, load_manifest
+from tunewright.core.runs import find_run
 
 
 @dataclass

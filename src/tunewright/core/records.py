@@ -2,7 +2,7 @@
 
 A Conversation is the training unit for chat SFT; the seed's `{"prompt", "response"}` form
 and column-mapped inputs become one at read time. A PreferencePair holds a prompt with a
-chosen and a rejected answer; a Document is raw text. Each keeps `id` and `source` so any
+chosen and a rejected answer. Each keeps `id` and `source` so any
 training example traces back to the raw line it came from.
 """
 
@@ -108,17 +108,6 @@ class PairRecord(Conversation):
         }  # fmt: skip
 
 
-@dataclass
-class Document:
-    text: str
-    id: str
-    source: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise RecordError(f"{what} must be a string, found {type(value).__name__}")
@@ -200,14 +189,6 @@ def to_preference_pair(obj: Any, source: str, default_id: str) -> PreferencePair
         if side[-1].role != "assistant":
             raise RecordError(f"{what} must end with an assistant answer")
     return PreferencePair(prompt, chosen, rejected, rid, src, meta)
-
-
-def to_document(obj: Any, source: str, default_id: str, text_key: str = "text") -> Document:
-    """Normalise a `{"text": ...}` object to a Document."""
-    if not isinstance(obj, dict) or text_key not in obj:
-        raise RecordError(f"expected an object with '{text_key}'")
-    rid, src, meta = _identity(obj, source, default_id)
-    return Document(_text(obj[text_key], text_key), rid, src, meta)
 
 
 def conversation_from_dict(obj: dict[str, Any]) -> Conversation:

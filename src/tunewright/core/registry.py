@@ -18,9 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from tunewright.core.errors import UserError
+from tunewright.core.manifest import EvalResult, ExportResult, Manifest, list_manifests, newest
 
 REGISTRY = "registry.db"
 LOCK_TIMEOUT_S = 30
@@ -50,8 +52,8 @@ CREATE TABLE IF NOT EXISTS alias_moves (
 ALIASES = ("candidate", "staging", "production")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the registry at `path` (created with its schema if absent)."""
+def connect(path: Path) -> Registry:
+    """The registry at `path` (created with its schema if absent)."""
     conn = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
     deadline = time.monotonic() + LOCK_TIMEOUT_S
     while True:
@@ -60,7 +62,7 @@ def connect(path: Path) -> sqlite3.Connection:
             with _write(conn):
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     conn.execute(statement)
-            return conn
+            return Registry(conn)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 conn.close()
@@ -72,6 +74,20 @@ def connect(path: Path) -> sqlite3.Connection:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _not_a_registry(path, exc) from None
+
+
+def open_registry(workspace: Path) -> Registry:
+    """The workspace's registry, caught up with every completed run on disk; use it in a `with` block."""
+    registry = connect(workspace / REGISTRY)
+    try:
+        known = {row[0] for row in registry.conn.execute("SELECT run_id FROM runs")}
+        for manifest in list_manifests(workspace):
+            if manifest["run_id"] not in known and manifest.get("status") == "complete":
+                registry.record(manifest)
+    except BaseException:
+        registry.close()
+        raise
+    return registry
 
 
 def _not_a_registry(path: Path, exc: Exception) -> UserError:
@@ -89,121 +105,149 @@ def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _version(name: str) -> int:
-    return int(name.removeprefix("v"))
+ANY = object()  # `newest_eval(baseline=ANY)`: against whatever baseline
 
 
-def record(conn: sqlite3.Connection, manifest: dict[str, Any]) -> None:
-    """Index one completed run: the run, its parents, its raw inputs, and what it made or decided."""
-    rid, results = manifest["run_id"], manifest.get("results", {})
-    with _write(conn):
-        conn.execute(
-            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?)",
-            (rid, manifest["stage"], manifest.get("started_at"), manifest.get("finished_at"), json.dumps(manifest)),
-        )
-        conn.executemany("INSERT OR IGNORE INTO edges VALUES (?, ?)", [(p, rid) for p in manifest.get("parents", [])])
-        conn.executemany(
-            "INSERT OR IGNORE INTO inputs VALUES (?, ?, ?)",
-            [(rid, i["path"], i["sha256"]) for i in manifest.get("inputs", []) if "sha256" in i],
-        )
-        if manifest["stage"] == "export" and results.get("version"):
+class Registry:
+    """An open registry; a context manager that closes its connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def record(self, manifest: Manifest) -> None:
+        """Index one completed run: the run, its parents, its raw inputs, and what it made or decided."""
+        conn, rid, results = self.conn, manifest["run_id"], manifest.get("results", {})
+        with _write(conn):
             conn.execute(
-                "INSERT OR IGNORE INTO exports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    results["name"],
-                    _version(results["version"]),
-                    rid,
-                    results.get("source_run"),
-                    results.get("format"),
-                    results.get("export_dir"),
-                    int(bool(results.get("parity_passed"))),
-                ),
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?)",
+                (rid, manifest["stage"], manifest.get("started_at"), manifest.get("finished_at"), json.dumps(manifest)),
             )
-        if manifest["stage"] == "eval" and "verdict" in results:
-            conn.execute(
-                "INSERT OR IGNORE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    rid,
-                    results.get("model_run"),
-                    results.get("model"),
-                    results.get("baseline"),
-                    results["verdict"],
-                    results.get("config_hash"),
-                ),
+            parents = [(p, rid) for p in manifest.get("parents", [])]
+            conn.executemany("INSERT OR IGNORE INTO edges VALUES (?, ?)", parents)
+            conn.executemany(
+                "INSERT OR IGNORE INTO inputs VALUES (?, ?, ?)",
+                [(rid, i["path"], i["sha256"]) for i in manifest.get("inputs", []) if "sha256" in i],
             )
+            export = ExportResult.of(manifest)
+            if export is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO exports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        export.name,
+                        export.version_number,
+                        rid,
+                        export.source_run,
+                        export.format,
+                        export.export_dir,
+                        int(export.parity_passed),
+                    ),
+                )
+            if manifest["stage"] == "eval" and "verdict" in results:
+                conn.execute(
+                    "INSERT OR IGNORE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        rid,
+                        results.get("model_run"),
+                        results.get("model"),
+                        results.get("baseline"),
+                        results["verdict"],
+                        results.get("config_hash"),
+                    ),
+                )
 
+    def evals(self) -> list[tuple[EvalResult, Manifest]]:
+        """Every eval run with a verdict, with its manifest."""
+        found = []
+        for (text,) in self.conn.execute("SELECT manifest FROM runs WHERE stage = 'eval'"):
+            manifest = json.loads(text)
+            result = EvalResult.of(manifest)
+            if result is not None:
+                found.append((result, manifest))
+        return found
 
-def open_registry(workspace: Path) -> sqlite3.Connection:
-    """The workspace's registry, caught up with every completed run on disk."""
-    from tunewright.core.runs import list_manifests
+    def newest_eval(
+        self, model_path: str | None = None, model_run: str | None = None, baseline: object = ANY
+    ) -> tuple[EvalResult, Manifest] | None:
+        """The newest eval whose model was the one at `model_path` or trained by `model_run`; only those
+        against `baseline` (`base`, or the baseline's files' path) unless it is `ANY`."""
+        found = {
+            m["run_id"]: (r, m)
+            for r, m in self.evals()
+            if r.evaluated(model_path, model_run) and (baseline is ANY or r.against == baseline)
+        }
+        chosen = newest([m for _, m in found.values()])
+        return found[chosen["run_id"]] if chosen is not None else None
 
-    conn = connect(workspace / REGISTRY)
-    known = {row[0] for row in conn.execute("SELECT run_id FROM runs")}
-    for manifest in list_manifests(workspace):
-        if manifest["run_id"] not in known and manifest.get("status") == "complete":
-            record(conn, manifest)
-    return conn
+    def export_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of an export name, oldest first, with its aliases and its training run's newest verdict."""
+        rows = self.conn.execute(
+            """SELECT e.version, e.run_id, e.source_run, e.format, e.path, e.parity_passed,
+                      (SELECT group_concat(a.alias, ', ') FROM aliases a
+                       WHERE a.name = e.name AND a.version = e.version)
+               FROM exports e WHERE e.name = ? ORDER BY e.version""",
+            (name,),
+        ).fetchall()
+        keys = ("version", "export_run", "source_run", "format", "path", "parity_passed", "aliases")
+        out = []
+        for row in rows:
+            entry = dict(zip(keys, row, strict=True))
+            latest = self.newest_eval(model_run=entry["source_run"]) if entry["source_run"] else None
+            entry["latest_eval"] = latest[0].verdict if latest else None
+            out.append(entry)
+        return out
 
+    def export_names(self) -> list[str]:
+        """Every export name with a version in the registry, sorted."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT name FROM exports ORDER BY name")]
 
-def export_versions(conn: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
-    """Every version of an export name, oldest first, with its aliases and its training run's latest eval verdict."""
-    rows = conn.execute(
-        """SELECT e.version, e.run_id, e.source_run, e.format, e.path, e.parity_passed,
-                  (SELECT v.verdict FROM verdicts v JOIN runs r ON r.run_id = v.eval_run
-                   WHERE v.model_run = e.source_run ORDER BY r.started_at DESC LIMIT 1),
-                  (SELECT group_concat(a.alias, ', ') FROM aliases a WHERE a.name = e.name AND a.version = e.version)
-           FROM exports e WHERE e.name = ? ORDER BY e.version""",
-        (name,),
-    ).fetchall()
-    keys = ("version", "export_run", "source_run", "format", "path", "parity_passed", "latest_eval", "aliases")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    def ancestors(self, run_id: str) -> list[str]:
+        """Every run `run_id` descends from, nearest first (the lineage edges)."""
+        rows = self.conn.execute(
+            """WITH RECURSIVE up(id, depth) AS (
+                   SELECT parent, 1 FROM edges WHERE child = ?
+                   UNION SELECT e.parent, up.depth + 1 FROM edges e JOIN up ON e.child = up.id)
+               SELECT id FROM up GROUP BY id ORDER BY MIN(depth), id""",
+            (run_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
 
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version an alias of `name` points at (None: not set)."""
+        row = self.conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+        return row[0] if row else None
 
-def ancestors(conn: sqlite3.Connection, run_id: str) -> list[str]:
-    """Every run `run_id` descends from, nearest first (the lineage edges)."""
-    rows = conn.execute(
-        """WITH RECURSIVE up(id, depth) AS (
-               SELECT parent, 1 FROM edges WHERE child = ?
-               UNION SELECT e.parent, up.depth + 1 FROM edges e JOIN up ON e.child = up.id)
-           SELECT id FROM up GROUP BY id ORDER BY MIN(depth), id""",
-        (run_id,),
-    ).fetchall()
-    return [r[0] for r in rows]
+    def move_alias(self, name: str, alias: str, version: int, user: str, reason: str, kind: str) -> int | None:
+        """Point `name@alias` at `version`, recording who, when, why and what it pointed at; returns that."""
+        from datetime import UTC, datetime
 
+        with _write(self.conn):
+            before = self.alias_version(name, alias)
+            self.conn.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (name, alias, version))
+            self.conn.execute(
+                "INSERT INTO alias_moves (name, alias, from_version, to_version, user, at, reason, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, alias, before, version, user, datetime.now(UTC).isoformat(timespec="seconds"), reason, kind),
+            )
+        return before
 
-def alias_version(conn: sqlite3.Connection, name: str, alias: str) -> int | None:
-    """The version an alias of `name` points at (None: not set)."""
-    row = conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
-    return row[0] if row else None
+    def alias_moves(self, name: str, alias: str) -> list[dict[str, Any]]:
+        """Every move of `name@alias`, oldest first."""
+        keys = ("from_version", "to_version", "user", "at", "reason", "kind")
+        rows = self.conn.execute(
+            f"SELECT {', '.join(keys)} FROM alias_moves WHERE name = ? AND alias = ? ORDER BY id", (name, alias)
+        ).fetchall()
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
-
-def move_alias(
-    conn: sqlite3.Connection, name: str, alias: str, version: int, user: str, reason: str, kind: str
-) -> int | None:
-    """Point `name@alias` at `version`, recording who, when, why and what it pointed at; returns that."""
-    from datetime import UTC, datetime
-
-    with _write(conn):
-        before = alias_version(conn, name, alias)
-        conn.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (name, alias, version))
-        conn.execute(
-            "INSERT INTO alias_moves (name, alias, from_version, to_version, user, at, reason, kind) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, alias, before, version, user, datetime.now(UTC).isoformat(timespec="seconds"), reason, kind),
-        )
-    return before
-
-
-def alias_moves(conn: sqlite3.Connection, name: str, alias: str) -> list[dict[str, Any]]:
-    """Every move of `name@alias`, oldest first."""
-    keys = ("from_version", "to_version", "user", "at", "reason", "kind")
-    rows = conn.execute(
-        f"SELECT {', '.join(keys)} FROM alias_moves WHERE name = ? AND alias = ? ORDER BY id", (name, alias)
-    ).fetchall()
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
-def run_manifest(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
-    """The manifest of a recorded run (None: not in the registry)."""
-    row = conn.execute("SELECT manifest FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return json.loads(row[0]) if row else None
+    def run_manifest(self, run_id: str) -> Manifest | None:
+        """The manifest of a recorded run (None: not in the registry)."""
+        row = self.conn.execute("SELECT manifest FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None

@@ -13,7 +13,6 @@ adapter) or an older run that once wrote the same bytes are not parents.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import secrets
@@ -33,8 +32,7 @@ from typing import Any
 from tunewright.core.config import dump_yaml
 from tunewright.core.errors import UserError
 from tunewright.core.io import OutputSet, sha256_file, write_json, write_text
-
-MANIFEST = "manifest.json"
+from tunewright.core.manifest import MANIFEST, Manifest, list_manifests, load_manifest, newest, run_order
 
 
 def _now() -> str:
@@ -139,10 +137,6 @@ class Run:
         """Point the link `path` at `target` (relative to its directory) when the run completes."""
         self.outputs.link(path, target)
 
-    @property
-    def final_dir(self) -> Path:
-        return self.workspace / "runs" / self.run_id
-
     def rel(self, path: Path) -> str:
         """A path relative to the workspace where possible (manifests survive moves)."""
         try:
@@ -188,14 +182,11 @@ def start_run(
 
 def _register(workspace: Path, manifest: dict[str, Any]) -> None:
     """Index the completed run in the registry; if it cannot be written now, it catches up when next opened."""
-    from tunewright.core.registry import REGISTRY, connect, record
+    from tunewright.core.registry import REGISTRY, connect
 
     try:
-        conn = connect(workspace / REGISTRY)
-        try:
-            record(conn, manifest)
-        finally:
-            conn.close()
+        with connect(workspace / REGISTRY) as registry:
+            registry.record(manifest)
     except (UserError, sqlite3.Error) as exc:
         print(f"warning: run {manifest['run_id']} is complete but not in the registry yet: {exc}", file=sys.stderr)
 
@@ -235,55 +226,35 @@ def _manifest(run: Run, started: str, seconds: float) -> dict[str, Any]:
 def output_producers(workspace: Path) -> dict[tuple[str, str], str]:
     """(path, sha256) -> the newest completed run that wrote that path with that content."""
     found: dict[tuple[str, str], str] = {}
-    for manifest in sorted(list_manifests(workspace), key=_order):
+    for manifest in sorted(list_manifests(workspace), key=run_order):
         for out in manifest.get("outputs", []):
             if "sha256" in out:  # links have none
                 found[(out["path"], out["sha256"])] = manifest["run_id"]
     return found
 
 
-def _order(manifest: dict[str, Any]) -> tuple[str, str]:
-    return manifest["started_at"], manifest["run_id"]
-
-
-def list_manifests(workspace: Path) -> list[dict[str, Any]]:
-    """Every completed run's manifest in the workspace."""
-    out = []
-    for path in sorted((workspace / "runs").glob(f"*/{MANIFEST}")):
-        try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
-
-
-def load_manifest(run_dir: Path) -> dict[str, Any]:
-    """Read a run's manifest; a directory without one is not a completed run."""
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a completed run (no {MANIFEST})")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def find_run(workspace: Path, ref: str) -> Path:
-    """Resolve a run reference: a path, a run id, or `latest[:stage]`."""
-    as_path = Path(ref)
-    if not as_path.is_absolute():
-        as_path = workspace / ref
-    if (as_path / MANIFEST).is_file():
-        return as_path
+    """Resolve a run reference: a run id, a run's path, `latest[:stage]`, or an export version (`NAME@v2`,
+    `NAME@production`, `exports/NAME[/v2]`), which stands for the export run that made it."""
+    from tunewright.core.export_versions import named_version, resolve_version
+
     runs = workspace / "runs"
     if (runs / ref / MANIFEST).is_file():
         return runs / ref
     if ref == "latest" or ref.startswith("latest:"):
         stage = ref.partition(":")[2]
-        done = [m for m in list_manifests(workspace) if not stage or m["stage"] == stage]
-        if done:
-            return runs / max(done, key=_order)["run_id"]
+        done = newest([m for m in list_manifests(workspace) if not stage or m["stage"] == stage])
+        if done is not None:
+            return runs / done["run_id"]
+    as_path = Path(ref)
+    as_path = named_version(workspace, ref) or resolve_version(as_path if as_path.is_absolute() else workspace / ref)
+    if (as_path / MANIFEST).is_file():
+        made_by = runs / load_manifest(as_path)["run_id"]
+        return made_by if (made_by / MANIFEST).is_file() else as_path
     raise UserError(f"no completed run {ref!r} in {runs}")
 
 
-def lineage(workspace: Path, run_id: str) -> list[tuple[int, dict[str, Any]]]:
+def lineage(workspace: Path, run_id: str) -> list[tuple[int, Manifest]]:
     """The run and its ancestors, depth-first, as (depth, manifest) pairs."""
     by_id = {m["run_id"]: m for m in list_manifests(workspace)}
     out: list[tuple[int, dict[str, Any]]] = []

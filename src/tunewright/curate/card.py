@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tunewright.core.tables import markdown_table
 from tunewright.curate.config import CurateConfig
 from tunewright.curate.decontaminate import Decontaminate
 from tunewright.curate.result import CurationResult
@@ -13,7 +14,7 @@ MATCH_ROWS = 50  # contaminated records listed in the card (all of them are in t
 
 
 def _clip(text: str, n: int = 100) -> str:
-    text = text.replace("\n", " ").replace("|", "\\|")
+    text = text.replace("\n", " ")
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -24,33 +25,24 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         "",
         "## Sources",
         "",
-        "| source | path | license | training allowed | lines read | kept |",
-        "|---|---|---|---|---|---|",
     ]
     kept_by_source = result.kept_records.by_source
-    for s in (s for s in cfg.sources if s.kind == "chat"):
-        read = result.lines_by_source.get(s.name, 0)
-        if s.name in result.skipped_sources:
-            read = f"skipped: {result.skipped_sources[s.name]}"
-        allowed = "yes" if s.allow_training else "no"
-        lines.append(f"| {s.name} | {s.path} | {s.license} | {allowed} | {read} | {kept_by_source.get(s.name, 0)} |")
-    lines += [
-        "",
-        "## What each step did",
-        "",
-        "| step | in | out | removed | modified |",
-        "|---|---|---|---|---|",
-    ]
+    sources = [
+        [s.name, s.path, s.license, "yes" if s.allow_training else "no", _read(result, s.name),
+         kept_by_source.get(s.name, 0)]
+        for s in cfg.sources if s.kind == "chat"
+    ]  # fmt: skip
+    lines += markdown_table(["source", "path", "license", "training allowed", "lines read", "kept"], sources)
+    lines += ["", "## What each step did", ""]
     quarantine = result.quarantine
     per_step = quarantine.by_step()
     modified = quarantine.by_step_action("modified")
     read_removed = per_step.get("read", 0) + per_step.get("normalise", 0)
-    read_kept = result.lines_read - read_removed
-    lines.append(f"| read + normalise | {result.lines_read} | {read_kept} | {read_removed} | 0 |")
+    steps = [["read + normalise", result.lines_read, result.lines_read - read_removed, read_removed, 0]]
     for step in (s for s in result.steps if s.in_card):
         st = step.stats
-        removed = st.records_in - st.records_out
-        lines.append(f"| {st.name} | {st.records_in} | {st.records_out} | {removed} | {modified.get(st.name, 0)} |")
+        steps.append([st.name, st.records_in, st.records_out, st.records_in - st.records_out, modified.get(st.name, 0)])
+    lines += markdown_table(["step", "in", "out", "removed", "modified"], steps)
     changed_then_removed = len(quarantine.modified_ids) - result.kept_records.modified
     lines += [
         "",
@@ -62,21 +54,18 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         "",
         "## Lengths of the kept records (words)",
         "",
-        "| split | records | prompt median | prompt p95 | prompt max | answer median | answer p95 | answer max |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for split, stats in result.lengths().items():
-        p, a = stats["prompt_words"], stats["answer_words"]
-        lines.append(
-            f"| {split} | {result.split_counts[split]} | {p['median']} | {p['p95']} | {p['max']} | "
-            f"{a['median']} | {a['p95']} | {a['max']} |"
-        )
-    lines.append("")
+    lengths = [
+        [split, result.split_counts[split], *(stats[side][k] for side in ("prompt_words", "answer_words")
+                                              for k in ("median", "p95", "max"))]
+        for split, stats in result.lengths().items()
+    ]  # fmt: skip
+    header = ["split", "records", "prompt median", "prompt p95", "prompt max", "answer median", "answer p95"]
+    lines += [*markdown_table([*header, "answer max"], lengths), ""]
     pii = next((s for s in result.steps if s.name == "pii"), None)
     if pii is not None:
-        lines += ["## Personal data", "", f"Mode: `{cfg.pii.mode}`.", "", "| type | found |", "|---|---|"]
-        lines += [f"| {kind} | {pii.counts.get(kind, 0)} |" for kind in cfg.pii.types]
-        lines.append("")
+        lines += ["## Personal data", "", f"Mode: `{cfg.pii.mode}`.", ""]
+        lines += [*markdown_table(["type", "found"], [[k, pii.counts.get(k, 0)] for k in cfg.pii.types]), ""]
     lines += ["## Examples of removed records", ""]
     order = ["read", "normalise", *(s.name for s in result.steps)]
     for step in sorted(quarantine.entries, key=order.index):
@@ -91,9 +80,9 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     decon_step = next((s for s in result.steps if s.name == "decontaminate"), None)
     if decon_step is not None:
         lines += _contamination(cfg, decon_step)
-    lines += ["## Splits", "", "| split | records | sha256 |", "|---|---|---|"]
-    for name, size in result.split_counts.items():
-        lines.append(f"| {name} | {size} | `{result.split_hashes.get(name, '')}` |")
+    lines += ["## Splits", ""]
+    splits = [[name, size, f"`{result.split_hashes.get(name, '')}`"] for name, size in result.split_counts.items()]
+    lines += markdown_table(["split", "records", "sha256"], splits)
     lines += ["", f"Split seed {cfg.split.seed}; validation {cfg.split.validation}, test {cfg.split.test}.", ""]
     decon = [s for s in result.steps if s.name == "decontaminate"]
     lines += ["## Remaining risks", ""]
@@ -146,22 +135,22 @@ def _contamination(cfg: CurateConfig, step: Decontaminate) -> list[str]:
         else "Every matching n-gram removes its records (`decontaminate.max_matches: null`)."
     )
     lines = ["## Eval contamination", "", guard, ""]
-    lines += ["| eval set | n-grams | training records removed | n-grams ignored as common |", "|---|---|---|---|"]
-    for name, row in step.per_set().items():
-        lines.append(f"| {name} | {row['ngrams']} | {row['removed']} | {row['ignored']} |")
-    lines.append("")
+    per_set = [[name, r["ngrams"], r["removed"], r["ignored"]] for name, r in step.per_set().items()]
+    header = ["eval set", "n-grams", "training records removed", "n-grams ignored as common"]
+    lines += [*markdown_table(header, per_set), ""]
     if step.ignored:
-        lines += ["Ignored as common phrasing:", "", "| n-gram | training records | eval items |", "|---|---|---|"]
+        rows = []
         for gram, n in sorted(step.ignored.items(), key=lambda kv: -kv[1])[:MATCH_ROWS]:
             items = sorted(step.items_of(gram))
             shown = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-            lines.append(f"| {_clip(gram, 80)} | {n} | {shown} |")
-        lines.append("")
+            rows.append([_clip(gram, 80), n, shown])
+        lines += ["Ignored as common phrasing:", ""]
+        lines += [*markdown_table(["n-gram", "training records", "eval items"], rows), ""]
     if step.matches:
-        lines += ["| removed training record | matched eval items |", "|---|---|"]
-        lines += [f"| {rid} | {', '.join(items)} |" for rid, items in list(step.matches.items())[:MATCH_ROWS]]
+        rows = [[rid, ", ".join(items)] for rid, items in list(step.matches.items())[:MATCH_ROWS]]
         if len(step.matches) > MATCH_ROWS:
-            lines.append(f"| … {len(step.matches) - MATCH_ROWS} more | see the quarantine |")
+            rows.append([f"… {len(step.matches) - MATCH_ROWS} more", "see the quarantine"])
+        lines += markdown_table(["removed training record", "matched eval items"], rows)
     else:
         lines.append("No training record contained a distinctive eval prompt n-gram.")
     lines.append("")
@@ -177,22 +166,28 @@ def render_pairs_section(cfg: CurateConfig, result: CurationResult) -> str:
         "For `objective: dpo`: cleaned, PII-handled, deduplicated on prompt + chosen answer and decontaminated "
         "like conversations; pairs with an empty or identical answer are quarantined (`data/quarantine/pairs/`).",
         "",
-        "| source | path | license | lines read | kept |",
-        "|---|---|---|---|---|",
     ]
-    for s in (s for s in cfg.sources if s.kind == "preference"):
-        read = result.lines_by_source.get(s.name, 0)
-        if s.name in result.skipped_sources:
-            read = f"skipped: {result.skipped_sources[s.name]}"
-        lines.append(f"| {s.name} | {s.path} | {s.license} | {read} | {result.kept_records.by_source.get(s.name, 0)} |")
-    lines += ["", "| step | in | out | removed |", "|---|---|---|---|"]
+    sources = [
+        [s.name, s.path, s.license, _read(result, s.name), result.kept_records.by_source.get(s.name, 0)]
+        for s in cfg.sources
+        if s.kind == "preference"
+    ]
+    lines += [*markdown_table(["source", "path", "license", "lines read", "kept"], sources), ""]
     removed = result.quarantine.by_step_action("removed")
     read_removed = removed.get("read", 0) + removed.get("normalise", 0)
-    lines.append(f"| read + normalise | {result.lines_read} | {result.lines_read - read_removed} | {read_removed} |")
+    steps = [["read + normalise", result.lines_read, result.lines_read - read_removed, read_removed]]
     for step in (s for s in result.steps if s.in_card):
-        st = step.stats
-        lines.append(f"| {step.name} | {st.records_in} | {st.records_out} | {removed.get(step.name, 0)} |")
-    lines += ["", "| split | pairs | sha256 |", "|---|---|---|"]
-    for name, n in result.split_counts.items():
-        lines.append(f"| pairs-{name} | {n} | `{result.split_hashes.get(name, '')[:16]}…` |")
+        steps.append([step.name, step.stats.records_in, step.stats.records_out, removed.get(step.name, 0)])
+    lines += [*markdown_table(["step", "in", "out", "removed"], steps), ""]
+    splits = [
+        [f"pairs-{name}", n, f"`{result.split_hashes.get(name, '')[:16]}…`"] for name, n in result.split_counts.items()
+    ]
+    lines += markdown_table(["split", "pairs", "sha256"], splits)
     return "\n".join(lines) + "\n"
+
+
+def _read(result: CurationResult, source: str) -> int | str:
+    """Lines read from a source, or why it was skipped."""
+    if source in result.skipped_sources:
+        return f"skipped: {result.skipped_sources[source]}"
+    return result.lines_by_source.get(source, 0)

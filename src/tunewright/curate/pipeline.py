@@ -188,8 +188,3 @@ def chain(records: Iterable[Conversation], steps: list[Step], quarantine: Quaran
     for step in steps:
         stream = step(stream, quarantine)
     return iter(stream)
-
-
-def run_steps(records: Iterable[Conversation], steps: list[Step], quarantine: Quarantine) -> list[Conversation]:
-    """Chain the steps and drain the stream into a list (small inputs, tests)."""
-    return list(chain(records, steps, quarantine))

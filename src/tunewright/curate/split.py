@@ -38,14 +38,3 @@ def assign_splits(keys: list[str], validation: float, test: float, seed: int) ->
             for i in members:
                 assigned[i] = name
     return assigned
-
-
-def split_records(
-    records: list[Conversation], validation: float, test: float, seed: int
-) -> dict[str, list[Conversation]]:
-    """Split a list of records into train/validation/test; each split keeps input order."""
-    names = assign_splits([group_key(r) for r in records], validation, test, seed)
-    out: dict[str, list[Conversation]] = {"train": [], "validation": [], "test": []}
-    for name, rec in zip(names, records, strict=True):
-        out[name].append(rec)
-    return out

@@ -21,7 +21,7 @@ from tunewright.core.errors import DataError
 from tunewright.core.io import sha256_file
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
-from tunewright.core.runs import Run
+from tunewright.core.runs import Run, start_run
 from tunewright.core.workspace import resolve
 from tunewright.curate.card import EXAMPLES_PER_STEP, render_card, render_pairs_section
 from tunewright.curate.clean import Clean
@@ -217,3 +217,10 @@ def _write(
         card = (card or "# Data card\n") + render_pairs_section(cfg, pairs)
         run.results["preference_pairs"] = _summary(pairs)
     staged["card"].write_text(card, encoding="utf-8")
+
+
+def run_curate(workspace: Path, cfg: CurateConfig, command: list[str]) -> Run:
+    """`tunewright curate` as a library call: the curation, recorded as a run; returns the completed run."""
+    with start_run(workspace, "curate", command, cfg.model_dump(), seed=cfg.split.seed) as run:
+        curate(cfg, workspace, run)
+    return run

@@ -15,6 +15,7 @@ list of prompts in, completions out, for eval and export parity): one generation
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import logging
 import threading
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tunewright.core import chat
 from tunewright.core.model_source import ModelSource
 from tunewright.engine.batch import Segment, StepBatch
 from tunewright.engine.choice import allowed_tokens, is_complete
@@ -65,7 +67,7 @@ class Engine:
     ) -> None:
         self.config = config or EngineConfig()
         self.tokenizer = tokenizer
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = set(chat.end_of_turn_ids(tokenizer, getattr(model, "generation_config", None)))
         self.runner = self._build_runner(model, adapters or {})
         caching = self.config.prefix_caching and isinstance(self.runner, LlamaRunner)
         self.prefix = PrefixIndex() if caching else None
@@ -103,12 +105,25 @@ class Engine:
         return generic
 
     @classmethod
-    def from_source(cls, source: ModelSource, config: EngineConfig | None = None) -> Engine:
-        """An engine for a model reference: its base, with its adapter (if any) as the default."""
-        model, tokenizer = source.load_base()
+    def from_source(
+        cls,
+        source: ModelSource,
+        config: EngineConfig | None = None,
+        adapters: dict[str, Path] | None = None,
+        loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
+    ) -> Engine:
+        """The one way to build an engine for a model reference: its base, with its own adapter (if any) as the
+        default and `adapters` beside it; `max_model_len` bounded by the model's context window (as vLLM's
+        is). `loaded` reuses a base already in memory."""
+        model, tokenizer = loaded if loaded is not None else source.load_base()
+        config = dataclasses.replace(config or EngineConfig())
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context:
+            config.max_model_len = min(config.max_model_len, context)
         name = adapter_name_for(source.label)
-        adapters = {name: source.adapter} if source.adapter is not None else {}
-        return cls(model, tokenizer, config, adapters, name if adapters else None)
+        served = {name: source.adapter} if source.adapter is not None else {}
+        served.update(adapters or {})
+        return cls(model, tokenizer, config, served, name if source.adapter is not None else None)
 
     # ---- adapters --------------------------------------------------------------------------------------
 
@@ -149,7 +164,7 @@ class Engine:
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         """The token ids of a conversation rendered with the chat template, ready for an answer."""
-        return chat_prompt_ids(self.tokenizer, messages)
+        return chat.prompt_ids(self.tokenizer, messages)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Requests decoding now and waiting for a slot, per adapter name ("" for the base model)."""
@@ -191,7 +206,7 @@ class Engine:
             self._incoming.append(request)
             self._cond.notify()
         self._ensure_thread()
-        return RequestHandle(self, request)
+        return RequestHandle(request, self._wake)
 
     def generate(
         self,
@@ -456,18 +471,3 @@ def _stop_at_exit(ref: weakref.ref[Engine]) -> None:
     engine = ref()
     if engine is not None:
         engine.shutdown(drain=False, timeout=5)
-
-
-def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
-    """A conversation rendered with the chat template and tokenized, ready for the assistant's answer."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
-    """Every token that ends an answer: the generation config's EOS ids and the tokenizer's."""
-    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    found = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
-    if tokenizer.eos_token_id is not None:
-        found.add(tokenizer.eos_token_id)
-    return found

@@ -10,10 +10,9 @@ from collections.abc import Callable
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tunewright.core.errors import DataError
+from tunewright.core import chat
 from tunewright.core.model_source import ModelSource
-from tunewright.engine.engine import Engine, chat_prompt_ids
-from tunewright.engine.lora import adapter_name_for
+from tunewright.engine.engine import Engine
 from tunewright.engine.params import Completion, SamplingParams, TokenLogprob
 from tunewright.engine.requests import EngineConfig
 
@@ -24,16 +23,13 @@ def engine_for(
     source: ModelSource, longest: int, batch_size: int, requests: int, loaded: Loaded | None = None
 ) -> Engine:
     """An engine sized for `requests` requests of at most `longest` tokens, `batch_size` decoding together."""
-    model, tokenizer = loaded if loaded is not None else source.load_base()
     config = EngineConfig(
         max_num_seqs=max(1, min(batch_size, requests)),
         max_model_len=max(2, longest),
         max_num_batched_tokens=max(512, longest),
         max_waiting=max(1, requests),
     )
-    name = adapter_name_for(source.label)
-    adapters = {name: source.adapter} if source.adapter is not None else {}
-    return Engine(model, tokenizer, config, adapters, name if adapters else None)
+    return Engine.from_source(source, config, loaded=loaded)
 
 
 def answer_chats(
@@ -45,7 +41,7 @@ def answer_chats(
 ) -> list[Completion]:
     """Greedy answers of `source` to each conversation, `batch_size` decoding together."""
     model, tokenizer = source.load_base()
-    prompts = [chat_prompt_ids(tokenizer, c) for c in conversations]
+    prompts = [chat.prompt_ids(tokenizer, c) for c in conversations]
     longest = max(map(len, prompts), default=1) + max_new_tokens
     engine = engine_for(source, longest, batch_size, len(prompts), (model, tokenizer))
     try:
@@ -87,24 +83,3 @@ def _scored(
             raise RuntimeError("the engine returned fewer prompt log-probs than tokens")
         found.append(scored)
     return found  # type: ignore[return-value]
-
-
-def answer_tokens(
-    tokenizer: PreTrainedTokenizerBase, prompt: list[dict[str, str]], answer: str
-) -> tuple[list[int], list[int]]:
-    """(context ids, answer ids) of `answer` as the assistant's reply to `prompt` under the chat
-    template: the answer runs from the generation prompt to the end of its end-of-turn token."""
-    head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(
-        [*prompt, {"role": "assistant", "content": answer}], tokenize=False, add_generation_prompt=False
-    )
-    if not full.startswith(head):
-        raise DataError("the chat template does not render the prompt as a prefix of the answered conversation")
-    eos = tokenizer.eos_token or ""
-    end = full.find(eos, len(head) + len(answer)) if eos else -1
-    end = end + len(eos) if end >= 0 else len(full.rstrip())
-    context = tokenizer(head, add_special_tokens=False)["input_ids"]
-    enc = tokenizer(full[:end], add_special_tokens=False)["input_ids"]
-    if enc[: len(context)] != context:  # the answer's first token merged with the prompt's last
-        return context, tokenizer(full[len(head) : end], add_special_tokens=False)["input_ids"]
-    return context, enc[len(context) :]

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
 from tunewright.engine.detokenize import Detokenizer
 from tunewright.engine.params import Output, SamplingParams, TokenLogprob
-
-if TYPE_CHECKING:
-    from tunewright.engine.engine import Engine
 
 
 class QueueFull(Exception):
@@ -67,10 +63,11 @@ class Sequence:
 class RequestHandle:
     """A submitted request: its id, and `cancel()` (a client that went away)."""
 
-    def __init__(self, engine: Engine, request: Sequence) -> None:
-        self._engine, self._request = engine, request
+    def __init__(self, request: Sequence, wake: Callable[[], None]) -> None:
+        self._request, self._wake = request, wake
         self.id = request.id
 
     def cancel(self) -> None:
+        """Stop the request; the engine drops it at its next step, which `wake` starts now."""
         self._request.cancelled = True
-        self._engine._wake()
+        self._wake()

@@ -20,7 +20,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunewright.core.errors import UserError
 from tunewright.core.export_versions import resolve_version
@@ -29,11 +29,9 @@ from tunewright.core.workspace import resolve
 from tunewright.engine.offline import continuation_logprobs
 from tunewright.engine.params import SamplingParams
 from tunewright.evaluate.config import EvalConfig, TaskConfig
+from tunewright.evaluate.results import TaskResult
 from tunewright.evaluate.stats import mean_metric
 from tunewright.evaluate.targets import EndpointTarget, LocalTarget, Target
-
-if TYPE_CHECKING:
-    from tunewright.evaluate.stage import Scored
 
 
 def _harness() -> Any:
@@ -175,8 +173,8 @@ def _endpoint_lm(task: TaskConfig, workspace: Path, target: EndpointTarget, harn
     }
 
 
-def run_harness_task(task: TaskConfig, workspace: Path, target: Target, cfg: EvalConfig, scored: Scored) -> None:
-    """Run one lm-eval task on the target and add its per-sample scores to `scored`."""
+def run_harness_task(task: TaskConfig, workspace: Path, target: Target, cfg: EvalConfig) -> TaskResult:
+    """Run one lm-eval task on the target: its items, answers and per-sample scores."""
     lm_eval, _, _ = _harness()
     manager, harness_task = _load(task, workspace)
     if isinstance(target, LocalTarget):
@@ -197,7 +195,7 @@ def run_harness_task(task: TaskConfig, workspace: Path, target: Target, cfg: Eva
         apply_chat_template=isinstance(target, EndpointTarget) and harness_task.OUTPUT_TYPE == "generate_until",
     )
     results, samples = out["results"][task.task], out["samples"][task.task]
-    metrics = {}
+    result = TaskResult(task.name, [], [], [], [], None)
     for key, metric, filter_name, higher in _mean_metrics(harness_task):
         rows = sorted((s for s in samples if s.get("filter", "none") == filter_name), key=lambda s: s["doc_id"])
         values = [float(s[metric]) for s in rows]
@@ -205,14 +203,15 @@ def run_harness_task(task: TaskConfig, workspace: Path, target: Target, cfg: Eva
         reported = results.get(f"{metric},{filter_name}")
         if reported is not None and abs(float(reported) - m.value) > 1e-6:
             raise RuntimeError(f"{task.name}.{key}: per-sample mean {m.value} differs from lm-eval's {reported}")
-        metrics[key] = m
-        if task.name not in scored.ids:
-            scored.ids[task.name] = [str(s["doc_id"]) for s in rows]
-            scored.references[task.name] = [str(s.get("target")) for s in rows]
-            scored.prompts[task.name] = [_prompt(s) for s in rows]
-            scored.questions[task.name] = [p[-1]["content"] if p else "" for p in scored.prompts[task.name]]
-            scored.answers[task.name] = [_answer(s, harness_task.OUTPUT_TYPE) for s in rows]
-    scored.metrics[task.name] = metrics
+        result.metrics[key] = m
+        if result.answers is None:
+            prompts = [_prompt(s) for s in rows]
+            result.ids = [str(s["doc_id"]) for s in rows]
+            result.references = [str(s.get("target")) for s in rows]
+            result.prompts = prompts
+            result.questions = [p[-1]["content"] if p else "" for p in prompts]
+            result.answers = [_answer(s, harness_task.OUTPUT_TYPE) for s in rows]
+    return result
 
 
 def _prompt(sample: dict[str, Any]) -> list[dict[str, str]]:

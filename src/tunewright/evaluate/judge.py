@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.core.io import write_json
-from tunewright.evaluate.client import OpenAIClient
 from tunewright.evaluate.config import EndpointConfig, JudgeScorer
 from tunewright.evaluate.items import Item
 from tunewright.evaluate.stats import Metric, mean_metric
+from tunewright.runtimes.openai_client import OpenAIClient
 
 _SCORE = re.compile(r"\bscore\b\W{0,3}(?:is\W{0,3})?([1-5])\b", re.I)
 _LEADING_SCORE = re.compile(r"^\W*([1-5])(?:\s*/\s*5)?\b")

@@ -13,6 +13,8 @@ import html
 import math
 from typing import Any
 
+from tunewright.core.tables import html_table, markdown_cell, markdown_table
+
 BADGE = {"GO": "#1a7f37", "NO-GO": "#cf222e", "INCONCLUSIVE": "#9a6700"}
 STATUS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INCONCLUSIVE": "#9a6700"}
 
@@ -30,8 +32,8 @@ def _ci(d: dict[str, float] | None, signed: bool = False) -> str:
     return f"{value} [{_num(d['low'])}, {_num(d['high'])}]"
 
 
-def _cell(text: str | None) -> str:
-    return (text or "(empty)").replace("|", "\\|").replace("\n", "<br>")
+def _text(text: str | None) -> str:
+    return text or "(empty)"
 
 
 def _lineage_lines(models: dict[str, Any]) -> list[str]:
@@ -60,26 +62,26 @@ def render_markdown(s: dict[str, Any]) -> str:
         "",
         "## Gates (fixed in the config before these results)",
         "",
-        "| gate | rule | tier | model | difference vs baseline | status |",
-        "|---|---|---|---|---|---|",
     ]
-    for g in s["gates"]:
-        lines.append(
-            f"| {g['metric']} | {g['rule']} | {g['tier']} | {_ci(g['model'])} | {_ci(g['difference'], True)} "
-            f"| **{g['status']}** |"
-        )
-    if not s["gates"]:
-        lines.append("| (no gates configured) | | | | | |")
+    gates = [
+        [g["metric"], g["rule"], g["tier"], _ci(g["model"]), _ci(g["difference"], True), f"**{g['status']}**"]
+        for g in s["gates"]
+    ]
+    header = ["gate", "rule", "tier", "model", "difference vs baseline", "status"]
+    lines += markdown_table(header, gates or [["(no gates configured)", "", "", "", "", ""]])
     lines += ["", "## Metrics", ""]
     for task in s["tasks"]:
         lines += [f"### {task['name']} ({task['items']} items)", ""]
-        lines += ["| metric | model | baseline | difference |", "|---|---|---|---|"]
-        for m in task["metrics"]:
-            arrow = "" if m["higher_is_better"] else " (lower is better)"
-            lines.append(
-                f"| {m['name']}{arrow} | {_ci(m['model'])} | {_ci(m['baseline'])} | {_ci(m['difference'], True)} |"
-            )
-        lines.append("")
+        rows = [
+            [
+                m["name"] + ("" if m["higher_is_better"] else " (lower is better)"),
+                _ci(m["model"]),
+                _ci(m["baseline"]),
+                _ci(m["difference"], True),
+            ]
+            for m in task["metrics"]
+        ]
+        lines += [*markdown_table(["metric", "model", "baseline", "difference"], rows), ""]
     if s.get("judges"):
         lines += ["## Judges", ""]
         for name, j in s["judges"].items():
@@ -101,14 +103,12 @@ def render_markdown(s: dict[str, Any]) -> str:
             lines += [
                 f"**{w['task']} / {w['id']}** — {w['metric']} {_num(w['baseline_score'])} → {_num(w['model_score'])}",
                 "",
-                f"> {_cell(w['question'])}",
+                f"> {markdown_cell(_text(w['question']))}",
                 "",
-                "| | answer |",
-                "|---|---|",
             ]
-            if w["reference"] is not None:
-                lines.append(f"| reference | {_cell(w['reference'])} |")
-            lines += [f"| baseline | {_cell(w['baseline_answer'])} |", f"| model | {_cell(w['model_answer'])} |", ""]
+            answers = [["reference", _text(w["reference"])]] if w["reference"] is not None else []
+            answers += [["baseline", _text(w["baseline_answer"])], ["model", _text(w["model_answer"])]]
+            lines += [*markdown_table(["", "answer"], answers), ""]
     elif has_base:
         lines += [
             "## Worst regressions against the baseline",
@@ -187,12 +187,6 @@ def _deltas_svg(tasks: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def render_html(s: dict[str, Any]) -> str:
     """The self-contained HTML report (no external resources)."""
     e = html.escape
@@ -225,7 +219,7 @@ def render_html(s: dict[str, Any]) -> str:
         + f". Intervals: {level}% paired bootstrap over items ({s['bootstrap']} resamples, seed {s['seed']}).</p>",
         "<h2>Gates (fixed in the config before these results)</h2>",
         '<div id="gates">'
-        + _table(["gate", "rule", "tier", "model", "difference vs baseline", "status"], gate_rows)
+        + html_table(["gate", "rule", "tier", "model", "difference vs baseline", "status"], gate_rows)
         + "</div>",
         "<h2>Metrics</h2>",
         f'<p><span style="color:#0969da">&#9632;</span> model <span style="color:#8c959f">&#9632;</span> baseline; '
@@ -243,7 +237,7 @@ def render_html(s: dict[str, Any]) -> str:
         ]
         out += [
             f"<h3>{e(task['name'])} ({task['items']} items)</h3>",
-            _table(["metric", "model", "baseline", "difference"], rows),
+            html_table(["metric", "model", "baseline", "difference"], rows),
             _bars_svg(task),
         ]
     deltas = _deltas_svg(s["tasks"])
@@ -269,7 +263,7 @@ def render_html(s: dict[str, Any]) -> str:
                 f"<h3>{e(w['task'])} / {e(w['id'])}: {e(w['metric'])} "
                 f"{_num(w['baseline_score'])} → {_num(w['model_score'])}</h3>",
                 f"<blockquote>{e(w['question'])}</blockquote>",
-                _table(["", "answer"], rows),
+                html_table(["", "answer"], rows),
             ]
     out.append("</body></html>")
     return "\n".join(out)

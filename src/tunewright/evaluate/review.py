@@ -20,7 +20,8 @@ from typing import Any
 
 from tunewright.core.errors import DataError, UserError
 from tunewright.core.io import iter_csv, iter_jsonl, write_json, write_jsonl, write_text
-from tunewright.core.runs import Run, find_run, list_manifests, load_manifest
+from tunewright.core.manifest import list_manifests, load_manifest, newest
+from tunewright.core.runs import Run, find_run
 from tunewright.evaluate.report import render_html, render_markdown
 from tunewright.evaluate.stats import confidence_interval, mean_metric, resample_counts
 
@@ -89,8 +90,9 @@ def _key(workspace: Path, eval_run: str) -> dict[str, Any]:
     exports = [m for m in exports if m["results"].get("eval_run") == eval_run]
     if not exports:
         raise UserError(f"no blind review was exported for {eval_run}: run `tunewright eval export-review {eval_run}`")
-    newest = max(exports, key=lambda m: (m["started_at"], m["run_id"]))
-    return json.loads((workspace / "runs" / newest["run_id"] / "key.json").read_text(encoding="utf-8"))
+    chosen = newest(exports)
+    assert chosen is not None
+    return json.loads((workspace / "runs" / chosen["run_id"] / "key.json").read_text(encoding="utf-8"))
 
 
 def _judgments(path: Path) -> list[tuple[int, dict[str, Any]]]:

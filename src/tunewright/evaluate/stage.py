@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,32 +18,19 @@ from tunewright.core.errors import UserError
 from tunewright.core.io import write_json, write_jsonl, write_text
 from tunewright.core.model_source import resolve_model
 from tunewright.core.progress import progress_bar
-from tunewright.core.runs import Run, lineage
+from tunewright.core.runs import Run, lineage, start_run
 from tunewright.core.workspace import resolve
 from tunewright.evaluate.config import EvalConfig, JudgeScorer
 from tunewright.evaluate.gates import GateOutcome, decide_gate, validate_gates, verdict
 from tunewright.evaluate.items import Task, load_task
 from tunewright.evaluate.judge import Judge
 from tunewright.evaluate.report import render_html, render_markdown
+from tunewright.evaluate.results import ModelResults, TaskResult
 from tunewright.evaluate.scorers import metric_names, nll_metrics, preference_metrics, score_answers
 from tunewright.evaluate.stats import Interval, Metric, confidence_interval, paired_difference, resample_counts
 from tunewright.evaluate.targets import EndpointTarget, LocalTarget, Target
 
 WORST = 10
-
-
-@dataclass
-class Scored:
-    """One model's answers and metrics, per task."""
-
-    target: Target
-    role: str
-    ids: dict[str, list[str]] = field(default_factory=dict)
-    answers: dict[str, list[str]] = field(default_factory=dict)
-    references: dict[str, list[str | None]] = field(default_factory=dict)
-    questions: dict[str, list[str]] = field(default_factory=dict)
-    prompts: dict[str, list[list[dict[str, str]]]] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Metric]] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,7 +112,7 @@ def _needs_similarity(cfg: EvalConfig, tasks: dict[str, Task]) -> bool:
     return False
 
 
-def _generate(scored: Scored, cfg: EvalConfig, tasks: dict[str, Task]) -> None:
+def _generate(target: Target, cfg: EvalConfig, tasks: dict[str, Task]) -> dict[str, list[str]]:
     """Answers for every generate task that needs them, all submitted to the target at once."""
     scored_only = ("nll", "preference")  # log-probs of given answers: nothing to generate
     wanted = [
@@ -134,38 +121,47 @@ def _generate(scored: Scored, cfg: EvalConfig, tasks: dict[str, Task]) -> None:
     wanted += [t for t in tasks.values() if t not in wanted and any(it.assertions for it in t.items)]
     chats = [it.prompt for t in wanted for it in t.items]
     if not chats:
-        return
-    with progress_bar(f"generating with {scored.target.label}", total=len(chats)) as advance:
-        answers = iter(scored.target.generate(chats, cfg.generation.max_new_tokens, advance))
-    for t in wanted:
-        scored.answers[t.name] = [next(answers) for _ in t.items]
+        return {}
+    with progress_bar(f"generating with {target.label}", total=len(chats)) as advance:
+        answers = iter(target.generate(chats, cfg.generation.max_new_tokens, advance))
+    return {t.name: [next(answers) for _ in t.items] for t in wanted}
 
 
-def _score(scored: Scored, cfg: EvalConfig, tasks: dict[str, Task], judges: dict[str, Judge], similarity) -> None:
+def _score(
+    target: Target, role: str, cfg: EvalConfig, tasks: dict[str, Task], judges: dict[str, Judge], similarity
+) -> ModelResults:
+    """Generate and score every generate task of `target`."""
+    generated = _generate(target, cfg, tasks)
+    out = ModelResults(target, role)
     for name, task in tasks.items():
         items = task.items
-        scored.ids[name] = [it.id for it in items]
-        scored.references[name] = [it.reference for it in items]
-        scored.questions[name] = [it.question for it in items]
-        scored.prompts[name] = [it.prompt for it in items]
-        answers = scored.answers.get(name, [""] * len(items))
+        answers = generated.get(name, [""] * len(items))
         metrics = score_answers(task.config, items, answers, similarity)
         if any(s.type == "nll" for s in task.config.scorers):
             chats = [it.prompt for it in items]
             with progress_bar(f"reference log-probs, {name}", total=len(items)) as advance:
-                results = scored.target.reference_nll(chats, [it.reference or "" for it in items], advance)
+                results = target.reference_nll(chats, [it.reference or "" for it in items], advance)
             metrics += nll_metrics(results)
         if any(s.type == "preference" for s in task.config.scorers):
             chats = [it.prompt for it in items]
             with progress_bar(f"preference pairs, {name}", total=2 * len(items)) as advance:
-                chosen = scored.target.reference_nll(chats, [it.reference or "" for it in items], advance)
-                rejected = scored.target.reference_nll(chats, [it.rejected or "" for it in items], advance)
+                chosen = target.reference_nll(chats, [it.reference or "" for it in items], advance)
+                rejected = target.reference_nll(chats, [it.rejected or "" for it in items], advance)
             metrics += preference_metrics(chosen, rejected)
         judge = judges.get(name)
         if judge is not None and judge.cfg.mode == "score":
-            with progress_bar(f"judging {name} ({scored.role})", total=len(items)) as advance:
+            with progress_bar(f"judging {name} ({role})", total=len(items)) as advance:
                 metrics += judge.metrics(judge.score(items, answers, advance))
-        scored.metrics[name] = {m.name: m for m in metrics}
+        out.tasks[name] = TaskResult(
+            name,
+            [it.id for it in items],
+            [it.question for it in items],
+            [it.prompt for it in items],
+            [it.reference for it in items],
+            generated.get(name),
+            {m.name: m for m in metrics},
+        )
+    return out
 
 
 def _lineage(workspace: Path, target: Target) -> list[dict[str, Any]]:
@@ -185,12 +181,12 @@ def _interval_dict(metric: Metric, counts, confidence: float) -> dict[str, float
 
 
 def summarise(
-    cfg: EvalConfig, model: Scored, baseline: Scored | None
+    cfg: EvalConfig, model: ModelResults, baseline: ModelResults | None
 ) -> tuple[list[dict[str, Any]], list[GateOutcome]]:
     """Per-task metric tables with intervals (and paired differences), and the gate outcomes."""
     tables, intervals = [], {}
-    for index, (task, metrics) in enumerate(model.metrics.items()):
-        n = len(model.ids[task])
+    for index, (task, result) in enumerate(model.tasks.items()):
+        metrics, n = result.metrics, len(result.ids)
         counts = resample_counts(n, cfg.bootstrap, cfg.seed + index)
         rows = []
         for name, metric in metrics.items():
@@ -202,7 +198,8 @@ def summarise(
                 "baseline": None,
                 "difference": None,
             }
-            other = baseline.metrics.get(task, {}).get(name) if baseline else None
+            theirs = baseline.tasks.get(task) if baseline else None
+            other = theirs.metrics.get(name) if theirs else None
             if other is not None:
                 row["baseline"] = _interval_dict(other, counts, cfg.confidence)
                 d = paired_difference(metric, other, counts, cfg.confidence)
@@ -234,14 +231,15 @@ def _primary(cfg: EvalConfig, task: str, metrics: dict[str, Metric]) -> str | No
     return None
 
 
-def worst_regressions(cfg: EvalConfig, model: Scored, baseline: Scored) -> list[dict[str, Any]]:
+def worst_regressions(cfg: EvalConfig, model: ModelResults, baseline: ModelResults) -> list[dict[str, Any]]:
     """Items where the model did worst against the baseline, on each task's primary metric."""
     rows = []
-    for task, metrics in model.metrics.items():
-        name = _primary(cfg, task, metrics)
-        if name is None or name not in baseline.metrics.get(task, {}):
+    for task, result in model.tasks.items():
+        theirs = baseline.tasks.get(task)
+        name = _primary(cfg, task, result.metrics)
+        if name is None or theirs is None or name not in theirs.metrics:
             continue
-        m, b = metrics[name], baseline.metrics[task][name]
+        m, b = result.metrics[name], theirs.metrics[name]
         sign = 1 if m.higher_is_better else -1
         for i, (mv, bv) in enumerate(zip(m.per_item, b.per_item, strict=True)):
             if mv is None or bv is None or sign * (mv - bv) >= 0:
@@ -249,41 +247,18 @@ def worst_regressions(cfg: EvalConfig, model: Scored, baseline: Scored) -> list[
             rows.append(
                 {
                     "task": task,
-                    "id": model.ids[task][i],
+                    "id": result.ids[i],
                     "metric": name,
                     "model_score": mv,
                     "baseline_score": bv,
                     "delta": sign * (mv - bv),
-                    "question": model.questions[task][i],
-                    "reference": model.references[task][i],
-                    "model_answer": (model.answers.get(task) or [""] * (i + 1))[i],
-                    "baseline_answer": (baseline.answers.get(task) or [""] * (i + 1))[i],
+                    "question": result.questions[i],
+                    "reference": result.references[i],
+                    "model_answer": result.answer(i),
+                    "baseline_answer": theirs.answer(i),
                 }
             )
     return sorted(rows, key=lambda r: r["delta"])[:WORST]
-
-
-def result_rows(scored: Scored) -> list[dict[str, Any]]:
-    """results.jsonl: one row per (model, task, item) with the answer and every score."""
-    rows = []
-    for task, ids in scored.ids.items():
-        answers = scored.answers.get(task)
-        for i, item_id in enumerate(ids):
-            scores = {name: m.per_item[i] for name, m in scored.metrics[task].items() if m.per_item}
-            rows.append(
-                {
-                    "task": task,
-                    "id": item_id,
-                    "role": scored.role,
-                    "model": scored.target.label,
-                    "question": scored.questions[task][i],
-                    "prompt": scored.prompts[task][i],
-                    "reference": scored.references[task][i],
-                    "answer": answers[i] if answers else None,
-                    "scores": scores,
-                }
-            )
-    return rows
 
 
 def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: TargetSpec | None, run: Run) -> dict:
@@ -319,14 +294,12 @@ def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: Targ
     results = []
     try:
         for t, role in zip(targets, ("model", "baseline"), strict=False):
-            scored = Scored(t, role)
-            _generate(scored, cfg, tasks)
-            _score(scored, cfg, tasks, judges, similarity)
+            scored = _score(t, role, cfg, tasks, judges, similarity)
             for tc in cfg.tasks:
                 if tc.kind == "lm_eval":
                     from tunewright.evaluate.harness import run_harness_task
 
-                    run_harness_task(tc, workspace, t, cfg, scored)
+                    scored.tasks[tc.name] = run_harness_task(tc, workspace, t, cfg)
             if isinstance(t, LocalTarget):
                 t.close()
             results.append(scored)
@@ -335,8 +308,8 @@ def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: Targ
             if judge.cfg.mode == "pairwise" and other is not None:
                 task = tasks[name]
                 with progress_bar(f"pairwise judging {name}", total=len(task.items)) as advance:
-                    wins = judge.compare(task.items, tuned.answers[name], other.answers[name], advance)
-                tuned.metrics[name].update({m.name: m for m in judge.metrics(wins)})
+                    wins = judge.compare(task.items, tuned.tasks[name].answers, other.tasks[name].answers, advance)
+                tuned.tasks[name].metrics.update({m.name: m for m in judge.metrics(wins)})
     finally:
         for judge in judges.values():
             judge.close()
@@ -357,7 +330,7 @@ def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: Targ
         "worst": worst_regressions(cfg, tuned, other) if other else [],
         "judges": {n: {"replies": j.replies, "junk": j.junk} for n, j in judges.items()},
     }
-    write_jsonl(run.dir / "results.jsonl", [row for s in results for row in result_rows(s)])
+    write_jsonl(run.dir / "results.jsonl", [row for s in results for row in s.rows()])
     write_json(run.dir / "eval.json", summary)
     markdown, html = render_markdown(summary), render_html(summary)
     for path, text in ((run.dir / "eval-report.md", markdown), (report_md, markdown)):
@@ -376,3 +349,13 @@ def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: Targ
         passed=summary["verdict"] == "GO",
     )
     return summary
+
+
+def evaluate(
+    workspace: Path, cfg: EvalConfig, model: TargetSpec, baseline: TargetSpec | None, command: list[str]
+) -> tuple[Run, dict[str, Any]]:
+    """`tunewright eval` as a library call: the evaluation, recorded as a run; the run and its summary.
+    The verdict is in the summary; a NO-GO is not an exception here (the CLI makes it exit 1)."""
+    with start_run(workspace, "eval", command, cfg.model_dump()) as run:
+        summary = run_eval(cfg, workspace, model, baseline, run)
+    return run, summary

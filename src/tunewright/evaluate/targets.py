@@ -15,13 +15,14 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from tunewright.core import chat
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
-from tunewright.engine.engine import Engine, chat_prompt_ids
-from tunewright.engine.offline import Loaded, answer_tokens, continuation_logprobs, engine_for
+from tunewright.engine.engine import Engine
+from tunewright.engine.offline import Loaded, continuation_logprobs, engine_for
 from tunewright.engine.params import SamplingParams
-from tunewright.evaluate.client import EndpointError, OpenAIClient
 from tunewright.evaluate.config import EndpointConfig
+from tunewright.runtimes.openai_client import EndpointError, OpenAIClient
 
 Advance = Callable[[int], None] | None
 
@@ -85,7 +86,7 @@ class LocalTarget:
         return self._engine
 
     def generate(self, chats: list[list[dict[str, str]]], max_tokens: int, advance: Advance = None) -> list[str]:
-        prompts = [chat_prompt_ids(self.tokenizer, c) for c in chats]
+        prompts = [chat.prompt_ids(self.tokenizer, c) for c in chats]
         engine = self.engine(max(map(len, prompts)) + max_tokens)
         return [o.text for o in engine.generate(prompts, SamplingParams(max_tokens=max_tokens), advance=advance)]
 
@@ -93,7 +94,7 @@ class LocalTarget:
         self, chats: list[list[dict[str, str]]], answers: list[str], advance: Advance = None
     ) -> list[tuple[float, int]]:
         """(negative log-likelihood, tokens) of each answer, end-of-turn token included."""
-        pairs = [answer_tokens(self.tokenizer, c, a) for c, a in zip(chats, answers, strict=True)]
+        pairs = [chat.answer_ids(self.tokenizer, c, a) for c, a in zip(chats, answers, strict=True)]
         engine = self.engine(max(len(c) + len(a) for c, a in pairs))
         scored = continuation_logprobs(engine, pairs, advance)
         return [(-logprob, len(a)) for (logprob, _), (_, a) in zip(scored, pairs, strict=True)]

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tunewright.core import chat
 from tunewright.core.errors import CheckFailed, UserError
 from tunewright.core.model_source import ModelSource
-from tunewright.export.merged import end_of_turn_ids, merged_model
+from tunewright.export.merged import merged_model
 
 GGUF_TYPES = ("f16", "q8_0")
 ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
@@ -143,7 +144,7 @@ def plan(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str, 
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     tokens, types = _token_types(tokenizer, gguf)
-    eot = end_of_turn_ids(tokenizer)
+    closing = chat.turn_end(tokenizer)[1]
     file_type = gguf.LlamaFileType.MOSTLY_F16 if gguf_type == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
     metadata: dict[str, Any] = {
         "general.architecture": "llama",
@@ -171,9 +172,11 @@ def plan(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str, 
     }
     if tokenizer.bos_token_id is not None:
         metadata["tokenizer.ggml.bos_token_id"] = tokenizer.bos_token_id
-    if eot:
-        metadata["tokenizer.ggml.eos_token_id"] = eot[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
-        metadata["tokenizer.ggml.eot_token_id"] = eot[-1]
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else (closing or [None])[0]
+    if eos is not None:
+        metadata["tokenizer.ggml.eos_token_id"] = eos
+    if closing or eos is not None:
+        metadata["tokenizer.ggml.eot_token_id"] = closing[-1] if closing else eos
     if tokenizer.pad_token_id is not None:
         metadata["tokenizer.ggml.padding_token_id"] = tokenizer.pad_token_id
     if tokenizer.unk_token_id is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from tunewright.core import chat
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
 from tunewright.core.modeling import load_adapter_model
@@ -28,23 +29,6 @@ from tunewright.core.modeling import load_adapter_model
 FORMATS = ("merged", "adapter", "gguf")
 VLLM_MAX_LORA_RANK = 16  # vLLM's default --max-lora-rank
 VLLM_LORA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-_MARK = "\x1f"  # a character no template adds, to find where the assistant's content ends
-
-
-def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The special tokens the chat template writes right after an assistant's content, plus the EOS."""
-    found = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "u"}, {"role": "assistant", "content": _MARK}], tokenize=False
-        )
-        tail = text[text.rindex(_MARK) + 1 :]
-        special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-        for token in tokenizer(tail, add_special_tokens=False)["input_ids"]:
-            if token not in special:
-                break
-            found.append(token)
-    return list(dict.fromkeys(found))
 
 
 def _generation_config(source: ModelSource, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
@@ -52,9 +36,7 @@ def _generation_config(source: ModelSource, tokenizer: PreTrainedTokenizerBase) 
         config = GenerationConfig.from_pretrained(source.tuned_from or source.base)
     except OSError:
         config = GenerationConfig()
-    configured = config.eos_token_id
-    configured = configured if isinstance(configured, list) else [configured] if configured is not None else []
-    ids = list(dict.fromkeys([*end_of_turn_ids(tokenizer), *configured]))
+    ids = chat.end_of_turn_ids(tokenizer, config)
     config.eos_token_id = ids[0] if len(ids) == 1 else ids
     config.pad_token_id = tokenizer.pad_token_id
     return config

@@ -19,23 +19,27 @@ from tunewright.core.adapter_files import make_portable
 from tunewright.core.errors import CheckFailed, DataError, UserError
 from tunewright.core.export_versions import LATEST, next_version_dir, versions
 from tunewright.core.io import read_jsonl_strict, write_json, write_text
+from tunewright.core.manifest import EvalResult
 from tunewright.core.model_source import ModelSource, base_record, resolve_model
 from tunewright.core.modeling import load_tokenizer
 from tunewright.core.progress import status
 from tunewright.core.records import RecordError, to_conversation
-from tunewright.core.runs import Run, list_manifests
+from tunewright.core.registry import open_registry
+from tunewright.core.runs import Run, start_run
+from tunewright.core.workspace import resolve
+from tunewright.export.config import ExportConfig
 from tunewright.export.gguf_file import GGUF_TYPES, export_gguf
 from tunewright.export.merged import FORMATS, export_model
 from tunewright.export.parity import (
+    MIN_AGREEMENT,
     PARITY_TOKENS,
-    QUANTIZED_MIN_AGREEMENT,
     ParityResult,
     check_parity,
     compare_answers,
     top1_agreement_with,
 )
 from tunewright.export.readme import export_readme
-from tunewright.export.verify import check_verifier, llamacpp_agreement, llamacpp_answers, vllm_answers
+from tunewright.export.verify import check_verifier, llamacpp_check, vllm_answers
 
 EXPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -55,19 +59,11 @@ def golden_prompts(path: Path) -> tuple[list[str], list[list[dict[str, str]]]]:
     return ids, prompts
 
 
-def latest_eval(workspace: Path, run_id: str) -> dict[str, Any] | None:
-    """The newest eval run that evaluated `run_id` (as the model, not the baseline) and its verdict."""
-    evals = [m for m in list_manifests(workspace) if m["stage"] == "eval" and m["results"].get("model_run") == run_id]
-    if not evals:
-        return None
-    m = max(evals, key=lambda m: (m["started_at"], m["run_id"]))
-    failed = [f"{g['metric']} ({g['status']})" for g in m["results"]["gates"] if g["status"] != "PASS"]
-    return {
-        "run_id": m["run_id"],
-        "verdict": m["results"]["verdict"],
-        "passed": m["results"]["verdict"] == "GO",
-        "failed_gates": failed,
-    }
+def latest_eval(workspace: Path, run_id: str) -> EvalResult | None:
+    """The newest eval run that evaluated `run_id` (as the model, not the baseline)."""
+    with open_registry(workspace) as registry:
+        found = registry.newest_eval(model_run=run_id)
+    return found[0] if found else None
 
 
 def _target(workspace: Path, source: ModelSource, fmt: str, name: str | None) -> Path:
@@ -78,22 +74,19 @@ def _target(workspace: Path, source: ModelSource, fmt: str, name: str | None) ->
 
 
 def _write_and_check(
-    workspace: Path,
+    cfg: ExportConfig,
     source: ModelSource,
-    fmt: str,
     tmp: Path,
     name: str,
     label: str,
-    gguf_type: str,
-    max_shard_size: str,
-    verify_with: str | None,
     golden: tuple[list[str], list[list[dict[str, str]]]],
 ) -> tuple[ParityResult, list[str], dict[str, Any]]:
-    """Write the export into `tmp`, check parity (and the other runtime, if asked); raise on any divergence.
+    """Write the export into `tmp`, check parity (and the other runtime, if asked); raise on a failed check.
     Returns the parity result, warnings for the user, and the parity record (also in `parity.json`)."""
     ids, prompts = golden
+    fmt, gguf_type, verify_with = cfg.format, cfg.gguf_type, cfg.verify_with
     warnings: list[str] = []
-    quantized = fmt == "gguf" and gguf_type != "f16"
+    least = MIN_AGREEMENT[gguf_type] if fmt == "gguf" else None
     record: dict[str, Any] = {}
     if fmt == "gguf":
         with tempfile.TemporaryDirectory(prefix="tunewright-gguf-") as scratch:
@@ -101,43 +94,41 @@ def _write_and_check(
                 gguf_path, readback = export_gguf(source, tmp, name, gguf_type, Path(scratch))
             exported = ModelSource(f"{label} ({gguf_path.name})", str(readback))
             parity = check_parity(source, exported, prompts, ids)
-            if quantized:
-                record["top1_agreement"] = top1_agreement_with(exported, prompts, parity.trained_tokens)
+            record["top1_agreement"] = top1_agreement_with(exported, prompts, parity.trained_tokens)
     else:
         with status(f"writing the {fmt} export of {source.run_id}"):
-            warnings = export_model(source, fmt, tmp, max_shard_size)
+            warnings = export_model(source, fmt, tmp, cfg.max_shard_size)
         adapter = tmp if fmt == "adapter" else None
         exported = ModelSource(label, source.base if adapter else str(tmp), adapter, dtype=source.dtype)
         parity = check_parity(source, exported, prompts, ids)
     record.update(prompts=parity.prompts, diverged=parity.diverged)
-    if quantized:
-        record["min_top1_agreement"] = QUANTIZED_MIN_AGREEMENT
+    if least is not None:
+        record["min_top1_agreement"] = least
     write_json(tmp / "parity.json", record)
-    _require(parity, record.get("top1_agreement"), f"the {gguf_type} export" if quantized else "export")
+    _require(parity, record.get("top1_agreement"), least, f"the {gguf_type} export" if least else "export")
     if verify_with is None:
         return parity, warnings, record
     if verify_with == "llama.cpp":
         tokenizer = load_tokenizer(source.adapter if source.adapter is not None else source.base)
-        answers = llamacpp_answers(gguf_path, tokenizer, prompts, PARITY_TOKENS)
-        agreement = llamacpp_agreement(gguf_path, tokenizer, prompts, parity.trained_tokens) if quantized else None
+        answers, agreement = llamacpp_check(gguf_path, tokenizer, prompts, parity.trained_tokens, PARITY_TOKENS)
     else:
-        answers, agreement = vllm_answers(workspace, exported, prompts, PARITY_TOKENS), None
+        answers, agreement = vllm_answers(cfg.vllm, exported, prompts, PARITY_TOKENS), None
     verified = compare_answers(ids, prompts, parity.trained, answers)
     record["verified_with"] = {"engine": verify_with, "prompts": verified.prompts, "diverged": verified.diverged}
     if agreement is not None:
         record["verified_with"]["top1_agreement"] = agreement
     write_json(tmp / "parity.json", record)
-    _require(verified, agreement, f"the export run by {verify_with}")
+    _require(verified, agreement, least, f"the export run by {verify_with}")
     return parity, warnings, record
 
 
-def _require(parity: ParityResult, agreement: float | None, what: str) -> None:
-    """Exact answers, or for a quantized export enough top-1 agreement; a CheckFailed naming the gap."""
-    if agreement is not None:
-        if agreement < QUANTIZED_MIN_AGREEMENT:
+def _require(parity: ParityResult, agreement: float | None, least: float | None, what: str) -> None:
+    """Exact answers, or for a GGUF export enough top-1 agreement; a CheckFailed naming the gap."""
+    if least is not None and agreement is not None:
+        if agreement < least:
             raise CheckFailed(
-                f"{what} ranks the trained model's next token first on {agreement:.1%} of its answer tokens "
-                f"(at least {QUANTIZED_MIN_AGREEMENT:.0%} expected of a correct conversion)"
+                f"{what} diverges from the trained model: it ranks the trained model's next token first on "
+                f"{agreement:.1%} of its answer tokens (at least {least:.0%} expected of a correct conversion)"
             )
         return
     if not parity.passed:
@@ -148,38 +139,29 @@ def _require(parity: ParityResult, agreement: float | None, what: str) -> None:
         )
 
 
-def run_export(
-    workspace: Path,
-    run_ref: str,
-    fmt: str,
-    name: str | None,
-    golden: Path,
-    run: Run,
-    allow_failed_eval: bool = False,
-    max_shard_size: str = "5GB",
-    gguf_type: str = "f16",
-    verify_with: str | None = None,
-) -> tuple[ParityResult, Path]:
-    """Export `run_ref` to `exports/<name>`; the directory appears only if parity holds."""
+def run_export(workspace: Path, cfg: ExportConfig, run: Run) -> tuple[ParityResult, Path]:
+    """Export `cfg.run` to `exports/<name>` within `run`; the directory appears only if parity holds."""
+    run_ref, fmt, gguf_type, allow_failed_eval = cfg.run, cfg.format, cfg.gguf_type, cfg.allow_failed_eval
+    golden = resolve(workspace, cfg.golden)
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if fmt == "gguf" and gguf_type not in GGUF_TYPES:
         raise UserError(f"--gguf-type {gguf_type!r}: expected one of {', '.join(GGUF_TYPES)}")
-    check_verifier(verify_with, fmt)
+    check_verifier(cfg.verify_with, fmt)
     source = resolve_model(workspace, run_ref)
     if source.run_id is None:
         raise UserError(f"{run_ref} is not a training run; export takes one (a train-… run id or latest:train)")
-    out_dir = _target(workspace, source, fmt, name)
+    out_dir = _target(workspace, source, fmt, cfg.name)
     verdict = latest_eval(workspace, source.run_id)
-    if verdict is not None and not verdict["passed"] and not allow_failed_eval:
+    if verdict is not None and not verdict.passed and not allow_failed_eval:
         raise CheckFailed(
-            f"run {source.run_id}'s latest evaluation ({verdict['run_id']}) is {verdict['verdict']}: gate(s) "
-            f"{', '.join(verdict['failed_gates'])}; not exported. Pass --allow-failed-eval to export it anyway "
+            f"run {source.run_id}'s latest evaluation ({verdict.run_id}) is {verdict.verdict}: gate(s) "
+            f"{verdict.failing()}; not exported. Pass --allow-failed-eval to export it anyway "
             "(recorded in the export's manifest and README)"
         )
     run.add_parent(source.run_id)
     if verdict is not None:
-        run.add_parent(verdict["run_id"])
+        run.add_parent(verdict.run_id)
     for path in source.files():
         run.add_input(path)
     run.add_input(golden)
@@ -187,9 +169,7 @@ def run_export(
     tmp = run.new_output_dir(out_dir)
     base_name = source.base_name or source.base
     export_label = f"{out_dir.parent.name}/{out_dir.name}"
-    parity, warnings, record = _write_and_check(
-        workspace, source, fmt, tmp, out_dir.parent.name, export_label, gguf_type, max_shard_size, verify_with, prompts
-    )
+    parity, warnings, record = _write_and_check(cfg, source, tmp, out_dir.parent.name, export_label, prompts)
     previous = versions(out_dir.parent)
     run.results.update(
         format=fmt,
@@ -206,10 +186,10 @@ def run_export(
         verified_with=record.get("verified_with"),
         top1_agreement=record.get("top1_agreement"),
         warnings=warnings,
-        eval=verdict,
+        eval=verdict.as_record() if verdict is not None else None,
         allow_failed_eval=allow_failed_eval,
     )
-    readme = export_readme(export_label, fmt, tmp, run.results, verdict, allow_failed_eval)
+    readme = export_readme(export_label, fmt, tmp, run.results, run.results["eval"], allow_failed_eval)
     if fmt == "adapter":
         make_portable(tmp, base_name, readme)
     else:
@@ -217,3 +197,10 @@ def run_export(
     run.manifest_copies.append(tmp / "manifest.json")
     run.output_link(out_dir.parent / LATEST, out_dir.name)
     return parity, out_dir
+
+
+def export_version(workspace: Path, cfg: ExportConfig, command: list[str]) -> tuple[Run, ParityResult, Path]:
+    """`tunewright export` as a library call: the export run (recorded), its parity result and version directory."""
+    with start_run(workspace, "export", command, cfg.recorded()) as run:
+        parity, out_dir = run_export(workspace, cfg, run)
+    return run, parity, out_dir

@@ -18,7 +18,9 @@ import yaml
 from pydantic import Field
 
 from tunewright.core.config import StrictModel, load_config
+from tunewright.core.manifest import CurateResult, TrainMethod
 from tunewright.core.runs import diff_manifests
+from tunewright.core.tables import markdown_table
 from tunewright.core.workspace import example_config
 from tunewright.release.facts import VersionFacts
 
@@ -69,21 +71,15 @@ def _ci(d: dict[str, float] | None, signed: bool = False) -> str:
     return f"{value} [{d['low']:.3f}, {d['high']:.3f}]"
 
 
-def _cell(text: Any) -> str:
-    return str(text if text not in (None, "") else "(empty)").replace("|", "\\|").replace("\n", "<br>")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
-    return lines + [f"| {' | '.join(_cell(c) for c in row)} |" for row in rows]
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table whose empty cells say so."""
+    return markdown_table(header, [[c if c not in (None, "") else "(empty)" for c in row] for row in rows])
 
 
 def _method(train: dict[str, Any]) -> list[str]:
-    cfg, res = train["config"], train["results"]
-    adapter = cfg.get("adapter") or {"sft": "none"}.get(cfg.get("method"), cfg.get("method"))
-    objective = cfg.get("objective", "sft")
-    what = f"{objective.upper()}, {'full fine-tune' if adapter == 'none' else adapter}"
-    lines = [f"- Training run `{train['run_id']}`: {what} on the `{cfg.get('task', 'chat')}` task"]
+    cfg, res, method = train["config"], train["results"], TrainMethod.of(train)
+    adapter = method.adapter
+    lines = [f"- Training run `{train['run_id']}`: {method.describe()} on the `{method.task}` task"]
     peft = cfg.get("peft") or {}
     if adapter in ("lora", "dora") and peft:
         lines[-1] += (
@@ -113,8 +109,8 @@ def _data(facts: VersionFacts) -> list[str]:
     classes = {what: (lic, cls) for what, lic, cls in facts.licenses}
     lines = []
     for curate in facts.curates:
-        res = curate["results"]
-        kept_by = res.get("kept_by_source") or {}
+        res = CurateResult.of(curate)
+        kept_by = res.kept_by_source
         rows = []
         for source in curate["config"].get("sources", []):
             sname = source.get("name") or source.get("path")
@@ -122,13 +118,13 @@ def _data(facts: VersionFacts) -> list[str]:
             rows.append([sname, source.get("path"), lic or "unknown", cls, _num(kept_by.get(sname))])
         lines += [f"Curation run `{curate['run_id']}`:", ""]
         lines += _table(["source", "path", "license", "policy", "records kept"], rows)
-        dropped = ", ".join(f"{k} {v}" for k, v in (res.get("quarantine_by_step") or {}).items()) or "none"
-        pii = ", ".join(f"{k} {v}" for k, v in (res.get("pii_counts") or {}).items()) or "none"
-        splits = ", ".join(f"{k} {v}" for k, v in (res.get("splits") or {}).items())
+        dropped = ", ".join(f"{k} {v}" for k, v in res.quarantine_by_step.items()) or "none"
+        pii = ", ".join(f"{k} {v}" for k, v in res.pii_counts.items()) or "none"
+        splits = ", ".join(f"{k} {v}" for k, v in res.splits.items())
         lines += [
             "",
-            f"- {_num(res.get('lines_read'))} records read, {_num(res.get('kept'))} kept, "
-            f"{_num(res.get('quarantined'))} quarantined (by step: {dropped})",
+            f"- {_num(res.lines_read)} records read, {_num(res.kept)} kept, "
+            f"{_num(res.quarantined)} quarantined (by step: {dropped})",
             f"- PII redacted: {pii}; splits: {splits}",
             "",
         ]
@@ -309,8 +305,8 @@ def _data_changes(new: VersionFacts, old: VersionFacts) -> list[str]:
         lines.append(f"  - source added: {added} ({src_new[added].get('license') or 'no license'})")
     for removed in sorted(set(src_old) - set(src_new)):
         lines.append(f"  - source removed: {removed}")
-    kept_old = {k: v for c in old.curates for k, v in (c["results"].get("kept_by_source") or {}).items()}
-    kept_new = {k: v for c in new.curates for k, v in (c["results"].get("kept_by_source") or {}).items()}
+    kept_old = {k: v for c in old.curates for k, v in CurateResult.of(c).kept_by_source.items()}
+    kept_new = {k: v for c in new.curates for k, v in CurateResult.of(c).kept_by_source.items()}
     for src in sorted(set(kept_old) & set(kept_new)):
         if kept_old[src] != kept_new[src]:
             lines.append(f"  - {src}: {kept_old[src]} -> {kept_new[src]} records kept")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.core.errors import UserError
-from tunewright.core.registry import alias_moves, ancestors, export_versions, run_manifest
+from tunewright.core.manifest import Manifest
+from tunewright.core.registry import ANY, Registry
 from tunewright.release.policy import lineage_licenses, load_policy
 
 
@@ -40,21 +41,11 @@ class VersionFacts:
 
 
 def _newest_eval(
-    workspace: Path, conn: Any, version_path: Path, source_run: str | None, baseline: str | None = None
-) -> dict[str, Any] | None:
+    registry: Registry, version_path: Path, source_run: str | None, baseline: object = ANY
+) -> Manifest | None:
     """The newest eval of this version (the export itself or its training run); of one baseline if given."""
-    found = []
-    for (manifest,) in conn.execute("SELECT manifest FROM runs WHERE stage = 'eval'"):
-        m = json.loads(manifest)
-        r = m.get("results", {})
-        if "verdict" not in r:
-            continue
-        if r.get("model_path") != str(version_path) and not (source_run and r.get("model_run") == source_run):
-            continue
-        if baseline is not None and ("base" if r.get("baseline") == "base" else r.get("baseline_path")) != baseline:
-            continue
-        found.append(m)
-    return max(found, key=lambda m: (m["started_at"], m["run_id"])) if found else None
+    found = registry.newest_eval(str(version_path), source_run, baseline)
+    return found[1] if found else None
 
 
 def _eval_files(workspace: Path, manifest: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[dict]]:
@@ -73,20 +64,20 @@ def _eval_files(workspace: Path, manifest: dict[str, Any] | None) -> tuple[dict[
     return summary, items
 
 
-def version_facts(workspace: Path, conn: Any, name: str, version: int) -> VersionFacts:
+def version_facts(workspace: Path, registry: Registry, name: str, version: int) -> VersionFacts:
     """The facts of `name` v`version` from the registry and the runs it indexes."""
-    rows = {v["version"]: v for v in export_versions(conn, name)}
+    rows = {v["version"]: v for v in registry.export_versions(name)}
     if version not in rows:
         have = ", ".join(f"v{v}" for v in rows) or "none"
         raise UserError(f"export {name!r} has no version v{version} in the registry (versions: {have})")
     row = rows[version]
-    export = run_manifest(conn, row["export_run"])
+    export = registry.run_manifest(row["export_run"])
     source = row["source_run"]
-    train = run_manifest(conn, source) if source else None
-    lineage = ancestors(conn, source) if source else []
-    curates = [m for m in (run_manifest(conn, rid) for rid in lineage) if m and m["stage"] == "curate"]
+    train = registry.run_manifest(source) if source else None
+    lineage = registry.ancestors(source) if source else []
+    curates = [m for m in (registry.run_manifest(rid) for rid in lineage) if m and m["stage"] == "curate"]
     path = (workspace / "exports" / name / f"v{version}").resolve()
-    newest = _newest_eval(workspace, conn, path, source)
+    newest = _newest_eval(registry, path, source)
     summary, items = _eval_files(workspace, newest)
     policy = load_policy(workspace)
     licenses = [
@@ -96,13 +87,13 @@ def version_facts(workspace: Path, conn: Any, name: str, version: int) -> Versio
     facts = VersionFacts(name, version, path, export or {}, train, curates, newest, summary, items, licenses)
     facts.aliases = [a for a in (row["aliases"] or "").split(", ") if a]
     for alias in facts.aliases:
-        facts.moves += [m | {"alias": alias} for m in alias_moves(conn, name, alias) if m["to_version"] == version]
+        facts.moves += [m | {"alias": alias} for m in registry.alias_moves(name, alias) if m["to_version"] == version]
     return facts
 
 
-def previous_production(conn: Any, name: str, version: int) -> int | None:
+def previous_production(registry: Registry, name: str, version: int) -> int | None:
     """The version production held before `version` was promoted to it; else the current production."""
-    moves = alias_moves(conn, name, "production")
+    moves = registry.alias_moves(name, "production")
     into = [m for m in moves if m["kind"] == "promote" and m["to_version"] == version]
     if into:
         return into[-1]["from_version"]
@@ -110,7 +101,7 @@ def previous_production(conn: Any, name: str, version: int) -> int | None:
     return current if current != version else None
 
 
-def eval_against(workspace: Path, conn: Any, new: VersionFacts, old: VersionFacts) -> dict[str, Any] | None:
+def eval_against(workspace: Path, registry: Registry, new: VersionFacts, old: VersionFacts) -> dict[str, Any] | None:
     """The newest eval of `new` whose baseline was exactly `old` (paired differences), with its eval.json."""
-    manifest = _newest_eval(workspace, conn, new.path, new.export.get("results", {}).get("source_run"), str(old.path))
+    manifest = _newest_eval(registry, new.path, new.export.get("results", {}).get("source_run"), str(old.path))
     return _eval_files(workspace, manifest)[0]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunewright.core.errors import UserError
-from tunewright.core.export_versions import NAMED, named_version, versions
+from tunewright.core.export_versions import VersionRef, parse_ref, version_number
 from tunewright.core.io import write_text
-from tunewright.core.registry import alias_version, open_registry
-from tunewright.core.runs import Run
+from tunewright.core.registry import Registry, open_registry
+from tunewright.core.runs import Run, start_run
 from tunewright.release.card import load_card_config, model_card, release_notes
 from tunewright.release.facts import eval_against, previous_production, version_facts
 
@@ -22,25 +21,24 @@ MODEL_CARD = Path("reports/model-card.md")
 RELEASE_NOTES = Path("reports/release-notes.md")
 
 
-def _version(workspace: Path, conn: object, ref: str) -> tuple[str, int]:
-    if NAMED.match(ref):
-        found = named_version(workspace, ref)
-        assert found is not None
-        return found.parent.name, int(found.name[1:])
-    if not versions(workspace / "exports" / ref):
-        raise UserError(f"there is no export named {ref!r} (exports/{ref} has no versions)")
-    production = alias_version(conn, ref, "production")  # type: ignore[arg-type]
-    return ref, production if production is not None else versions(workspace / "exports" / ref)[-1]
+def _version(workspace: Path, registry: Registry, ref: str) -> tuple[str, int]:
+    """`NAME@selector` -> that version; a bare name -> its production version, else its newest."""
+    parsed = parse_ref(ref)
+    if parsed is not None:
+        return parsed.name, version_number(workspace, parsed)
+    newest = version_number(workspace, VersionRef(ref))
+    production = registry.alias_version(ref, "production")
+    return ref, production if production is not None else newest
 
 
 def write_paper_trail(workspace: Path, ref: str, run: Run) -> tuple[Path, Path]:
     """Render the model card and the release notes of `ref` into the run's outputs; their final paths."""
-    conn = open_registry(workspace)
-    name, version = _version(workspace, conn, ref)
-    new = version_facts(workspace, conn, name, version)
-    previous = previous_production(conn, name, version)
-    old = version_facts(workspace, conn, name, previous) if previous is not None else None
-    paired = eval_against(workspace, conn, new, old) if old is not None else None
+    with open_registry(workspace) as registry:
+        name, version = _version(workspace, registry, ref)
+        new = version_facts(workspace, registry, name, version)
+        previous = previous_production(registry, name, version)
+        old = version_facts(workspace, registry, name, previous) if previous is not None else None
+        paired = eval_against(workspace, registry, new, old) if old is not None else None
     for m in (new.export, new.eval, paired):
         if m and m.get("run_id"):
             run.add_parent(m["run_id"])
@@ -56,3 +54,10 @@ def write_paper_trail(workspace: Path, ref: str, run: Run) -> tuple[Path, Path]:
         paired_eval=paired["run_id"] if paired else None,
     )
     return card, notes
+
+
+def write_card(workspace: Path, ref: str, command: list[str]) -> tuple[Run, Path, Path]:
+    """`tunewright card` as a library call: the paper trail of `ref`, recorded as a run; the run and its paths."""
+    with start_run(workspace, "card", command, {"model": ref}) as run:
+        card, notes = write_paper_trail(workspace, ref, run)
+    return run, card, notes

@@ -18,8 +18,8 @@ from pydantic import Field
 
 from tunewright.core.config import StrictModel, load_config
 from tunewright.core.errors import UserError
+from tunewright.core.manifest import load_manifest
 from tunewright.core.model_location import locate_model
-from tunewright.core.runs import load_manifest
 from tunewright.core.workspace import example_config
 
 Class = Literal["allowed", "needs_review", "forbidden"]

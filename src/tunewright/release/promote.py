@@ -19,18 +19,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunewright.core.errors import UserError
-from tunewright.core.export_versions import NAMED, VERSION, versions
-from tunewright.core.registry import (
-    alias_moves,
-    alias_version,
-    ancestors,
-    export_versions,
-    move_alias,
-    open_registry,
-)
-from tunewright.core.runs import list_manifests
+from pydantic import field_validator
+
+from tunewright.core.config import StrictModel
+from tunewright.core.errors import CheckFailed, UserError
+from tunewright.core.export_versions import VersionRef, parse_ref, version_number
+from tunewright.core.registry import ALIASES, Registry, open_registry
 from tunewright.release.policy import lineage_licenses, load_policy
+
+
+class PromoteConfig(StrictModel):
+    """What `tunewright promote` was asked: which version, to which alias, why, and whether licenses were reviewed."""
+
+    ref: str
+    """An export name (its latest version) or NAME@v<N>."""
+    to: str
+    """The alias to move: candidate, staging or production."""
+    reason: str = ""
+    """Why (recorded with who and when)."""
+    license_reviewed: bool = False
+    """Licenses the policy marks for review were reviewed (recorded)."""
+
+    @field_validator("to")
+    @classmethod
+    def _known_alias(cls, alias: str) -> str:
+        if alias not in ALIASES:
+            raise ValueError(f"expected one of {', '.join(ALIASES)}")
+        return alias
 
 
 @dataclass
@@ -51,78 +66,61 @@ def _user() -> str:
         return "unknown"
 
 
-def _target(workspace: Path, ref: str) -> tuple[str, int | None]:
-    named = NAMED.match(ref)
-    name, selector = named.groups() if named else (ref, None)
-    if not versions(workspace / "exports" / name):
-        raise UserError(f"there is no export named {name!r} (exports/{name} has no versions)")
-    if selector is None or selector == "latest":
-        return name, None
-    if not VERSION.match(selector):
+def _target(workspace: Path, ref: str) -> VersionRef:
+    parsed = parse_ref(ref) or VersionRef(ref)
+    if parsed.is_alias:
         raise UserError(f"{ref}: promote takes NAME or NAME@v<N>, not an alias")
-    return name, int(selector[1:])
-
-
-def _evals_of(workspace: Path, row: dict[str, Any], version_path: Path) -> list[dict[str, Any]]:
-    """Eval runs whose model was this version (the export, or the training run it came from), newest first."""
-    found = []
-    for m in list_manifests(workspace):
-        r = m["results"]
-        if m["stage"] != "eval" or "verdict" not in r:
-            continue
-        if r.get("model_path") == str(version_path) or (row["source_run"] and r.get("model_run") == row["source_run"]):
-            found.append(m)
-    return sorted(found, key=lambda m: (m["started_at"], m["run_id"]), reverse=True)
+    version_number(workspace, parsed)  # the name and version exist
+    return parsed
 
 
 def decide(workspace: Path, ref: str, alias: str, license_reviewed: bool = False) -> Decision:
     """Whether `ref` may become `alias`, with every reason it may not."""
-    name, wanted = _target(workspace, ref)
-    conn = open_registry(workspace)
-    rows = {v["version"]: v for v in export_versions(conn, name)}
-    if not rows:
-        raise UserError(f"export {name!r} has no version in the registry")
-    version = wanted if wanted is not None else max(rows)
-    if version not in rows:
-        raise UserError(f"export {name!r} has no version v{version}; it has {', '.join(f'v{v}' for v in rows)}")
-    row, current = rows[version], alias_version(conn, name, alias)
-    decision = Decision(name, version, alias, current)
-    if current == version:
-        decision.reasons.append(f"{name}@{alias} is already v{version}")
-        return decision
-    if not row["parity_passed"]:
-        decision.reasons.append(f"v{version} did not pass the export parity check")
-    version_path = (workspace / "exports" / name / f"v{version}").resolve()
-    against = "base" if current is None else str((workspace / "exports" / name / f"v{current}").resolve())
-    label = "base" if current is None else f"v{current} (the current {alias})"
-    evals = [m for m in _evals_of(workspace, row, version_path) if _baseline_of(m) == against]
-    if not evals:
-        baseline = "base" if current is None else f"{name}@{alias}"
-        decision.reasons.append(
-            f"v{version} has no evaluation against {label}: tunewright eval --model {name}@v{version} "
-            f"--baseline {baseline}"
-        )
-    else:
-        newest = evals[0]
-        decision.eval_run = newest["run_id"]
-        verdict = newest["results"]["verdict"]
-        if verdict != "GO":
-            failing = [f"{g['metric']} {g['status']}" for g in newest["results"]["gates"] if g["status"] != "PASS"]
+    target = _target(workspace, ref)
+    name = target.name
+    with open_registry(workspace) as registry:
+        rows = {v["version"]: v for v in registry.export_versions(name)}
+        if not rows:
+            raise UserError(f"export {name!r} has no version in the registry")
+        version = target.number if target.number is not None else max(rows)
+        if version not in rows:
+            raise UserError(f"export {name!r} has no version v{version}; it has {', '.join(f'v{v}' for v in rows)}")
+        row, current = rows[version], registry.alias_version(name, alias)
+        decision = Decision(name, version, alias, current)
+        if current == version:
+            decision.reasons.append(f"{name}@{alias} is already v{version}")
+            return decision
+        if not row["parity_passed"]:
+            decision.reasons.append(f"v{version} did not pass the export parity check")
+        version_path = str((workspace / "exports" / name / f"v{version}").resolve())
+        against = "base" if current is None else str((workspace / "exports" / name / f"v{current}").resolve())
+        label = "base" if current is None else f"v{current} (the current {alias})"
+        found = registry.newest_eval(version_path, row["source_run"], against)
+        if found is None:
+            baseline = "base" if current is None else f"{name}@{alias}"
             decision.reasons.append(
-                f"the newest evaluation of v{version} against {label} ({newest['run_id']}) is {verdict}: "
-                + ", ".join(failing)
+                f"v{version} has no evaluation against {label}: tunewright eval --model {name}@v{version} "
+                f"--baseline {baseline}"
             )
-    _check_licenses(workspace, conn, row, decision, license_reviewed)
+        else:
+            newest = found[0]
+            decision.eval_run = newest.run_id
+            if not newest.passed:
+                decision.reasons.append(
+                    f"the newest evaluation of v{version} against {label} ({newest.run_id}) is {newest.verdict}: "
+                    f"gate(s) {newest.failing()}"
+                )
+        _check_licenses(workspace, registry, row, decision, license_reviewed)
     return decision
 
 
 def _check_licenses(
-    workspace: Path, conn: Any, row: dict[str, Any], decision: Decision, license_reviewed: bool
+    workspace: Path, registry: Registry, row: dict[str, Any], decision: Decision, license_reviewed: bool
 ) -> None:
     if not row["source_run"]:
         return
     policy = load_policy(workspace)
-    for what, license_id in lineage_licenses(workspace, row["source_run"], ancestors(conn, row["source_run"])):
+    for what, license_id in lineage_licenses(workspace, row["source_run"], registry.ancestors(row["source_run"])):
         verdict = policy.classify(license_id)
         decision.licenses.append((what, license_id, verdict))
         shown = license_id or "unknown"
@@ -134,9 +132,17 @@ def _check_licenses(
             )
 
 
-def _baseline_of(manifest: dict[str, Any]) -> str | None:
-    r = manifest["results"]
-    return "base" if r.get("baseline") == "base" else r.get("baseline_path")
+def promote_version(workspace: Path, cfg: PromoteConfig) -> Decision:
+    """`tunewright promote` as a library call: decide, and move the alias only if nothing stands against it
+    (a CheckFailed listing every reason otherwise)."""
+    decision = decide(workspace, cfg.ref, cfg.to, cfg.license_reviewed)
+    if decision.reasons:
+        raise CheckFailed(
+            f"{decision.name}@v{decision.version} not promoted to {cfg.to}:\n"
+            + "\n".join(f"  - {r}" for r in decision.reasons)
+        )
+    promote(workspace, decision, cfg.reason)
+    return decision
 
 
 def promote(workspace: Path, decision: Decision, reason: str) -> None:
@@ -144,19 +150,20 @@ def promote(workspace: Path, decision: Decision, reason: str) -> None:
     reviewed = [f"{what}: {lic}" for what, lic, verdict in decision.licenses if verdict == "needs_review"]
     if reviewed:
         reason = f"{reason} [license review acknowledged: {'; '.join(reviewed)}]".strip()
-    conn = open_registry(workspace)
-    move_alias(conn, decision.name, decision.alias, decision.version, _user(), reason, "promote")
+    with open_registry(workspace) as registry:
+        registry.move_alias(decision.name, decision.alias, decision.version, _user(), reason, "promote")
 
 
 def rollback(workspace: Path, name: str, alias: str, reason: str) -> tuple[int, int]:
     """Return `name@alias` to the version it held before the current one was promoted; (from, to)."""
-    conn = open_registry(workspace)
-    current = alias_version(conn, name, alias)
-    if current is None:
-        raise UserError(f"{name}@{alias} is not set; nothing to roll back")
-    promotions = [m for m in alias_moves(conn, name, alias) if m["kind"] == "promote" and m["to_version"] == current]
-    previous = promotions[-1]["from_version"] if promotions else None
-    if previous is None:
-        raise UserError(f"{name}@{alias} is v{current}, its first version; there is no earlier one to roll back to")
-    move_alias(conn, name, alias, previous, _user(), reason, "rollback")
+    with open_registry(workspace) as registry:
+        current = registry.alias_version(name, alias)
+        if current is None:
+            raise UserError(f"{name}@{alias} is not set; nothing to roll back")
+        moves = registry.alias_moves(name, alias)
+        promotions = [m for m in moves if m["kind"] == "promote" and m["to_version"] == current]
+        previous = promotions[-1]["from_version"] if promotions else None
+        if previous is None:
+            raise UserError(f"{name}@{alias} is v{current}, its first version; there is no earlier one to roll back to")
+        registry.move_alias(name, alias, previous, _user(), reason, "rollback")
     return current, previous

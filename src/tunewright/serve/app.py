@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,8 +23,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tunewright import __version__
+from tunewright.core.model_source import ModelSource
 from tunewright.engine import Engine, SamplingParams
 from tunewright.engine.requests import EngineClosed, PromptTooLong, QueueFull, UnknownAdapter
+from tunewright.runtimes.net import free_port
 from tunewright.serve.adapters_dir import AdapterDirectory
 from tunewright.serve.config import ServeConfig
 from tunewright.serve.gate import Gate
@@ -132,13 +133,6 @@ def create_app(load: Loader, cfg: ServeConfig | None = None, api_key: str | None
     return app
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free on `host` right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 class BackgroundServer:
     """Run an app with uvicorn in a thread (for the quickstart and tests); a context manager."""
 
@@ -168,3 +162,22 @@ class BackgroundServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=60)
+
+
+def serve_forever(
+    cfg: ServeConfig, source: ModelSource, name: str, adapters: dict[str, Path], port: int, api_key: str | None
+) -> None:
+    """`tunewright serve` with this engine as a library call: serve `source` as `name` (with `adapters`) on
+    `port` until SIGTERM or Ctrl-C; a model that fails to load stops the server and is raised."""
+    app = create_app(
+        lambda: (Engine.from_source(source, cfg.engine_config(), adapters), Served(name, source.base)), cfg, api_key
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=cfg.host, port=port, log_level="warning", timeout_graceful_shutdown=int(cfg.shutdown_grace_s)
+        )
+    )
+    app.state.on_load_error = lambda exc: setattr(server, "should_exit", True)
+    server.run()
+    if app.state.load_error is not None:
+        raise app.state.load_error

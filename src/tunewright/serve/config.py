@@ -5,11 +5,14 @@ Each field's docstring is its one-line description in `tunewright config show se
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from tunewright.core.config import StrictModel
+from tunewright.core.config import StrictModel, load_config
+from tunewright.engine.requests import EngineConfig
+from tunewright.runtimes.vllm import VllmConfig
 
 
 class BatchingConfig(StrictModel):
@@ -23,15 +26,10 @@ class BatchingConfig(StrictModel):
     """Requests queued for a slot; beyond this new requests get 429."""
 
 
-class VllmConfig(StrictModel):
-    python: str | None = None
-    """Python of the environment where vLLM is installed (default: $TUNEWRIGHT_VLLM)."""
-    tensor_parallel_size: int = Field(1, gt=0)
-    """GPUs one model is split across (vLLM --tensor-parallel-size)."""
-    dtype: str = "auto"
-    """Weight dtype for vLLM (auto | float32 | bfloat16 | float16)."""
-    extra_args: list[str] = Field(default_factory=list)
-    """More `vllm serve` arguments, passed as they are."""
+def load_serve_config(workspace: Path) -> ServeConfig:
+    """The workspace's `configs/serve.yaml` (the defaults where it has none)."""
+    path = workspace / "configs" / "serve.yaml"
+    return load_config(path if path.is_file() else None, ServeConfig, [])
 
 
 class ServeConfig(StrictModel):
@@ -65,3 +63,8 @@ class ServeConfig(StrictModel):
     """On SIGTERM / Ctrl-C, seconds in-flight requests get to finish."""
     vllm: VllmConfig = Field(default_factory=VllmConfig)
     """Settings for engine: vllm."""
+
+    def engine_config(self) -> EngineConfig:
+        """The tunewright engine's settings from `batching` (the model's context bounds max_model_len)."""
+        b = self.batching
+        return EngineConfig(b.max_num_seqs, b.max_model_len, b.max_num_batched_tokens, b.max_waiting)

@@ -2,12 +2,12 @@
 
 Chat: labels are derived from character spans rather than from `{% generation %}`
 markers, so they are right for any chat template, with or without those markers: each
-assistant turn's span runs from the end of the rendered prefix (with the generation
-prompt) to the end of the turn's EOS token, and a token is trained when it overlaps a span
+assistant turn's span (`core/chat.py`) runs from the end of the rendered prefix (with the
+generation prompt) through the template's end of turn, and a token is trained when it overlaps a span
 (a template whose generation prompt ends in a space merges it into the answer's first
 token, which must still be trained). `loss_on` picks the spans: every assistant
-turn (default), the last one, or all tokens. The EOS is trained, so the model learns to
-stop. Padding positions are masked by position (attention 0, label -100), never by
+turn (default), the last one, or all tokens. The end of turn is trained, so the model learns to
+stop where every runtime stops. Padding positions are masked by position (attention 0, label -100), never by
 token id, so a tokenizer whose pad token is its EOS (common in real models) loses no EOS.
 Completion: prompt tokens are context, the completion and an appended EOS are trained.
 Pretrain: every token of each document plus an EOS, cut into `max_length` blocks.
@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from tunewright.core.errors import DataError
+from tunewright.core import chat
 from tunewright.core.records import Conversation
 
 IGNORE = -100
@@ -49,36 +48,6 @@ class Skip(Exception):
         self.reason = reason
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], gen_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
-
-
-def assistant_spans(
-    tokenizer: PreTrainedTokenizerBase, conv: Conversation, first: int = 0
-) -> tuple[str, list[tuple[int, int]]]:
-    """Render `conv` and return the text plus the character span of every assistant turn from message
-    `first` on (a preference pair's answer follows its prompt, whose own assistant turns are context)."""
-    messages = [{"role": m.role, "content": m.content} for m in conv.messages]
-    text = _render(tokenizer, messages, gen_prompt=False)
-    eos = tokenizer.eos_token or ""
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant" or i < first:
-            continue
-        prefix = _render(tokenizer, messages[:i], gen_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], gen_prompt=False)
-        if not text.startswith(prefix) or not text.startswith(upto):
-            raise DataError(
-                "the chat template does not render conversations prefix-consistently; "
-                "assistant-only labels cannot be located"
-            )
-        start = len(prefix)
-        end = upto.find(eos, start + len(m["content"])) if eos else -1
-        end = end + len(eos) if end >= 0 else len(upto.rstrip())
-        spans.append((start, end))
-    return text, spans
-
-
 def _fit(ids: list[int], labels: list[int], max_length: int, too_long: str, rid: str) -> Example:
     if len(ids) > max_length:
         if too_long != "truncate":
@@ -102,7 +71,8 @@ def tokenize_conversation(
 ) -> Example:
     """Token ids and labels for one conversation (assistant turns from message `loss_from` on);
     raises `Skip` when it cannot be trained on."""
-    text, spans = assistant_spans(tokenizer, conv, loss_from)
+    messages = [{"role": m.role, "content": m.content} for m in conv.messages]
+    text, spans = chat.assistant_spans(tokenizer, messages, loss_from)
     if loss_on == "last":
         spans = spans[-1:]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -147,8 +117,3 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :n] = torch.tensor(e.labels)
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def count_targets(batch: dict[str, Any]) -> int:
-    """Labelled next-token positions in a collated batch."""
-    return int((batch["labels"][:, 1:] != IGNORE).sum())

@@ -34,9 +34,6 @@ class PairLogps:
     chosen_tokens: torch.Tensor
     rejected_tokens: torch.Tensor
 
-    def detached(self) -> PairLogps:
-        return PairLogps(self.chosen.detach(), self.rejected.detach(), self.chosen_tokens, self.rejected_tokens)
-
 
 @dataclass
 class PreferenceOutput:

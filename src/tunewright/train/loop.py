@@ -5,14 +5,12 @@ SIGTERM (a scheduler's preemption) and SIGINT (Ctrl-C) both let the current step
 save a checkpoint and stop with a message saying how to resume; a second Ctrl-C aborts at
 once without saving.
 
-Each optimiser step consumes `gradient_accumulation_steps` global micro-batches; the
-summed token loss of every micro-batch is divided by the target-token count of the whole
-step (across ranks), so 1 x 8 and 8 x 1, or 1 process and N, give the same gradient.
-Data order is a seeded permutation per epoch laid end to end, addressed by a cursor, so a
-resumed run draws exactly the batches the interrupted one would have drawn. With
-`padding_free` (the default) a micro-batch runs as one row of its examples back to back
-with per-example attention (`varlen.py`): the same examples and the same gradient as one
-padded batch, with no computation on padding and large matrix multiplications.
+Each optimiser step consumes `gradient_accumulation_steps` global micro-batches, and the
+objective (`objectives/`) turns each into a loss normalised by counts over the whole step
+(across ranks), so 1 x 8 and 8 x 1, or 1 process and N, give the same gradient. Data order
+is a seeded permutation per epoch laid end to end, addressed by a cursor, so a resumed run
+draws exactly the batches the interrupted one would have drawn. When the objective runs
+padding-free rows, varlen attention (`varlen.py`) is on for the whole run.
 """
 
 from __future__ import annotations
@@ -36,11 +34,9 @@ from tunewright.core.errors import UserError
 from tunewright.core.progress import progress_bar
 from tunewright.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from tunewright.train.config import TrainConfig, TrainingConfig
-from tunewright.train.data import Example, collate, count_targets
 from tunewright.train.distributed import Dist, all_sum, is_sharded, no_grad_sync, unwrap
 from tunewright.train.fused_lora import fused_lora
-from tunewright.train.losses import model_loss
-from tunewright.train.packing import PackedRow, collate_packed
+from tunewright.train.objectives import Objective
 from tunewright.train.rms_norm import fused_rms_norm
 from tunewright.train.trained_positions import last_mlp_where_trained
 from tunewright.train.varlen import varlen_attention
@@ -113,33 +109,15 @@ def autocast_for(d: Dist, dtype: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
-def validation_loss(
-    model: torch.nn.Module, examples: list[Example], batch_size: int, pad_id: int, d: Dist | None = None
-) -> float:
-    """Mean loss per target token over `examples` (every rank evaluates all of them)."""
-    d = d or Dist()
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        batch = {k: v.to(d.device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
-        loss, n = model_loss(model, batch)
-        total += loss.item()
-        count += n
-    model.train(was_training)
-    return total / max(1, count)
-
-
 @dataclass
 class Trainer:
     """Runs `cfg.training.max_steps` optimiser steps; `log` receives every metrics row (rank 0)."""
 
     model: torch.nn.Module
     cfg: TrainConfig
-    units: list[Example] | list[PackedRow]
-    validation: list[Example]
-    pad_id: int
+    objective: Objective
+    units: list
+    validation: list
     d: Dist = field(default_factory=Dist)
     log: Callable[[dict[str, Any]], None] = lambda row: None
     checkpoint_root: Path | None = None
@@ -151,7 +129,6 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, t)
         self.scheduler = make_scheduler(self.optimizer, t.scheduler, int(t.warmup_ratio * t.max_steps), t.max_steps)
         self.batches = Batches(self.units, t.micro_batch_size * self.d.world, t.seed)
-        self.packed = bool(self.units) and isinstance(self.units[0], PackedRow)
 
     def resume(self, path: Path) -> None:
         self.state = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.cfg.fingerprint(), self.d)
@@ -173,15 +150,9 @@ class Trainer:
                     stack.enter_context(fused_rms_norm(model))
             yield
 
-    def _collate(self, units: list[Any]) -> dict[str, torch.Tensor]:
-        rows = bool(units) and isinstance(units[0], PackedRow)
-        batch = collate_packed(units, self.pad_id) if rows else collate(units, self.pad_id)
-        return {k: v.to(self.d.device) for k, v in batch.items()}
-
     def _validation(self) -> dict[str, float]:
-        """The validation metrics: `val_loss` (mean loss per target token)."""
-        t = self.cfg.training
-        return {"val_loss": validation_loss(self.model, self.validation, t.micro_batch_size, self.pad_id, self.d)}
+        """The objective's validation metrics (`val_loss` among them)."""
+        return self.objective.validate(self.model, self.validation)
 
     def _clip_and_step(self) -> float | None:
         """Clip the gradient norm (returned), take the optimiser and scheduler step, clear the gradients."""
@@ -197,28 +168,25 @@ class Trainer:
         return grad_norm
 
     def _step(self) -> tuple[float, int, float | None, dict[str, float]]:
-        t = self.cfg.training
-        micro, tokens = [], 0
+        """One optimiser step over `gradient_accumulation_steps` micro-batches, through the objective."""
+        t, objective = self.cfg.training, self.objective
+        micro = []
         for _ in range(t.gradient_accumulation_steps):
-            batch = self.batches.get(self.state.cursor)
-            units = batch[self.d.rank :: self.d.world]
-            if t.padding_free and not self.packed:
-                units = [PackedRow(list(units))]
-            tokens += sum(u.length if isinstance(u, PackedRow) else len(u.input_ids) for u in units)
-            micro.append(self._collate(units))
+            micro.append(self.batches.get(self.state.cursor)[self.d.rank :: self.d.world])
             self.state.cursor += 1
-        local_targets = sum(count_targets(b) for b in micro)
-        (global_targets,) = all_sum([float(local_targets)], self.d)
-        scale = self.d.world / max(1.0, global_targets)
-        loss_sum = 0.0
-        for i, b in enumerate(micro):
+        totals = all_sum(objective.counts(micro), self.d)
+        stats: dict[str, float] = {}
+        for i, units in enumerate(micro):
             with no_grad_sync(self.model, skip=i < len(micro) - 1), autocast_for(self.d, self.cfg.model.dtype):
-                loss, _ = model_loss(self.model, b)
-            (loss * scale).backward()
-            loss_sum += loss.item()
+                loss, found = objective.forward(self.model, units, totals)
+            loss.backward()
+            for key, value in found.items():
+                stats[key] = stats.get(key, 0.0) + value
         grad_norm = self._clip_and_step()
-        total_loss, total_tokens = all_sum([loss_sum, float(tokens)], self.d)
-        return total_loss / max(1.0, global_targets), int(total_tokens), grad_norm, {}
+        keys = list(stats)
+        *values, tokens = all_sum([stats[k] for k in keys] + [float(sum(objective.tokens(u) for u in micro))], self.d)
+        loss_value, extra = objective.summarise(dict(zip(keys, values, strict=True)), totals)
+        return loss_value, int(tokens), grad_norm, extra
 
     def _evaluate(self, step: int) -> bool:
         """Log validation loss; True when early stopping says stop."""
@@ -280,7 +248,7 @@ class Trainer:
             summary["initial_val_loss"] = first["val_loss"]
         self.model.train()
         t0, start_tokens, stopped_early = time.perf_counter(), self.state.tokens, False
-        varlen = varlen_attention(unwrap(self.model)) if t.padding_free or self.packed else contextlib.nullcontext()
+        varlen = varlen_attention(unwrap(self.model)) if self.objective.padding_free else contextlib.nullcontext()
         bar = progress_bar("training", total=t.max_steps, enabled=self.d.main)
         with varlen, self._speedups(), self._stop_signals(), bar as advance:
             advance(self.state.step)

@@ -19,19 +19,6 @@ from tunewright.train.data import IGNORE
 from tunewright.train.trained_positions import positions_in_use
 
 
-def summed_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross entropy over labelled positions, and how many there were."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    loss = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.reshape(-1),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
-    return loss, int((shift_labels != IGNORE).sum())
-
-
 def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Forward `batch` (input_ids, labels, attention_mask or position_ids); the summed loss and target count."""
     labels = batch["labels"]

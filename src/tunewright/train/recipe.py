@@ -1,9 +1,10 @@
 """The training recipe: data -> model (full, LoRA or DoRA) -> loop -> outputs, for every task.
 
-Reads the splits for the configured task (chat conversations, prompt/completion pairs or
-documents), tokenises them with the right labels, optionally packs them, trains, and
-writes inside the run directory: the adapter in PEFT format (`adapter/`, loadable by
-`PeftModel.from_pretrained` and vLLM's `--lora-modules`) or the full model (`model/`),
+The configured objective (`objectives/`: SFT on chat conversations, prompt/completion pairs or
+documents; DPO on preference pairs) reads and tokenises the splits and prepares what it needs
+(DPO's reference); the loop trains; then this writes inside the run directory: the adapter
+in PEFT format (`adapter/`, loadable by `PeftModel.from_pretrained` and vLLM's
+`--lora-modules`) or the full model (`model/`),
 each with the tokenizer and chat template beside it; `metrics.jsonl`; `loss-curve.svg`;
 TensorBoard events when enabled. Only rank 0 writes.
 """
@@ -11,7 +12,6 @@ TensorBoard events when enabled. Only rank 0 writes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,73 +20,25 @@ from transformers import PreTrainedTokenizerBase
 
 from tunewright.core.adapter_files import adapter_summary, make_portable
 from tunewright.core.errors import DataError, UserError
-from tunewright.core.io import read_jsonl_strict, sha256_file
+from tunewright.core.io import sha256_file
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_model, load_tokenizer
 from tunewright.core.progress import status
-from tunewright.core.records import RecordError, conversation_from_dict
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
 from tunewright.train.config import TrainConfig
-from tunewright.train.data import Example, Skip, tokenize_completion, tokenize_conversation, tokenize_document
 from tunewright.train.distributed import Dist, full_state_dict, unwrap, wrap
-from tunewright.train.dpo import DpoTrainer, PairExample, dpo_reference, load_pairs, start_of
+from tunewright.train.init_from import start_of
 from tunewright.train.loop import Trainer
-from tunewright.train.packing import pack
+from tunewright.train.objectives import Split
+from tunewright.train.objectives.registry import objective_for
 from tunewright.train.peft_adapter import apply_peft
 from tunewright.train.plot import write_loss_curve
 
 
-@dataclass
-class Split:
-    path: Path
-    examples: list[Example] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: {"read": 0, "too_long": 0, "truncated": 0})
-
-
-def _examples(obj: Any, where: str, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig) -> list[Example]:
-    data, max_len = cfg.data, cfg.model.max_seq_length
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object")
-    rid = str(obj.get("id", where))
-    if cfg.task == "pretrain":
-        if not isinstance(obj.get(data.text_key), str):
-            raise DataError(f"{where}: no {data.text_key!r} text (data.text_key)")
-        return list(tokenize_document(tokenizer, obj[data.text_key], rid, max_len))
-    if cfg.task == "completion":
-        prompt, completion = obj.get(data.prompt_key), obj.get(data.completion_key)
-        if not isinstance(prompt, str) or not isinstance(completion, str):
-            raise DataError(f"{where}: needs string fields {data.prompt_key!r} and {data.completion_key!r}")
-        return [tokenize_completion(tokenizer, prompt, completion, rid, max_len, data.too_long)]
-    try:
-        conv = conversation_from_dict(obj)
-    except RecordError as exc:
-        raise DataError(f"{where}: {exc}") from None
-    return [tokenize_conversation(tokenizer, conv, max_len, data.loss_on, data.too_long)]
-
-
 def load_split(path: Path, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig) -> Split:
-    """Tokenise one split; too-long examples are dropped or truncated (counted) or an error."""
-    if cfg.objective == "dpo":
-        pairs, counts = load_pairs(path, tokenizer, cfg.model.max_seq_length, cfg.data.too_long)
-        return Split(path, pairs, counts)  # type: ignore[arg-type]
-    split = Split(path)
-    for i, obj in enumerate(read_jsonl_strict(path), start=1):
-        split.counts["read"] += 1
-        try:
-            found = _examples(obj, f"{path}:{i}", tokenizer, cfg)
-        except Skip as skip:
-            if skip.reason == "no_targets":
-                raise DataError(
-                    f"{path}:{i}: nothing to train on (no target tokens with loss_on: {cfg.data.loss_on})"
-                ) from None
-            if cfg.data.too_long == "error":
-                raise DataError(f"{path}:{i}: longer than model.max_seq_length ({cfg.model.max_seq_length})") from None
-            split.counts["too_long"] += 1
-            continue
-        split.counts["truncated"] += sum(e.truncated for e in found)
-        split.examples.extend(found)
-    return split
+    """Tokenise one split file as the configured objective reads it."""
+    return objective_for(cfg, tokenizer).load_split(path)
 
 
 def prepare_tokenizer(cfg: TrainConfig, model_ref: str) -> PreTrainedTokenizerBase:
@@ -96,9 +48,10 @@ def prepare_tokenizer(cfg: TrainConfig, model_ref: str) -> PreTrainedTokenizerBa
     return tokenizer
 
 
-def render_check(split: Split, tokenizer: PreTrainedTokenizerBase, n: int = 3) -> str:
+def render_check(split: Split, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig, n: int = 3) -> str:
     """A few tokenised examples with the trained tokens inside ⟦ ⟧, and the split's counts."""
-    examples = [e for u in split.examples for e in ((u.chosen, u.rejected) if isinstance(u, PairExample) else (u,))]
+    objective = objective_for(cfg, tokenizer)
+    examples = [e for u in split.examples for e in objective.shown(u)]
     lines = [
         f"{split.path}: {split.counts['read']} records -> {len(split.examples)} examples "
         f"({split.counts['too_long']} too long, {split.counts['truncated']} truncated); "
@@ -196,12 +149,13 @@ def run_training(
     torch.manual_seed(cfg.training.seed)
     model_ref = locate_model(workspace, cfg.model.name_or_path, "model.name_or_path")
     tokenizer = prepare_tokenizer(cfg, model_ref)
-    train = load_split(resolve(workspace, cfg.data.train_path), tokenizer, cfg)
+    objective = objective_for(cfg, tokenizer, d)
+    train = objective.load_split(resolve(workspace, cfg.data.train_path))
     if not train.examples:
         raise DataError(f"{train.path}: no usable training examples ({train.counts})")
     validation = None
     if cfg.data.validation_path:
-        validation = load_split(resolve(workspace, cfg.data.validation_path), tokenizer, cfg)
+        validation = objective.load_split(resolve(workspace, cfg.data.validation_path))
     if run is not None:
         for split in (train, validation):
             if split is not None:
@@ -214,27 +168,23 @@ def run_training(
     if run is not None and start.adapter is not None:
         run.add_input(start.adapter)
     built = build_model(cfg, start.model_ref, tokenizer, d, start.adapter)
-    reference = None
-    if cfg.objective == "dpo":
-        reference = dpo_reference(cfg, workspace, built, start, [train, validation], d)
-        if run is not None:
-            run.results["reference"] = reference.describe()
+    prepared = objective.prepare(workspace, built, start, [s for s in (train, validation) if s is not None])
+    if run is not None and prepared is not None:
+        run.results["reference"] = prepared
     model = wrap(built, d, cfg.distributed.strategy)
-    units = pack(train.examples, cfg.model.max_seq_length) if cfg.data.packing else train.examples
+    objective.attach(model)
+    units = objective.units(train)
     logger = Logger(run.dir, cfg.logging.tensorboard) if run is not None else None
-    trainer = (DpoTrainer if reference is not None else Trainer)(
+    trainer = Trainer(
         model,
         cfg,
+        objective,
         units,
         validation.examples if validation else [],
-        tokenizer.pad_token_id,
         d,
         log=logger or (lambda row: None),
         checkpoint_root=workspace / "checkpoints" / run_id,
     )
-    if reference is not None:
-        reference.model = model
-        trainer.reference = reference
     if resume is not None:
         trainer.resume(resume)
         for row in trainer.state.metrics if logger is not None else []:
@@ -244,15 +194,17 @@ def run_training(
     finally:
         if logger is not None:
             logger.close()
-    if reference is not None:
-        reference.release()
+    objective.release()
     state = full_state_dict(model) if d.active and cfg.distributed.strategy == "fsdp2" else None
     if run is None:
         return summary
     write_loss_curve(run.dir / "loss-curve.svg", trainer.state.metrics)
     target = run.dir / ("model" if cfg.adapter == "none" else "adapter")
     with status(f"saving the {target.name}"):
-        unwrap(model).save_pretrained(target, state_dict=state)
+        # the vocabulary is never resized, so the base's embeddings are not copied into an adapter; "auto"
+        # would fetch the base's config to check, from the hub when its recorded path is workspace-relative
+        extra = {"save_embedding_layers": False} if cfg.adapter != "none" else {}
+        unwrap(model).save_pretrained(target, state_dict=state, **extra)
         tokenizer.save_pretrained(target)
     if cfg.adapter != "none":
         make_portable(target, cfg.model.name_or_path, adapter_readme(target, cfg, run.run_id))

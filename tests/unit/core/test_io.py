@@ -139,3 +139,29 @@ def test_malformed_json_reason_reads_once(tmp_path):
     p.write_text('{"prompt": "unterminated\n')
     (line,) = list(iter_jsonl(p))
     assert line.error == "malformed JSON: Unterminated string starting at column 12"
+
+
+def test_staging_left_by_a_dead_process_is_removed_by_the_next_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tunewright.core.io import OutputSet, make_staging_dir, staging_path
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    mine = staging_path(tmp_path / "v1")
+    host = mine.name.split("@", 1)[1].split(".", 1)[0]
+    dead = tmp_path / f".v1.{gone.stdout.strip()}@{host}.abcd1234.partial"
+    live = tmp_path / f".v1.{os.getppid()}@{host}.abcd1234.partial"
+    other_host = tmp_path / f".v1.{gone.stdout.strip()}@elsewhere.abcd1234.partial"
+    for path in (dead, live, other_host):
+        path.mkdir()
+        (path / "model.safetensors").write_text("half")
+    staged = make_staging_dir(tmp_path / "v2")
+    assert not dead.exists() and live.exists() and other_host.exists() and staged.is_dir()
+    assert f".{os.getpid()}@{host}." in staged.name
+    dead.mkdir()
+    outputs = OutputSet()
+    outputs.file(tmp_path / "report.md").write_text("new")
+    outputs.commit()
+    assert not dead.exists() and (tmp_path / "report.md").read_text() == "new"

@@ -4,7 +4,6 @@ from tunewright.core.records import (
     RecordError,
     conversation_from_dict,
     to_conversation,
-    to_document,
     to_preference_pair,
 )
 
@@ -60,9 +59,3 @@ def test_preference_pair_accepts_plain_strings():
     assert p.rejected[0].content == "bad"
     with pytest.raises(RecordError, match="missing rejected"):
         to_preference_pair({"prompt": "Q", "chosen": "good"}, "s", "1")
-
-
-def test_document():
-    assert to_document({"text": "hello"}, "s", "1").text == "hello"
-    with pytest.raises(RecordError):
-        to_document({"body": "hello"}, "s", "1")

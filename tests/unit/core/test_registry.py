@@ -1,11 +1,12 @@
 import json
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
 from tunewright.core.errors import UserError
-from tunewright.core.registry import REGISTRY, ancestors, export_versions, open_registry
+from tunewright.core.registry import ANY, REGISTRY, open_registry
 from tunewright.core.runs import start_run
 
 
@@ -31,21 +32,21 @@ def make_chain(ws, versions=2):
 
 def test_completed_runs_are_indexed_with_lineage_versions_and_verdicts(tmp_path):
     curate, train, ev, export = make_chain(tmp_path)
-    conn = open_registry(tmp_path)
-    versions = export_versions(conn, "m")
-    assert [v["version"] for v in versions] == [1, 2] and versions[-1]["export_run"] == export
-    assert {v["latest_eval"] for v in versions} == {"GO"} and versions[0]["source_run"] == train
-    assert ancestors(conn, export) == [*sorted([ev, train]), curate]
-    stages = dict(conn.execute("SELECT run_id, stage FROM runs"))
+    with open_registry(tmp_path) as registry:
+        versions = registry.export_versions("m")
+        assert [v["version"] for v in versions] == [1, 2] and versions[-1]["export_run"] == export
+        assert {v["latest_eval"] for v in versions} == {"GO"} and versions[0]["source_run"] == train
+        assert registry.ancestors(export) == [*sorted([ev, train]), curate]
+        stages = dict(registry.conn.execute("SELECT run_id, stage FROM runs"))
     assert sorted(stages.values()) == ["curate", "eval", "export", "export", "train"] and stages[ev] == "eval"
 
 
 def test_runs_recorded_while_the_registry_was_away_are_caught_up(tmp_path):
     make_chain(tmp_path, versions=1)
     (tmp_path / REGISTRY).unlink()
-    conn = open_registry(tmp_path)
-    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4
-    assert [v["version"] for v in export_versions(conn, "m")] == [1]
+    with open_registry(tmp_path) as registry:
+        assert registry.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4
+        assert [v["version"] for v in registry.export_versions("m")] == [1]
 
 
 def test_a_file_that_is_not_a_database_is_named_and_left_alone(tmp_path, capsys):
@@ -62,11 +63,11 @@ def test_a_file_that_is_not_a_database_is_named_and_left_alone(tmp_path, capsys)
 WRITER = """
 import sys
 from pathlib import Path
-from tunewright.core.registry import REGISTRY, connect, record
-conn = connect(Path(sys.argv[1]) / REGISTRY)
+from tunewright.core.registry import REGISTRY, connect
+registry = connect(Path(sys.argv[1]) / REGISTRY)
 for i in range(150):
     rid = f"{sys.argv[2]}-{i}"
-    record(conn, {"run_id": rid, "stage": "train", "parents": [f"{sys.argv[2]}-{i - 1}"] if i else [],
+    registry.record({"run_id": rid, "stage": "train", "parents": [f"{sys.argv[2]}-{i - 1}"] if i else [],
                   "inputs": [{"path": "data/raw/a.jsonl", "sha256": "0" * 64}], "results": {}})
 """
 
@@ -74,10 +75,41 @@ for i in range(150):
 def test_two_processes_registering_at_once_lose_no_row(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    conn = open_registry(tmp_path)
+    conn = open_registry(tmp_path).conn
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 300
     assert conn.execute("SELECT COUNT(*) FROM edges").fetchone()[0] == 298
     assert conn.execute("SELECT COUNT(*) FROM inputs").fetchone()[0] == 300
     assert (
         json.loads(conn.execute("SELECT manifest FROM runs WHERE run_id = 'b-149'").fetchone()[0])["stage"] == "train"
     )
+
+
+def test_the_registry_closes_its_connection_when_the_block_ends(tmp_path):
+    make_chain(tmp_path, versions=1)
+    with open_registry(tmp_path) as registry:
+        assert registry.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        registry.conn.execute("SELECT 1")
+
+
+def eval_run(ws, model_run, baseline, baseline_path, verdict):
+    with start_run(ws, "eval", ["eval"], {}) as ev:
+        ev.results.update(
+            verdict=verdict, model_run=model_run, model_path=f"/m/{model_run}", baseline=baseline,
+            baseline_path=baseline_path, gates=[{"metric": "golden.format_rate", "status": "PASS" if verdict == "GO"
+                                                 else "FAIL"}],
+        )  # fmt: skip
+    return ev.run_id
+
+
+def test_the_newest_eval_is_one_query_by_model_and_baseline(tmp_path):
+    old = eval_run(tmp_path, "train-1", "base", None, "GO")
+    against_v1 = eval_run(tmp_path, "train-1", "exports/m/v1", "/ws/exports/m/v1", "NO-GO")
+    eval_run(tmp_path, "train-2", "base", None, "GO")
+    with open_registry(tmp_path) as registry:
+        newest, manifest = registry.newest_eval(model_run="train-1")
+        assert newest.run_id == against_v1 == manifest["run_id"] and not newest.passed
+        assert newest.failing() == "golden.format_rate (FAIL)"
+        assert registry.newest_eval(model_path="/m/train-1", baseline="base")[0].run_id == old
+        assert registry.newest_eval(model_run="train-1", baseline="/ws/exports/m/v1")[0].run_id == against_v1
+        assert registry.newest_eval(model_run="train-3", baseline=ANY) is None

@@ -1,6 +1,8 @@
+from curate_helpers import run_steps
+
 from tunewright.core.records import to_conversation
 from tunewright.curate.clean import Clean, clean_text, strip_html
-from tunewright.curate.pipeline import Quarantine, run_steps
+from tunewright.curate.pipeline import Quarantine
 
 
 def test_unicode_control_and_whitespace_fixes():

@@ -1,6 +1,7 @@
 """Each heuristic filter at its NeMo Curator default threshold: on the bound keeps, past it drops."""
 
 import pytest
+from curate_helpers import run_steps
 
 from tunewright.core.records import to_conversation
 from tunewright.curate.filters.heuristic import (
@@ -10,7 +11,7 @@ from tunewright.curate.filters.heuristic import (
     top_ngram,
 )
 from tunewright.curate.filters.quality import QualityFilter
-from tunewright.curate.pipeline import Quarantine, run_steps
+from tunewright.curate.pipeline import Quarantine
 
 NEMO = {f.name: f for f in build_filters("nemo", {}, [])}
 

@@ -1,6 +1,8 @@
+from curate_helpers import run_steps
+
 from tunewright.core.records import to_conversation
 from tunewright.curate.filters.language import LanguageFilter, identify
-from tunewright.curate.pipeline import Quarantine, run_steps
+from tunewright.curate.pipeline import Quarantine
 
 
 def test_identify():

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from curate_helpers import fuzzy_clusters, run_steps, split_records
 
 from tunewright.core.records import to_conversation
 from tunewright.curate.dedup import fuzzy as fuzzy_module
@@ -12,13 +13,11 @@ from tunewright.curate.dedup.minhash import (
     char_shingles,
     char_shingles_batch,
     connected_components,
-    fuzzy_clusters,
     jaccard,
     signatures_for,
     word_shingles,
 )
-from tunewright.curate.pipeline import Quarantine, run_steps
-from tunewright.curate.split import split_records
+from tunewright.curate.pipeline import Quarantine
 
 
 def synthetic_pair(rng, similarity, size=300):
@@ -38,7 +37,7 @@ def test_candidate_rate_matches_banding_formula(similarity):
     trials, hits, agree = 300, 0, []
     for _ in range(trials):
         a, b = synthetic_pair(rng, similarity)
-        sa, sb = hasher.signature(a), hasher.signature(b)
+        sa, sb = hasher.signatures([a, b])
         agree.append((sa == sb).mean())
         keys = band_keys(np.stack([sa, sb]), 20, 13)
         hits += bool((keys[0] == keys[1]).any())

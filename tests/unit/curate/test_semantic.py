@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+from curate_helpers import run_steps
 
 from tunewright.core.embeddings import embed
 from tunewright.core.records import to_conversation
 from tunewright.curate.dedup.semantic import SemanticDedup, kmeans, semantic_duplicates
-from tunewright.curate.pipeline import Quarantine, run_steps
+from tunewright.curate.pipeline import Quarantine
 
 TEXTS = [
     "The nightly pipeline that loads the ledger table failed. What should I check first?",

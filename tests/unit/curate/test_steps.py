@@ -1,4 +1,5 @@
 import pytest
+from curate_helpers import run_steps, split_records
 
 from tunewright.core.errors import UserError
 from tunewright.core.records import to_conversation
@@ -6,9 +7,8 @@ from tunewright.curate.config import SourceConfig
 from tunewright.curate.decontaminate import Decontaminate, EvalNgramScan, NgramIndex, tokens
 from tunewright.curate.dedup.exact import ExactDedup
 from tunewright.curate.filters.empty import DropEmpty
-from tunewright.curate.pipeline import Quarantine, run_steps
+from tunewright.curate.pipeline import Quarantine
 from tunewright.curate.sources import admit_sources
-from tunewright.curate.split import split_records
 
 
 def conv(i, prompt="Q", answer="A"):

@@ -6,11 +6,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tunewright.core.errors import DataError
-from tunewright.evaluate.client import EndpointError, OpenAIClient
 from tunewright.evaluate.config import TaskConfig
 from tunewright.evaluate.items import load_task
 from tunewright.evaluate.judge import parse_preference, parse_score
-from tunewright.serve.app import free_port
+from tunewright.runtimes.net import free_port
+from tunewright.runtimes.openai_client import EndpointError, OpenAIClient
 
 
 def write(path, rows):

@@ -2,19 +2,10 @@ import json
 import shutil
 
 import pytest
-from transformers import AutoTokenizer
 
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
-from tunewright.export.merged import end_of_turn_ids, export_model, vllm_warnings
-
-
-def test_end_of_turn_ids_come_from_the_chat_template(tiny_base):
-    tok = AutoTokenizer.from_pretrained(tiny_base)
-    assert end_of_turn_ids(tok) == [tok.convert_tokens_to_ids("<|im_end|>")]
-    tok.eos_token = "<|endoftext|>"  # a tokenizer whose EOS is not what the template ends a turn with
-    ids = end_of_turn_ids(tok)
-    assert ids == [tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|im_end|>")]
+from tunewright.export.merged import export_model, vllm_warnings
 
 
 def write_adapter_config(path, **cfg):

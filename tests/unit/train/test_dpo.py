@@ -13,8 +13,10 @@ from tunewright.demo import domain
 from tunewright.train.config import ModelConfig, PeftConfig, TrainConfig, TrainingConfig
 from tunewright.train.data import IGNORE
 from tunewright.train.distributed import Dist
-from tunewright.train.dpo import (
-    DpoTrainer,
+from tunewright.train.fused_lora import fused_lora
+from tunewright.train.loop import Trainer
+from tunewright.train.objectives.dpo import (
+    Dpo,
     Reference,
     collate_pairs,
     precompute_reference,
@@ -22,7 +24,6 @@ from tunewright.train.dpo import (
     sequence_logps,
     tokenize_pair,
 )
-from tunewright.train.fused_lora import fused_lora
 from tunewright.train.peft_adapter import apply_peft
 from tunewright.train.recipe import build_model
 from tunewright.train.rms_norm import fused_rms_norm
@@ -122,9 +123,9 @@ def losses_with(tiny_base, tok, units, precompute: bool):
     if precompute:
         precompute_reference(reference, units, 4, None, torch.device("cpu"))
     rows = []
-    trainer = DpoTrainer(model, cfg, units, [], tok.pad_token_id, log=rows.append)
-    trainer.reference = reference
-    trainer.run()
+    objective = Dpo(cfg, tok)
+    objective.reference = reference
+    Trainer(model, cfg, objective, units, [], log=rows.append).run()
     return [r["loss"] for r in rows], [r["reward_accuracy"] for r in rows]
 
 
@@ -143,9 +144,9 @@ def test_dpo_raises_reward_accuracy_on_held_out_pairs(tiny_base, pairs):
     torch.manual_seed(0)
     model = build_model(cfg, str(tiny_base), tok, Dist())
     rows = []
-    trainer = DpoTrainer(model, cfg, examples[:32], examples[32:], tok.pad_token_id, log=rows.append)
-    trainer.reference = Reference(model, "disabled")
-    trainer.run()
+    objective = Dpo(cfg, tok)
+    objective.reference = Reference(model, "disabled")
+    Trainer(model, cfg, objective, examples[:32], examples[32:], log=rows.append).run()
     first, last = (r for r in (rows[0], rows[-1]))
     assert first["val_loss"] == pytest.approx(math.log(2), rel=1e-6) and first["val_reward_accuracy"] == 0.0
     assert last["val_loss"] < 0.3 and last["val_reward_accuracy"] >= 0.9

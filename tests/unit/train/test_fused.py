@@ -2,6 +2,7 @@
 the same outputs and gradients as peft / transformers."""
 
 import torch
+from lm_reference import summed_lm_loss
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
@@ -9,7 +10,7 @@ from tunewright.core.modeling import load_model, load_tokenizer
 from tunewright.train.config import PeftConfig
 from tunewright.train.data import IGNORE, Example, collate
 from tunewright.train.fused_lora import find_groups, fused_lora
-from tunewright.train.losses import model_loss, summed_lm_loss
+from tunewright.train.losses import model_loss
 from tunewright.train.peft_adapter import apply_peft
 from tunewright.train.rms_norm import RMSNormFunction, fused_rms_norm
 from tunewright.train.trained_positions import last_mlp_where_trained

@@ -4,16 +4,18 @@ import math
 
 import pytest
 import torch
+from lm_reference import count_targets, summed_lm_loss
 
 from tunewright.core.errors import UserError
 from tunewright.core.modeling import load_model, load_tokenizer
 from tunewright.core.records import to_conversation
 from tunewright.demo import domain
 from tunewright.train.config import ModelConfig, PeftConfig, TrainConfig, TrainingConfig
-from tunewright.train.data import collate, count_targets, tokenize_conversation
+from tunewright.train.data import collate, tokenize_conversation
 from tunewright.train.distributed import Dist
-from tunewright.train.loop import Batches, Trainer, make_scheduler, validation_loss
-from tunewright.train.losses import model_loss, summed_lm_loss
+from tunewright.train.loop import Batches, Trainer, make_scheduler
+from tunewright.train.losses import model_loss
+from tunewright.train.objectives.sft import Sft, validation_loss
 from tunewright.train.packing import collate_packed, pack
 from tunewright.train.peft_adapter import apply_peft
 from tunewright.train.recipe import build_model
@@ -51,7 +53,7 @@ def train_losses(cfg, tok, units):
     torch.manual_seed(0)
     rows = []
     model = build_model(cfg, cfg.model.name_or_path, tok, Dist())
-    Trainer(model, cfg, units, [], tok.pad_token_id, log=rows.append).run()
+    Trainer(model, cfg, Sft(cfg, tok), units, [], log=rows.append).run()
     return losses(rows)
 
 
@@ -102,7 +104,7 @@ def test_each_adapter_kind_reduces_validation_loss(tiny_base, setup, adapter):
     total = sum(p.numel() for p in model.parameters())
     assert (trainable == total) == (adapter == "none")
     rows = []
-    summary = Trainer(model, cfg, examples[:32], examples[32:], tok.pad_token_id, log=rows.append).run()
+    summary = Trainer(model, cfg, Sft(cfg, tok), examples[:32], examples[32:], log=rows.append).run()
     assert summary["final_val_loss"] < summary["initial_val_loss"] * 0.8
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 21))
     assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
@@ -184,7 +186,7 @@ def test_saved_output_reloads_with_identical_logits(tiny_base, setup, tmp_path, 
     cfg = config(tiny_base, adapter, max_steps=3)
     torch.manual_seed(0)
     model = build_model(cfg, str(tiny_base), tok, Dist())
-    Trainer(model, cfg, examples[:16], [], tok.pad_token_id).run()
+    Trainer(model, cfg, Sft(cfg, tok), examples[:16], []).run()
     model.save_pretrained(tmp_path / "out")
     if adapter == "lora":
         reloaded = PeftModel.from_pretrained(load_model(tiny_base, tokenizer=tok), str(tmp_path / "out"))
@@ -223,7 +225,7 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tiny_base
     cfg = config(tiny_base, learning_rate=1e-12, max_steps=10, eval_every=2, early_stopping_patience=1)
     torch.manual_seed(0)
     model = build_model(cfg, str(tiny_base), tok, Dist())
-    summary = Trainer(model, cfg, examples[:16], examples[32:36], tok.pad_token_id).run()
+    summary = Trainer(model, cfg, Sft(cfg, tok), examples[:16], examples[32:36]).run()
     assert summary["stopped_early"] and summary["steps"] == 4
 
 

@@ -95,10 +95,6 @@ class MinHasher:
         b = rng.integers(0, 2**32, size=self.num_perm, dtype=np.uint64).astype(np.uint32)
         return a.astype(np.uint32), b
 
-    def signature(self, shingles: np.ndarray) -> np.ndarray:
-        """(num_perm,) uint32 MinHash signature of one shingle set."""
-        return self.signatures_flat(shingles, np.array([0, len(shingles)], dtype=np.int64))[0]
-
     def signatures(self, shingles: list[np.ndarray]) -> np.ndarray:
         """(len(shingles), num_perm) uint32 signatures of several shingle sets."""
         offsets = np.zeros(len(shingles) + 1, dtype=np.int64)
@@ -222,10 +218,3 @@ def verify_pairs(pairs: np.ndarray, texts: dict[int, str], params: FuzzyParams) 
         sets = {d: np.unique(params.shingles(texts[d])) for d in involved}
     keep = [jaccard(sets[i], sets[j]) >= params.jaccard_threshold for i, j in pairs.tolist()]
     return pairs[np.array(keep, dtype=bool)]
-
-
-def fuzzy_clusters(texts: list[str], params: FuzzyParams, workers: int = 1) -> np.ndarray:
-    """Cluster label per text (the index of the first text of its near-duplicate cluster)."""
-    pairs = candidate_pairs(band_keys_for(texts, params, workers))
-    pairs = verify_pairs(pairs, {int(d): texts[d] for d in np.unique(pairs)}, params)
-    return connected_components(len(texts), pairs)

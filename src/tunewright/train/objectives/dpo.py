@@ -1,4 +1,4 @@
-"""DPO training: preference pairs, sequence log-probabilities, the reference, and the loop.
+"""DPO: preference pairs, sequence log-probabilities, the reference, and the preference loss.
 
 A pair's chosen and rejected answers are each rendered after the prompt with the chat
 template; only the answer's tokens (and the end-of-turn token) are scored, exactly the
@@ -38,14 +38,16 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from tunewright.core.errors import DataError, UserError
+from tunewright.core.errors import DataError
 from tunewright.core.io import read_jsonl_strict, sha256_file, write_json
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation, PreferencePair, RecordError, to_preference_pair
+from tunewright.train.config import TrainConfig
 from tunewright.train.data import IGNORE, Example, Skip, tokenize_conversation
-from tunewright.train.distributed import all_sum, no_grad_sync, unwrap
+from tunewright.train.distributed import Dist, unwrap
 from tunewright.train.dpo_loss import PairLogps, PreferenceOutput, preference_losses
-from tunewright.train.loop import Trainer, autocast_for
+from tunewright.train.init_from import Start
+from tunewright.train.objectives import Objective, Split
 from tunewright.train.trained_positions import positions_in_use
 from tunewright.train.varlen import varlen_attention
 
@@ -221,80 +223,96 @@ def precompute_reference(
     return "computed"
 
 
-class DpoTrainer(Trainer):
-    """The training loop with the preference objective; pairs are the units."""
+class Dpo(Objective[PairExample]):
+    """Direct preference optimisation (and IPO, robust, hinge; optional RPO term); pairs are the units."""
 
-    reference: Reference
+    name = "dpo"
+    reference: Reference | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.packed = True  # every micro-batch is one padding-free row: varlen attention on
+    def load_split(self, path: Path) -> Split[PairExample]:
+        pairs, counts = load_pairs(path, self.tokenizer, self.cfg.model.max_seq_length, self.cfg.data.too_long)
+        return Split(path, pairs, counts)
 
-    def _pairs_forward(self, pairs: list[PairExample]) -> tuple[PreferenceOutput, PairLogps]:
+    @property
+    def padding_free(self) -> bool:
+        return True  # every micro-batch is one padding-free row
+
+    def prepare(
+        self, workspace: Path, model: torch.nn.Module, start: Start, splits: list[Split[PairExample]]
+    ) -> dict[str, Any]:
+        self.reference = dpo_reference(self.cfg, workspace, model, start, splits, self.d)
+        return self.reference.describe()
+
+    def attach(self, model: torch.nn.Module) -> None:
+        if self.reference is not None:
+            self.reference.model = model
+
+    def release(self) -> None:
+        if self.reference is not None:
+            self.reference.release()
+
+    def shown(self, unit: PairExample) -> list[Example]:
+        return [unit.chosen, unit.rejected]
+
+    def tokens(self, units: list[PairExample]) -> int:
+        return sum(p.length for p in units)
+
+    def counts(self, micro: list[list[PairExample]]) -> list[float]:
+        """Pairs, and chosen-answer tokens (the RPO term's normaliser)."""
+        return [float(sum(len(u) for u in micro)), float(sum(p.chosen.targets for u in micro for p in u))]
+
+    def _pairs_forward(self, model: torch.nn.Module, pairs: list[PairExample]) -> tuple[PreferenceOutput, PairLogps]:
         """The policy's log-probs of each pair, the reference's, and the per-pair losses."""
         batch = {k: v.to(self.d.device) for k, v in collate_pairs(pairs).items()}
-        policy = _pair_logps(*sequence_logps(self.model, batch, 2 * len(pairs)))
+        policy = _pair_logps(*sequence_logps(model, batch, 2 * len(pairs)))
         if all(p.ref is not None for p in pairs):
             ref = torch.tensor([p.ref for p in pairs], device=self.d.device, dtype=policy.chosen.dtype)
             reference = PairLogps(ref[:, 0], ref[:, 1], policy.chosen_tokens, policy.rejected_tokens)
         else:
+            if self.reference is None:
+                raise RuntimeError("objective: dpo has no reference: prepare() was not called")
             reference = _pair_logps(*self.reference(batch, 2 * len(pairs)))
         d = self.cfg.dpo
         return preference_losses(policy, reference, d.beta, d.loss, d.label_smoothing), policy
 
-    def _step(self) -> tuple[float, int, float | None, dict[str, float]]:
-        t, d = self.cfg.training, self.cfg.dpo
-        micro, tokens = [], 0
-        for _ in range(t.gradient_accumulation_steps):
-            units = self.batches.get(self.state.cursor)[self.d.rank :: self.d.world]
-            tokens += sum(p.length for p in units)
-            micro.append(units)
-            self.state.cursor += 1
-        local = [float(len(u)) for u in micro]
-        chosen_tokens = float(sum(p.chosen.targets for u in micro for p in u))
-        global_pairs, global_chosen = all_sum([sum(local), chosen_tokens], self.d)
-        totals = dict.fromkeys(("loss", "chosen", "rejected", "correct", "logps_c", "logps_r", "nll"), 0.0)
-        for i, pairs in enumerate(micro):
-            with no_grad_sync(self.model, skip=i < len(micro) - 1), autocast_for(self.d, self.cfg.model.dtype):
-                out, policy = self._pairs_forward(pairs)
-                loss = out.losses.sum() / max(1.0, global_pairs)
-                nll = -policy.chosen.sum()
-                if d.rpo_alpha:
-                    loss = loss + d.rpo_alpha * nll / max(1.0, global_chosen)
-            (loss * self.d.world).backward()
-            totals["loss"] += float(out.losses.detach().sum())
-            totals["chosen"] += float(out.chosen_rewards.sum())
-            totals["rejected"] += float(out.rejected_rewards.sum())
-            totals["correct"] += float((out.chosen_rewards > out.rejected_rewards).sum())
-            totals["logps_c"] += float(policy.chosen.detach().sum())
-            totals["logps_r"] += float(policy.rejected.detach().sum())
-            totals["nll"] += float(nll.detach())
-        grad_norm = self._clip_and_step()
-        keys = list(totals)
-        *values, all_tokens = all_sum([totals[k] for k in keys] + [float(tokens)], self.d)
-        summed = dict(zip(keys, values, strict=True))
-        n = max(1.0, global_pairs)
-        loss = summed["loss"] / n + (d.rpo_alpha or 0.0) * summed["nll"] / max(1.0, global_chosen)
-        return loss, int(all_tokens), grad_norm, _metrics(summed, n)
+    @staticmethod
+    def _stats(out: PreferenceOutput, policy: PairLogps) -> dict[str, float]:
+        return {
+            "loss": float(out.losses.detach().sum()),
+            "chosen": float(out.chosen_rewards.sum()),
+            "rejected": float(out.rejected_rewards.sum()),
+            "correct": float((out.chosen_rewards > out.rejected_rewards).sum()),
+            "logps_c": float(policy.chosen.detach().sum()),
+            "logps_r": float(policy.rejected.detach().sum()),
+        }
+
+    def forward(
+        self, model: torch.nn.Module, units: list[PairExample], totals: list[float]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        pairs, chosen_tokens = totals
+        out, policy = self._pairs_forward(model, units)
+        loss = out.losses.sum() / max(1.0, pairs)
+        nll = -policy.chosen.sum()
+        if self.cfg.dpo.rpo_alpha:
+            loss = loss + self.cfg.dpo.rpo_alpha * nll / max(1.0, chosen_tokens)
+        return loss * self.d.world, {**self._stats(out, policy), "nll": float(nll.detach())}
+
+    def summarise(self, stats: dict[str, float], totals: list[float]) -> tuple[float, dict[str, float]]:
+        n = max(1.0, totals[0])
+        loss = stats["loss"] / n + (self.cfg.dpo.rpo_alpha or 0.0) * stats["nll"] / max(1.0, totals[1])
+        return loss, _metrics(stats, n)
 
     @torch.no_grad()
-    def _validation(self) -> dict[str, float]:
-        model = self.model
+    def validate(self, model: torch.nn.Module, examples: list[PairExample]) -> dict[str, float]:
         was_training = model.training
         model.eval()
         totals = dict.fromkeys(("loss", "chosen", "rejected", "correct", "logps_c", "logps_r"), 0.0)
         size = self.cfg.training.micro_batch_size
-        for i in range(0, len(self.validation), size):
-            pairs = self.validation[i : i + size]
-            out, policy = self._pairs_forward(pairs)  # type: ignore[arg-type]
-            totals["loss"] += float(out.losses.sum())
-            totals["chosen"] += float(out.chosen_rewards.sum())
-            totals["rejected"] += float(out.rejected_rewards.sum())
-            totals["correct"] += float((out.chosen_rewards > out.rejected_rewards).sum())
-            totals["logps_c"] += float(policy.chosen.sum())
-            totals["logps_r"] += float(policy.rejected.sum())
+        for i in range(0, len(examples), size):
+            for key, value in self._stats(*self._pairs_forward(model, examples[i : i + size])).items():
+                totals[key] += value
         model.train(was_training)
-        n = max(1, len(self.validation))
+        n = max(1, len(examples))
         return {"val_loss": totals["loss"] / n, **{f"val_{k}": v for k, v in _metrics(totals, n).items()}}
 
 
@@ -339,43 +357,8 @@ def data_key(paths: list[Path]) -> list[str]:
     return [sha256_file(p) for p in paths]
 
 
-@dataclass
-class Start:
-    """Where a run starts: the model to load, and the adapter of an earlier run to continue (if any)."""
-
-    model_ref: str
-    run_id: str | None = None
-    adapter: Path | None = None
-
-
-def start_of(workspace: Path, cfg: Any, model_ref: str) -> Start:
-    """`model.init_from` resolved and checked against the configured base (same base, matching adapter kind)."""
-    from tunewright.core.model_source import training_run
-
-    ref = cfg.model.init_from
-    if ref is None:
-        return Start(model_ref)
-    source = training_run(workspace, ref)
-    if source.run_id is None:
-        raise UserError(f"model.init_from: {ref} is not a training run")
-    base = source.tuned_from or source.base
-    if Path(base).resolve() != Path(model_ref).resolve():
-        raise UserError(
-            f"model.init_from: run {source.run_id} was trained on {source.base_name or base}, not on "
-            f"{cfg.model.name_or_path} (model.name_or_path); start from a run of this base, or change the base"
-        )
-    if source.adapter is None:  # a full fine-tune: its weights are the start (with a new adapter, if configured)
-        return Start(source.base, source.run_id)
-    if cfg.adapter == "none":
-        raise UserError(
-            f"model.init_from: run {source.run_id} trained an adapter; continue it with adapter: lora "
-            "(or export it merged and start a full fine-tune from that directory)"
-        )
-    return Start(model_ref, source.run_id, source.adapter)
-
-
 def dpo_reference(
-    cfg: Any, workspace: Path, model: torch.nn.Module, start: Start, splits: list[Any], d: Any
+    cfg: TrainConfig, workspace: Path, model: torch.nn.Module, start: Start, splits: list[Split[PairExample]], d: Dist
 ) -> Reference:
     """The run's reference (see the module docstring); with `precompute_ref_logps` every pair is scored now."""
     from tunewright.core.io import sha256_tree
@@ -389,7 +372,7 @@ def dpo_reference(
         return Reference(model, "disabled")
     kind = "disabled" if cfg.adapter != "none" and start.adapter is None else "initial"
     reference = Reference(model, kind)
-    used = [s for s in splits if s is not None]
+    used = list(splits)
     pairs = [p for s in used for p in s.examples]
 
     def tree(path: str | Path | None) -> str | None:
