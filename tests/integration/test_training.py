@@ -217,3 +217,21 @@ def test_a_tokenizer_without_its_own_pad_token_trains_without_touching_the_vocab
     base = AutoModelForCausalLM.from_pretrained(ws / "models/tiny-base")
     model = PeftModel.from_pretrained(base, str(adapter))
     assert model.get_input_embeddings().weight.shape[0] == vocab
+
+
+def test_an_adapter_on_a_local_base_is_saved_and_loaded_without_asking_the_hub(curated):
+    import warnings
+
+    ws = curated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", "-w", str(ws), "training.max_steps=2", "checkpoint.every=null"]) == 0
+        first = resolve_model(ws, "latest:train").run_id
+        # continuing it loads the portable adapter, whose base is named relative to the workspace
+        more = ["training.max_steps=2", "checkpoint.every=null", f"model.init_from={first}"]
+        assert main(["train", "-w", str(ws), *more]) == 0
+        source = resolve_model(ws, "latest:train")
+        source.load()
+    said = [str(w.message) for w in caught]
+    assert not [s for s in said if "remote file" in s or "Could not find a config file" in s], said
+    assert source.base_name == "models/tiny-base"  # the adapter names its base relative to the workspace

@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from tunewright.core.errors import DataError
@@ -58,17 +59,22 @@ def turn_end(tokenizer: PreTrainedTokenizerBase) -> tuple[str, list[int]]:
 
 
 def _probe_turn_end(tokenizer: PreTrainedTokenizerBase) -> tuple[str, list[int]]:
-    text = render(tokenizer, [{"role": "user", "content": "u"}, {"role": "assistant", "content": _MARK}], False)
+    probe = [{"role": "user", "content": "u"}, {"role": "assistant", "content": _MARK}]
+    try:
+        text = render(tokenizer, probe, False)
+    except TemplateError:  # a template that refuses this conversation: no turn end to learn from it
+        return "", []
+    if _MARK not in text:
+        return "", []
     tail = text[text.rindex(_MARK) + len(_MARK) :]
     special = _special_ids(tokenizer)
-    enc = tokenizer(tail, add_special_tokens=False, return_offsets_mapping=True)
-    ids, end = [], 0
-    for token, (_, stop) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+    ids = []
+    for token in tokenizer(tail, add_special_tokens=False)["input_ids"]:
         if token not in special:
             break
         ids.append(token)
-        end = stop
-    return tail[:end], ids
+    text = "".join(tokenizer.convert_ids_to_tokens(ids))  # a special token's text is its token
+    return (text, ids) if tail.startswith(text) else ("", ids)
 
 
 def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase, generation_config: Any = None) -> list[int]:

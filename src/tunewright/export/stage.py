@@ -110,11 +110,14 @@ def _write_and_check(
         return parity, warnings, record
     if verify_with == "llama.cpp":
         tokenizer = load_tokenizer(source.adapter if source.adapter is not None else source.base)
-        answers, agreement = llamacpp_check(gguf_path, tokenizer, prompts, parity.trained_tokens, PARITY_TOKENS)
+        answers, agreement, noted = llamacpp_check(gguf_path, tokenizer, prompts, parity.trained_tokens, PARITY_TOKENS)
+        warnings += noted
     else:
-        answers, agreement = vllm_answers(cfg.vllm, exported, prompts, PARITY_TOKENS), None
+        answers, agreement, noted = vllm_answers(cfg.vllm, exported, prompts, PARITY_TOKENS), None, []
     verified = compare_answers(ids, prompts, parity.trained, answers)
     record["verified_with"] = {"engine": verify_with, "prompts": verified.prompts, "diverged": verified.diverged}
+    if verify_with == "llama.cpp" and noted:
+        record["verified_with"]["warnings"] = noted
     if agreement is not None:
         record["verified_with"]["top1_agreement"] = agreement
     write_json(tmp / "parity.json", record)

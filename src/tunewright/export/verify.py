@@ -55,22 +55,31 @@ def llamacpp_check(
     prompts: list[list[dict[str, str]]],
     trained_tokens: list[list[int]],
     max_new_tokens: int,
-) -> tuple[list[str], float]:
-    """llama.cpp's greedy answers from the GGUF file and its top-1 agreement with the trained answers;
-    a prompt it tokenizes differently, or a crash of llama.cpp, raises CheckFailed."""
+) -> tuple[list[str], float, list[str]]:
+    """llama.cpp's greedy answers from the GGUF file, its top-1 agreement with the trained answers, and
+    warnings for the user; a prompt it tokenizes differently, or a crash of llama.cpp, raises CheckFailed."""
     jobs = [
         Job(chat.render(tokenizer, p, True), chat.prompt_ids(tokenizer, p), answer, max_new_tokens)
         for p, answer in zip(prompts, trained_tokens, strict=True)
     ]
     with progress_bar("golden prompts on llama.cpp", total=len(jobs)) as advance:
-        reads = read_gguf(gguf_path, jobs, torch.get_num_threads(), advance)
+        reading = read_gguf(gguf_path, jobs, torch.get_num_threads(), advance)
+    reads = reading.reads
     for conversation, job, read in zip(prompts, jobs, reads, strict=True):
         if read.text is None:
             raise CheckFailed(
                 f"llama.cpp tokenizes the golden prompt {conversation[-1]['content'][:60]!r} differently from the "
                 f"trained model's tokenizer ({len(read.tokens)} vs {len(job.prompt)} tokens)"
             )
-    return [r.text or "" for r in reads], sum(r.hits for r in reads) / max(sum(r.total for r in reads), 1)
+    warnings = []
+    if reading.crash is not None:
+        warnings.append(
+            f"llama.cpp with its repacked CPU kernels {reading.crash} reading {gguf_path.name} on this machine (a "
+            "fault of the llama.cpp build, seen on CPUs with AMX); the file was verified with its plain kernels: "
+            "run it here with `llama-server --no-repack`"
+        )
+    agreement = sum(r.hits for r in reads) / max(sum(r.total for r in reads), 1)
+    return [r.text or "" for r in reads], agreement, warnings
 
 
 def vllm_answers(

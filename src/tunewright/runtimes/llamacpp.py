@@ -1,9 +1,13 @@
 """llama.cpp (through llama-cpp-python) in a child process: answers and top-1 agreement from a GGUF file.
 
 llama.cpp is native code whose builds differ per machine; one that crashes (a segmentation
-fault in its CPU kernels, seen on some builds) must fail the check that used it with a
-message, not kill tunewright mid-export. So the work runs in
-`python -m tunewright.runtimes.llamacpp_worker` and comes back as JSON lines.
+fault in its CPU kernels) must fail the check that used it with a message, not kill
+tunewright mid-export. So the work runs in `python -m tunewright.runtimes.llamacpp_worker`
+and comes back as JSON lines. On CPUs with AMX, llama.cpp's repacked kernels for 8-bit and
+4-bit blocks (its "extra buffer types") crash some builds on any such file, the package's
+own included, while its plain kernels read the file correctly: after a crash the file is
+read once more without repacking (`llama-server --no-repack`), and the caller is told, so
+it can say so.
 """
 
 from __future__ import annotations
@@ -43,6 +47,21 @@ class Read:
     total: int
 
 
+@dataclass
+class Reading:
+    """Every job's `Read`; `crash` says how llama.cpp's default (repacked) kernels failed when the reads
+    had to come from its plain kernels instead (None: the default kernels read the file)."""
+
+    reads: list[Read]
+    crash: str | None = None
+
+
+class _Crashed(Exception):
+    def __init__(self, reason: str, done: int, tail: str) -> None:
+        super().__init__(reason)
+        self.reason, self.done, self.tail = reason, done, tail
+
+
 def require_llamacpp() -> None:
     """Refuse early, with the install command, when llama-cpp-python is missing."""
     try:
@@ -60,14 +79,36 @@ def _exit_reason(code: int) -> str:
     return f"exited with status {code}"
 
 
-def read_gguf(gguf: Path, jobs: list[Job], threads: int, advance: Callable[[int], None] | None = None) -> list[Read]:
-    """Run every job through llama.cpp on `gguf` in a child process; a crash there raises CheckFailed."""
+def read_gguf(gguf: Path, jobs: list[Job], threads: int, advance: Callable[[int], None] | None = None) -> Reading:
+    """Run every job through llama.cpp on `gguf` in a child process; after a crash, once more without
+    repacking the weights; a crash of that too raises CheckFailed."""
+    try:
+        return Reading(_run_worker(gguf, jobs, threads, True, advance))
+    except _Crashed as first:
+        if advance is not None:
+            advance(-first.done)
+        try:
+            return Reading(_run_worker(gguf, jobs, threads, False, advance), crash=first.reason)
+        except _Crashed as second:
+            raise CheckFailed(
+                f"llama.cpp {first.reason} while reading {gguf.name} (after {first.done} of {len(jobs)} prompts), "
+                f"and {second.reason} without repacking too (after {second.done}), so the export could not be "
+                "verified with it. If it also fails on other GGUF files, the llama-cpp-python build on this "
+                "machine is at fault: reinstall it, or verify on another machine"
+                + (f". Its output ends:\n{second.tail}" if second.tail else "")
+            ) from None
+
+
+def _run_worker(
+    gguf: Path, jobs: list[Job], threads: int, repack: bool, advance: Callable[[int], None] | None
+) -> list[Read]:
     n_ctx = max(len(j.prompt) + max(len(j.answer), j.max_tokens) for j in jobs) + 1
-    request = {"gguf": str(gguf), "n_ctx": n_ctx, "threads": threads, "jobs": [asdict(j) for j in jobs]}
+    request = {"gguf": str(gguf), "n_ctx": n_ctx, "threads": threads, "repack": repack}
+    request["jobs"] = [asdict(j) for j in jobs]
     cmd = [sys.executable, "-m", "tunewright.runtimes.llamacpp_worker"]
     reads: list[Read] = []
     with tempfile.TemporaryFile(mode="w+") as log:
-        with status(f"reading {gguf.name} with llama.cpp"):
+        with status(f"reading {gguf.name} with llama.cpp" + ("" if repack else " (no repacking)")):
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
             assert proc.stdin is not None and proc.stdout is not None
             try:
@@ -83,11 +124,5 @@ def read_gguf(gguf: Path, jobs: list[Job], threads: int, advance: Callable[[int]
             code = proc.wait()
         if code != 0 or len(reads) != len(jobs):
             log.seek(0)
-            tail = log.read()[-2000:].strip()
-            raise CheckFailed(
-                f"llama.cpp {_exit_reason(code)} while reading {gguf.name} (after {len(reads)} of {len(jobs)} "
-                "prompts), so the export could not be verified with it. If it also fails on other GGUF files, "
-                "the llama-cpp-python build on this machine is at fault: reinstall it, or verify on another "
-                "machine" + (f". Its output ends:\n{tail}" if tail else "")
-            )
+            raise _Crashed(_exit_reason(code), len(reads), log.read()[-2000:].strip())
     return reads

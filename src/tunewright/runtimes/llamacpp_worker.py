@@ -8,6 +8,10 @@ prompt text from the file's own vocabulary, its greedy answer (no repetition pen
 ending where the file's end-of-generation tokens say), and, reading the trained answer
 teacher-forced, how many of its tokens llama.cpp ranks first. llama.cpp may print its own
 lines; the parent reads only the tagged ones.
+
+With `"repack": false` the weights are not repacked into llama.cpp's extra CPU buffer types
+(its AMX and other repacked kernels; `llama-server --no-repack`). llama-cpp-python does not
+expose that setting, so the default model parameters it starts from are wrapped here.
 """
 
 from __future__ import annotations
@@ -40,11 +44,26 @@ def _job(llm: Any, job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _without_repacking() -> None:
+    import llama_cpp.llama as high_level
+
+    defaults = high_level.llama_cpp.llama_model_default_params
+
+    def params() -> Any:
+        found = defaults()
+        found.use_extra_bufts = False
+        return found
+
+    high_level.llama_cpp.llama_model_default_params = params
+
+
 def main() -> None:
     """Answer the request on stdin, one tagged result line per job."""
     from llama_cpp import Llama
 
     request = json.loads(sys.stdin.read())
+    if not request.get("repack", True):
+        _without_repacking()
     llm = Llama(
         model_path=request["gguf"],
         n_ctx=request["n_ctx"],
