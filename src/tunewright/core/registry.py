@@ -113,6 +113,7 @@ class Registry:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._evals: list[tuple[EvalResult, Manifest]] | None = None  # parsed once, until a run is recorded
 
     def __enter__(self) -> Registry:
         return self
@@ -126,6 +127,7 @@ class Registry:
     def record(self, manifest: Manifest) -> None:
         """Index one completed run: the run, its parents, its raw inputs, and what it made or decided."""
         conn, rid, results = self.conn, manifest["run_id"], manifest.get("results", {})
+        self._evals = None
         with _write(conn):
             conn.execute(
                 "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?)",
@@ -166,13 +168,15 @@ class Registry:
 
     def evals(self) -> list[tuple[EvalResult, Manifest]]:
         """Every eval run with a verdict, with its manifest."""
-        found = []
-        for (text,) in self.conn.execute("SELECT manifest FROM runs WHERE stage = 'eval'"):
-            manifest = json.loads(text)
-            result = EvalResult.of(manifest)
-            if result is not None:
-                found.append((result, manifest))
-        return found
+        if self._evals is None:
+            found = []
+            for (text,) in self.conn.execute("SELECT manifest FROM runs WHERE stage = 'eval'"):
+                manifest = json.loads(text)
+                result = EvalResult.of(manifest)
+                if result is not None:
+                    found.append((result, manifest))
+            self._evals = found
+        return self._evals
 
     def newest_eval(
         self, model_path: str | None = None, model_run: str | None = None, baseline: object = ANY

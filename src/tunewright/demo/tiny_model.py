@@ -33,27 +33,36 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on `texts` and wrap it with a chat template."""
+def build_tokenizer(
+    texts: list[str],
+    vocab_size: int = 1024,
+    special: tuple[str, ...] = (PAD, EOT, IM_START, IM_END),
+    eos: str = IM_END,
+    pad: str = PAD,
+    bos: str | None = None,
+    template: str = CHAT_TEMPLATE,
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `texts` and wrap it with a chat template (by default the tiny
+    model's ChatML; tests build other models' shapes with their own special tokens and template)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[PAD, EOT, IM_START, IM_END],
+        special_tokens=list(special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token=PAD,
-        eos_token=IM_END,
-        bos_token=None,
+        pad_token=pad,
+        eos_token=eos,
+        bos_token=bos,
         unk_token=None,
-        additional_special_tokens=[EOT, IM_START],
-        chat_template=CHAT_TEMPLATE,
+        additional_special_tokens=[t for t in special if t not in (eos, pad, bos)],
+        chat_template=template,
         model_max_length=512,
         padding_side="left",
     )

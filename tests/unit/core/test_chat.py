@@ -3,13 +3,12 @@ turn ends, on the tiny template and on templates shaped like Llama-3's and Qwen2
 their EOS. The Jinja below is the models' published chat template text."""
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast
 
 from tunewright.core import chat
 from tunewright.core.model_source import ModelSource
 from tunewright.core.records import Conversation, Message
-from tunewright.demo.tiny_model import CHAT_TEMPLATE, build_model
+from tunewright.demo.tiny_model import CHAT_TEMPLATE, build_model, build_tokenizer
 from tunewright.engine.engine import Engine
 from tunewright.engine.requests import EngineConfig
 from tunewright.export.gguf_file import plan
@@ -101,25 +100,7 @@ CONVERSATION = [
 
 def tokenizer_shaped(name: str) -> PreTrainedTokenizerFast:
     special, eos, bos, pad, template, _ = SHAPES[name]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(TEXTS, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=eos,
-        bos_token=bos,
-        pad_token=pad,
-        additional_special_tokens=[t for t in special if t not in (eos, bos, pad)],
-        chat_template=template,
-    )
+    return build_tokenizer(TEXTS, 400, tuple(special), eos=eos, pad=pad, bos=bos, template=template)
 
 
 @pytest.fixture(params=list(SHAPES))
