@@ -1,7 +1,8 @@
 """Serving under concurrent load: tunewright serve vs `transformers serve --continuous-batching` vs vLLM (CPU build).
 
-Each server is started as its own process on 127.0.0.1 with the same model directory (fp32),
-warmed up, then a bounded load generator sends a fixed number of streaming chat requests at
+Each server is started as its own process on 127.0.0.1 with the same model directory, in the
+same `--dtype` (default: bfloat16 where the CPU has bf16 matrix units, as vLLM's own `auto`
+picks, else float32), warmed up, then a bounded load generator sends a fixed number of streaming chat requests at
 concurrency 1, 8 and 32 (64 output tokens each: `max_tokens` and, where the server honours
 it, `min_tokens`), and records output tokens/s for the level, time to first token (p50,
 p95), inter-token latency (p50) and errors. Tools alternate over `--repeats` rounds, so a
@@ -9,6 +10,7 @@ shared machine's drift hits all of them alike. A batch-1 `generate` loop in this
 gives the memory-bandwidth reference for concurrency 1. Ratios are printed per level.
 
     python benchmarks/serve_load.py --model smollm2 --repeats 2
+    python benchmarks/serve_load.py --model smollm2 --dtype float32   # the fp32 table
     python benchmarks/serve_load.py --model tiny --tools tunewright,transformers
 
 vLLM runs from its own environment (`--vllm-python`, default .venv-vllm/bin/python, as
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import httpx
 
+from tunewright.core.precision import fast_dtypes
 from tunewright.runtimes.net import free_port
 from tunewright.runtimes.vllm import stop_process
 
@@ -60,20 +63,20 @@ def model_dir(name: str, tmp: Path) -> Path:
     return Path(name)
 
 
-def server_command(tool: str, model: Path, port: int, vllm_python: str) -> tuple[list[str], str, str]:
-    """(command, model name to send, readiness URL) for one tool."""
+def server_command(tool: str, model: Path, port: int, vllm_python: str, dtype: str) -> tuple[list[str], str, str]:
+    """(command, model name to send, readiness URL) for one tool, serving in `dtype`."""
     here = Path(sys.executable).parent
     if tool == "tunewright":
         cmd = [str(here / "tunewright"), "serve", str(model), "--port", str(port), "--workspace", str(model.parent)]
         cmd += ["model_name=bench", "max_new_tokens=64", "access_log=false", "batching.max_num_seqs=32"]
-        return cmd, "bench", f"http://127.0.0.1:{port}/v1/health/ready"
+        return [*cmd, f"dtype={dtype}"], "bench", f"http://127.0.0.1:{port}/v1/health/ready"
     if tool == "transformers":
         cmd = [str(here / "transformers"), "serve", str(model), "--continuous-batching", "--host", "127.0.0.1"]
-        cmd += ["--port", str(port), "--dtype", "float32", "--device", "cpu"]
+        cmd += ["--port", str(port), "--dtype", dtype, "--device", "cpu"]
         return cmd, str(model), f"http://127.0.0.1:{port}/health"
     cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1"]
     context = json.loads((model / "config.json").read_text()).get("max_position_embeddings", 2048)
-    cmd += ["--port", str(port), "--dtype", "float32", "--served-model-name", "bench"]
+    cmd += ["--port", str(port), "--dtype", dtype, "--served-model-name", "bench"]
     cmd += ["--max-model-len", str(min(2048, context))]
     cmd += ["--max-num-seqs", "32", "--gpu-memory-utilization", "0.5"]  # on CPUs: the share of RAM it reserves
     return cmd, "bench", f"http://127.0.0.1:{port}/health"
@@ -143,7 +146,7 @@ async def load_level(url: str, model: str, concurrency: int, requests: int, toke
 
 def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict]:
     port = free_port()
-    cmd, name, ready = server_command(tool, model, port, args.vllm_python)
+    cmd, name, ready = server_command(tool, model, port, args.vllm_python, args.dtype)
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(args.threads),
@@ -172,14 +175,14 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict
         log.close()
 
 
-def generate_reference(model: Path, tokens: int, threads: int) -> float:
+def generate_reference(model: Path, tokens: int, threads: int, dtype: str) -> float:
     """Batch-1 greedy `generate` tokens/s in this process: the bandwidth limit at concurrency 1."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model)
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).eval()
     ids = tok.apply_chat_template(
         [{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
@@ -199,6 +202,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").absolute()))
+    ap.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="bfloat16" if "bfloat16" in fast_dtypes("cpu") else "float32",
+        help="every server's weights and KV cache (default: bfloat16 where the CPU has bf16 matrix units)",
+    )
     args = ap.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     if "vllm" in tools and not Path(args.vllm_python).exists():
@@ -206,7 +215,7 @@ def main() -> None:
         tools.remove("vllm")
     with tempfile.TemporaryDirectory() as tmp:
         model = model_dir(args.model, Path(tmp))
-        reference = generate_reference(model, args.tokens, args.threads)
+        reference = generate_reference(model, args.tokens, args.threads, args.dtype)
         runs: dict[str, list[dict[int, dict]]] = {t: [] for t in tools}
         for round_ in range(args.repeats):
             order = tools if round_ % 2 == 0 else list(reversed(tools))
@@ -218,7 +227,7 @@ def main() -> None:
                     print(f"{tool} failed: {exc}", file=sys.stderr)
         runs = {t: r for t, r in runs.items() if r}
         tools = [t for t in tools if t in runs]
-    print(f"model {args.model}, fp32, {args.threads} threads, {args.tokens} output tokens per request")
+    print(f"model {args.model}, {args.dtype}, {args.threads} threads, {args.tokens} output tokens per request")
     print(f"batch-1 generate (bandwidth reference): {reference:.1f} tok/s")
     print(
         f"{'tool':<13}{'conc':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'tok/req':>8}{'errors':>7}"

@@ -144,3 +144,22 @@ def test_served_export_answers_through_openai(quickstart, launch):
     answer = resp.choices[0].message.content
     assert re.fullmatch(r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer)
     assert resp.choices[0].finish_reason == "stop"
+
+
+def test_the_export_serves_in_bfloat16_when_asked(quickstart, launch, tmp_path):
+    ws, _ = quickstart
+    port = free_port()
+    launch(
+        [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port), "dtype=bfloat16"],
+        f"http://127.0.0.1:{port}/v1/health/ready",
+    )
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    resp = client.chat.completions.create(
+        model="support-assistant",
+        messages=[{"role": "user", "content": "There are duplicate rows in hr.payroll. What should I do?"}],
+        temperature=0,
+        logprobs=True,
+    )
+    assert resp.choices[0].message.content.startswith("First step: ")
+    assert all(t.logprob <= 0 for t in resp.choices[0].logprobs.content)
+    assert "serving support-assistant (bfloat16)" in (tmp_path / "server-0.log").read_text()

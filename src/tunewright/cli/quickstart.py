@@ -134,7 +134,7 @@ def serve_and_ask(ws: Path) -> tuple[str, str, str]:
     from tunewright.serve.service import Served
 
     cfg = load_serve_config(ws)
-    source = resolve_model(ws, f"{EXPORT_NAME}@production")
+    source = cfg.served(resolve_model(ws, f"{EXPORT_NAME}@production"))
     app = create_app(lambda: (Engine.from_source(source, cfg.engine_config()), Served(EXPORT_NAME, source.base)), cfg)
     with BackgroundServer(app) as server:
         return source.base, server.base_url, ask(server.base_url, EXPORT_NAME, QUESTION)

@@ -65,19 +65,26 @@ def serve_cmd(
         api_key = os.environ.get(cfg.api_key_env)
         if not api_key:
             raise UserError(f"api_key_env: the environment variable {cfg.api_key_env} is not set")
-    source = resolve_model(ws, model)
+    source = cfg.served(resolve_model(ws, model))
     name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
     if cfg.engine == "vllm":
         from tunewright.runtimes.vllm import VllmLaunch, run_vllm, vllm_command, vllm_python
 
         launch = VllmLaunch(cfg.host, port, cfg.batching.max_model_len, cfg.batching.max_num_seqs)
-        cmd = vllm_command(cfg.vllm, vllm_python(cfg.vllm), source, name, adapters, launch)
+        vllm = (
+            cfg.vllm
+            if cfg.vllm.dtype != "auto" or cfg.dtype == "auto"
+            else cfg.vllm.model_copy(update={"dtype": cfg.dtype})
+        )
+        cmd = vllm_command(vllm, vllm_python(vllm), source, name, adapters, launch)
         typer.echo(f"starting vLLM for {name} on http://{cfg.host}:{port}/v1", err=True)
         raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))
     from tunewright.serve.app import serve_forever
 
     typer.echo(
-        f"serving {name} on http://{cfg.host}:{port}/v1 (loading; ready at /v1/health/ready; Ctrl-C to stop)", err=True
+        f"serving {name} ({source.dtype}) on http://{cfg.host}:{port}/v1 (loading; ready at /v1/health/ready; "
+        "Ctrl-C to stop)",
+        err=True,
     )
     serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key)

@@ -5,12 +5,15 @@ Each field's docstring is its one-line description in `tunewright config show se
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from tunewright.core.config import StrictModel, load_config
+from tunewright.core.model_source import ModelSource
+from tunewright.core.precision import resolve_dtype
 from tunewright.engine.requests import EngineConfig
 from tunewright.runtimes.vllm import VllmConfig
 
@@ -41,6 +44,10 @@ class ServeConfig(StrictModel):
     """Name clients send as "model" (null: the export's directory name)."""
     max_new_tokens: int = Field(512, gt=0)
     """Cap on max_tokens per request."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights, activations and KV cache in this type (sampling and log-probs in float32); auto: the model's
+    own type where the machine computes it fast (bf16 on CPUs with AVX-512 BF16 or AMX, and on GPUs), else
+    float32. Also vLLM's --dtype when vllm.dtype is auto."""
     engine: Literal["tunewright", "vllm"] = "tunewright"
     """tunewright (this process) | vllm (launch `vllm serve` from its own environment; GPUs, tensor parallel)."""
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
@@ -63,6 +70,10 @@ class ServeConfig(StrictModel):
     """On SIGTERM / Ctrl-C, seconds in-flight requests get to finish."""
     vllm: VllmConfig = Field(default_factory=VllmConfig)
     """Settings for engine: vllm."""
+
+    def served(self, source: ModelSource) -> ModelSource:
+        """`source` in the dtype this config asks for (`auto` resolved for this machine)."""
+        return dataclasses.replace(source, dtype=resolve_dtype(self.dtype, source.base))
 
     def engine_config(self) -> EngineConfig:
         """The tunewright engine's settings from `batching` (the model's context bounds max_model_len)."""

@@ -1,0 +1,59 @@
+"""Which floating-point type a model runs in: `dtype: auto | float32 | bfloat16 | float16`.
+
+`auto` is what vLLM's `--dtype auto` means, bounded by the hardware: the model's own
+`torch_dtype` (its `config.json`) when the device computes that type fast, else float32. A
+CPU computes bfloat16 fast when it has bfloat16 dot-product instructions (AVX-512 BF16 or
+AMX-BF16: oneDNN then runs bf16 GEMMs natively; without them PyTorch emulates bf16 and is
+slower than fp32) and float16 with AVX-512 FP16 or AMX-FP16; a CUDA GPU computes bfloat16
+when PyTorch says it supports it, and float16 always. The flags are read from
+`/proc/cpuinfo` (Linux); elsewhere a CPU is taken to compute neither fast.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import torch
+
+DTYPES = ("float32", "bfloat16", "float16")
+CHOICES = ("auto", *DTYPES)
+_CPU_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+
+
+@cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def fast_dtypes(device: str = "cpu") -> list[str]:
+    """The types `device` computes at full speed: float32 always, and bfloat16 / float16 where it has them."""
+    if device.startswith("cuda"):
+        return ["float32", *(["bfloat16"] if torch.cuda.is_bf16_supported() else []), "float16"]
+    flags = _cpu_flags()
+    return ["float32", *(t for t, needs in _CPU_FLAGS.items() if flags & set(needs))]
+
+
+def model_dtype(model_dir: str | Path) -> str | None:
+    """The dtype a model directory's `config.json` declares (`torch_dtype`, or `dtype` in newer files)."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text(encoding="utf-8"))
+    found = config.get("torch_dtype") or config.get("dtype")
+    return found if found in DTYPES else None
+
+
+def resolve_dtype(requested: str, model_dir: str | Path, device: str = "cpu") -> str:
+    """The dtype to run the model at `model_dir` in: `requested`, or for `auto` the model's own type when
+    `device` computes it fast, else float32."""
+    if requested != "auto":
+        return requested
+    declared = model_dtype(model_dir)
+    return declared if declared in fast_dtypes(device) else "float32"

@@ -1,0 +1,45 @@
+"""`dtype: auto` is the model's own type where the machine computes it fast, else float32; other values as given."""
+
+import json
+
+import pytest
+
+from tunewright.core import precision
+from tunewright.core.config import load_config
+from tunewright.core.errors import ConfigError
+from tunewright.core.model_source import ModelSource
+from tunewright.serve.config import ServeConfig
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    def make(declared):
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "torch_dtype": declared}))
+        return tmp_path
+
+    return make
+
+
+def test_auto_takes_the_models_dtype_only_where_it_runs_fast(model_dir, monkeypatch):
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
+    assert precision.fast_dtypes("cpu") == ["float32", "bfloat16"]
+    assert precision.resolve_dtype("auto", model_dir("bfloat16")) == "bfloat16"
+    assert precision.resolve_dtype("auto", model_dir("float16")) == "float32"  # no fp16 units on this CPU
+    assert precision.resolve_dtype("auto", model_dir("float32")) == "float32"
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert precision.resolve_dtype("auto", model_dir("bfloat16")) == "float32"  # bf16 would be emulated: slower
+    assert precision.resolve_dtype("bfloat16", model_dir("float32")) == "bfloat16"  # asked for: as asked
+
+
+def test_a_directory_without_a_config_or_a_hub_id_runs_in_float32(tmp_path):
+    assert precision.model_dtype(tmp_path) is None
+    assert precision.resolve_dtype("auto", "org/model-on-the-hub") == "float32"
+
+
+def test_serve_takes_a_dtype_and_refuses_an_unknown_one(model_dir, monkeypatch):
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    source = ModelSource("m", str(model_dir("bfloat16")))
+    assert load_config(None, ServeConfig, ["dtype=float32"]).served(source).dtype == "float32"
+    assert load_config(None, ServeConfig, []).served(source).dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="dtype"):
+        load_config(None, ServeConfig, ["dtype=int8"])
