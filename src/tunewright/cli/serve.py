@@ -72,11 +72,7 @@ def serve_cmd(
         from tunewright.runtimes.vllm import VllmLaunch, run_vllm, vllm_command, vllm_python
 
         launch = VllmLaunch(cfg.host, port, cfg.batching.max_model_len, cfg.batching.max_num_seqs)
-        vllm = (
-            cfg.vllm
-            if cfg.vllm.dtype != "auto" or cfg.dtype == "auto"
-            else cfg.vllm.model_copy(update={"dtype": cfg.dtype})
-        )
+        vllm = cfg.vllm_settings()
         cmd = vllm_command(vllm, vllm_python(vllm), source, name, adapters, launch)
         typer.echo(f"starting vLLM for {name} on http://{cfg.host}:{port}/v1", err=True)
         raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))

@@ -75,6 +75,12 @@ class ServeConfig(StrictModel):
         """`source` in the dtype this config asks for (`auto` resolved for this machine)."""
         return dataclasses.replace(source, dtype=resolve_dtype(self.dtype, source.base))
 
+    def vllm_settings(self) -> VllmConfig:
+        """vLLM's settings, its dtype taken from `dtype` when `vllm.dtype` is left at auto."""
+        if self.vllm.dtype != "auto" or self.dtype == "auto":
+            return self.vllm
+        return self.vllm.model_copy(update={"dtype": self.dtype})
+
     def engine_config(self) -> EngineConfig:
         """The tunewright engine's settings from `batching` (the model's context bounds max_model_len)."""
         b = self.batching

@@ -43,3 +43,17 @@ def test_serve_takes_a_dtype_and_refuses_an_unknown_one(model_dir, monkeypatch):
     assert load_config(None, ServeConfig, []).served(source).dtype == "bfloat16"
     with pytest.raises(ConfigError, match="dtype"):
         load_config(None, ServeConfig, ["dtype=int8"])
+
+
+def test_vllm_takes_the_serve_dtype_unless_its_own_is_set(model_dir):
+    from tunewright.runtimes.vllm import VllmLaunch, vllm_command
+
+    def dtype_of(*overrides):
+        cfg = load_config(None, ServeConfig, list(overrides))
+        source = ModelSource("m", str(model_dir("float32")))
+        cmd = vllm_command(cfg.vllm_settings(), "python", source, "m", {}, VllmLaunch("127.0.0.1", 8000, 2048, 8))
+        return cmd[cmd.index("--dtype") + 1]
+
+    assert dtype_of("dtype=bfloat16") == "bfloat16"
+    assert dtype_of("dtype=bfloat16", "vllm.dtype=float32") == "float32"
+    assert dtype_of() == "auto"  # vLLM resolves its own auto
