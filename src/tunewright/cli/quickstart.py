@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from tunewright.core.config import M, load_config
+from tunewright.core.config import M, workspace_config
 from tunewright.core.progress import console
 
 QUESTION = "The nightly job for finance.invoices failed. What should I do?"
@@ -120,8 +120,7 @@ class Steps:
         self.step(["card", ref, "-w", str(self.ws)], lambda cmd: card.report(self.ws, *write_card(self.ws, ref, cmd)))
 
     def _config(self, name: str, model: type[M], overrides: tuple[str, ...] = ()) -> M:
-        path = self.ws / "configs" / name
-        return load_config(path if path.is_file() else None, model, list(overrides))
+        return workspace_config(self.ws, name, model, list(overrides))
 
 
 def serve_and_ask(ws: Path) -> tuple[str, str, str]:

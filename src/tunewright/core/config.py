@@ -108,6 +108,12 @@ def load_config(path: Path | None, model: type[M], overrides: list[str] | None =
     return validate(data, model, str(path) if path is not None else "<defaults>")
 
 
+def workspace_config(workspace: Path, name: str, model: type[M], overrides: list[str] | None = None) -> M:
+    """The workspace's `configs/<name>` (the defaults where it has none), with overrides."""
+    path = workspace / "configs" / name
+    return load_config(path if path.is_file() else None, model, overrides)
+
+
 def _describe(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():

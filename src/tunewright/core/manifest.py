@@ -49,10 +49,15 @@ def load_manifest(run_dir: Path) -> Manifest:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def failing_gates(gates: list[dict[str, Any]]) -> str:
-    """The gates (as an eval records them) that did not pass, as `metric (STATUS), ...`: the one way every
+def failed_gates(gates: list[dict[str, Any]]) -> list[str]:
+    """The gates (as an eval records them) that did not pass, each as `metric (STATUS)`: the one way every
     verb names them."""
-    return ", ".join(f"{g['metric']} ({g['status']})" for g in gates if g["status"] != "PASS")
+    return [f"{g['metric']} ({g['status']})" for g in gates if g["status"] != "PASS"]
+
+
+def failing_gates(gates: list[dict[str, Any]]) -> str:
+    """`failed_gates` as one phrase: `metric (STATUS), ...`."""
+    return ", ".join(failed_gates(gates))
 
 
 @dataclass(frozen=True)
@@ -113,13 +118,16 @@ class EvalResult:
             model_run is not None and self.model_run == model_run
         )
 
+    def _gate_records(self) -> list[dict[str, Any]]:
+        return [{"metric": g.metric, "status": g.status} for g in self.gates]
+
     def failing(self) -> str:
         """The gates that did not pass, as `metric (STATUS), ...`."""
-        return failing_gates([{"metric": g.metric, "status": g.status} for g in self.gates])
+        return failing_gates(self._gate_records())
 
     def as_record(self) -> dict[str, Any]:
         """The short form other manifests keep of it (an export names the eval it was allowed by)."""
-        failed = [f"{g.metric} ({g.status})" for g in self.gates if not g.passed]
+        failed = failed_gates(self._gate_records())
         return {"run_id": self.run_id, "verdict": self.verdict, "passed": self.passed, "failed_gates": failed}
 
 

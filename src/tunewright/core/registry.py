@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from tunewright.core.errors import UserError
-from tunewright.core.manifest import EvalResult, ExportResult, Manifest, list_manifests, newest
+from tunewright.core.manifest import EvalResult, ExportResult, Manifest, list_manifests, run_order
 
 REGISTRY = "registry.db"
 LOCK_TIMEOUT_S = 30
@@ -183,13 +183,12 @@ class Registry:
     ) -> tuple[EvalResult, Manifest] | None:
         """The newest eval whose model was the one at `model_path` or trained by `model_run`; only those
         against `baseline` (`base`, or the baseline's files' path) unless it is `ANY`."""
-        found = {
-            m["run_id"]: (r, m)
+        found = [
+            (r, m)
             for r, m in self.evals()
             if r.evaluated(model_path, model_run) and (baseline is ANY or r.against == baseline)
-        }
-        chosen = newest([m for _, m in found.values()])
-        return found[chosen["run_id"]] if chosen is not None else None
+        ]
+        return max(found, key=lambda rm: run_order(rm[1])) if found else None
 
     def export_versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of an export name, oldest first, with its aliases and its training run's newest verdict."""

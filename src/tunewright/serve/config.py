@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tunewright.core.config import StrictModel, load_config
+from tunewright.core.config import StrictModel, workspace_config
 from tunewright.core.model_source import ModelSource
 from tunewright.core.precision import resolve_dtype
 from tunewright.engine.requests import EngineConfig
@@ -31,8 +31,7 @@ class BatchingConfig(StrictModel):
 
 def load_serve_config(workspace: Path) -> ServeConfig:
     """The workspace's `configs/serve.yaml` (the defaults where it has none)."""
-    path = workspace / "configs" / "serve.yaml"
-    return load_config(path if path.is_file() else None, ServeConfig, [])
+    return workspace_config(workspace, "serve.yaml", ServeConfig)
 
 
 class ServeConfig(StrictModel):
