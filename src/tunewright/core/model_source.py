@@ -10,6 +10,7 @@ is a `UserError` that says what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from tunewright.core.io import sha256_tree
 from tunewright.core.manifest import MANIFEST, load_manifest
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_adapter_model, load_model, load_tokenizer
+from tunewright.core.precision import resolve_dtype
 from tunewright.core.progress import status
 from tunewright.core.runs import find_run
 
@@ -38,6 +40,11 @@ class ModelSource:
     dtype: str = "float32"
     tuned_from: str | None = None  # a fully fine-tuned model's base (what `base` means for it)
     base_name: str | None = None  # the base as the training config named it (portable, unlike `base`)
+
+    def in_dtype(self, requested: str) -> ModelSource:
+        """This model run in `requested` (auto | float32 | bfloat16 | float16; auto resolved for this
+        machine), as `serve` and `eval` both run it, so what is evaluated is what is served."""
+        return dataclasses.replace(self, dtype=resolve_dtype(requested, self.base))
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Load the model ready for inference."""

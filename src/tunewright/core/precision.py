@@ -57,3 +57,14 @@ def resolve_dtype(requested: str, model_dir: str | Path, device: str = "cpu") ->
         return requested
     declared = model_dtype(model_dir)
     return declared if declared in fast_dtypes(device) else "float32"
+
+
+def slow_dtype_warning(dtype: str, device: str = "cpu") -> str | None:
+    """Why running in `dtype` on `device` will be slow (it has no units for it), or None where it is not."""
+    if dtype == "float32" or dtype in fast_dtypes(device):
+        return None
+    units = " or ".join(_CPU_FLAGS.get(dtype, ())) if not device.startswith("cuda") else f"{dtype} support"
+    return (
+        f"{dtype} on this {device.split(':')[0].upper()} without {units}: PyTorch emulates it, "
+        "many times slower than float32 (use float32, or auto)"
+    )

@@ -228,6 +228,8 @@ class GenerationConfig(StrictModel):
     """Longest answer generated, in tokens."""
     batch_size: int = Field(16, gt=0)
     """Local models: requests decoded together by the engine."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Local models: the dtype they run in, as serve's `dtype` (auto: the model's own where the device runs it fast)."""
 
 
 class EndpointConfig(StrictModel):

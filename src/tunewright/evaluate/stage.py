@@ -58,7 +58,8 @@ def make_target(workspace: Path, spec: TargetSpec, cfg: EvalConfig, base_of: Tar
     base = base_of.source if isinstance(base_of, LocalTarget) else None
     if spec.ref == "base" and base is None:
         raise UserError("--baseline base means the base of a local --model; name the baseline model instead")
-    return LocalTarget(resolve_model(workspace, spec.ref, base_of=base), cfg.generation.batch_size)
+    source = resolve_model(workspace, spec.ref, base_of=base).in_dtype(cfg.generation.dtype)
+    return LocalTarget(source, cfg.generation.batch_size)
 
 
 def declared_metrics(cfg: EvalConfig, tasks: dict[str, Task], workspace: Path) -> dict[str, list[str]]:

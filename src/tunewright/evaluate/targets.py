@@ -50,7 +50,13 @@ class LocalTarget:
         return self.source.run_id
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "local", "label": self.label, "base": self.source.base, "run": self.run_id}
+        return {
+            "kind": "local",
+            "label": self.label,
+            "base": self.source.base,
+            "run": self.run_id,
+            "dtype": self.source.dtype,
+        }
 
     @property
     def identity(self) -> str:

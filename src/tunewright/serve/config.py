@@ -5,7 +5,6 @@ Each field's docstring is its one-line description in `tunewright config show se
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +12,6 @@ from pydantic import Field
 
 from tunewright.core.config import StrictModel, workspace_config
 from tunewright.core.model_source import ModelSource
-from tunewright.core.precision import resolve_dtype
 from tunewright.engine.requests import EngineConfig
 from tunewright.runtimes.vllm import VllmConfig
 
@@ -72,7 +70,7 @@ class ServeConfig(StrictModel):
 
     def served(self, source: ModelSource) -> ModelSource:
         """`source` in the dtype this config asks for (`auto` resolved for this machine)."""
-        return dataclasses.replace(source, dtype=resolve_dtype(self.dtype, source.base))
+        return source.in_dtype(self.dtype)
 
     def vllm_settings(self) -> VllmConfig:
         """vLLM's settings, its dtype taken from `dtype` when `vllm.dtype` is left at auto."""

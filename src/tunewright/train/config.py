@@ -18,7 +18,7 @@ class ModelConfig(StrictModel):
     max_seq_length: int = Field(1024, gt=8)
     """Longest example in tokens; longer ones follow data.too_long."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weight dtype: float32 | bfloat16 | float16 (bf16/fp16 also autocast the forward)."""
+    """Weight dtype: float32 | bfloat16 | float16 (bf16/fp16 weights also compute in it; adapters stay float32)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, more compute."""
     attn_implementation: str | None = None
@@ -102,6 +102,8 @@ class TrainingConfig(StrictModel):
     """Optimizer steps between validation-loss evaluations."""
     padding_free: bool = True
     """A micro-batch as one row with per-example attention: same gradient, no compute on padding."""
+    mixed_precision: Literal["none", "bfloat16"] = "none"
+    """bfloat16: compute under bf16 autocast while weights and optimizer state stay float32 (model.dtype: float32)."""
     speedups: bool = True
     """Exact-math speed-ups: fused LoRA groups, last MLP only where trained, CPU RMSNorm kernel."""
     early_stopping_patience: int | None = Field(None, gt=0)
@@ -187,6 +189,11 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
+        if self.training.mixed_precision != "none" and self.model.dtype != "float32":
+            raise ValueError(
+                f"training.mixed_precision: {self.training.mixed_precision} keeps float32 master weights and needs "
+                f"model.dtype: float32 (model.dtype: {self.model.dtype} already computes in {self.model.dtype})"
+            )
         if self.task != "chat" and (self.data.loss_on != "assistant" or self.data.chat_template):
             raise ValueError("data.loss_on and data.chat_template apply to task: chat only")
         if self.objective == "dpo":
@@ -200,6 +207,10 @@ class TrainConfig(StrictModel):
                     "(scored once, no copy) or dpo.reference_copy: true (a frozen copy in memory)"
                 )
         return self
+
+    def compute_dtype(self) -> str:
+        """The dtype the forward and backward compute in: mixed precision's, else the weights'."""
+        return self.model.dtype if self.training.mixed_precision == "none" else self.training.mixed_precision
 
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must agree with to be resumed: everything that shapes the run's math."""

@@ -15,11 +15,12 @@ The first member called computes the whole group and hands the others their outp
 they are called with the same tensor; a call with any other input computes alone, so the
 result is always each module's own function of its own input, as in peft (up to float
 rounding). Only plain LoRA on frozen `nn.Linear` layers is touched (no dropout, DoRA,
-merged or disabled adapters, mixed dtypes or sharded weights), and under autocast, or
-while the adapter is disabled, merged or switched (a DPO reference pass), each layer runs
-peft's forward; the base GEMMs stay separate, since fusing them measured no
-faster. Everything is restored when the block exits, so saving and inference use peft's
-own forward.
+merged or disabled adapters or sharded weights), and while the adapter is disabled, merged
+or switched (a DPO reference pass) each layer runs peft's forward; the base GEMMs stay
+separate, since fusing them measured no faster. Low precision is fused too: bf16 (or fp16)
+base weights with peft's fp32 adapter weights, and bf16 autocast over fp32 weights (mixed
+precision), compute in the low dtype as autocast would. Everything is restored when the
+block exits, so saving and inference use peft's own forward.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def _adapter(module: nn.Module) -> str | None:
     weights = (*frozen, lora_a.weight, lora_b.weight)
     if any(t.requires_grad for t in frozen) or not isinstance(module.lora_dropout[name], nn.Identity):
         return None
-    if lora_b.bias is not None or lora_a.bias is not None or len({w.dtype for w in weights}) != 1:
+    if lora_b.bias is not None or lora_a.bias is not None:
+        return None
+    if len({t.dtype for t in frozen}) != 1 or lora_a.weight.dtype != lora_b.weight.dtype:
         return None
     if any(type(w) not in (nn.Parameter, torch.Tensor) for w in weights):  # sharded (DTensor) weights
         return None
@@ -64,43 +67,56 @@ class _GroupLinear(torch.autograd.Function):
     Forward: one GEMM for all x A_i^T, then per member the base GEMM and the LoRA term added
     in place (`addmm_`). Backward: the input gradient accumulates every member's base and
     LoRA terms in place, where autograd would add whole activation-sized tensors.
+
+    Every product runs in the compute dtype (autocast's while it is on, else the input's), as
+    autocast would run peft's layers; gradients come back in each input's own dtype, so fp32
+    adapter weights keep fp32 gradients. A frozen fp32 base weight under bf16 autocast is cast
+    for its product and again in the backward, never saved in bf16 as autocast would save it.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, down: torch.Tensor, group: _Group, *ups: torch.Tensor) -> Any:
-        flat = x.reshape(-1, x.shape[-1])
-        hidden = flat @ down.t()
-        outs = []
-        for base, h, up, scale in zip(group.bases, hidden.split(group.ranks, dim=1), ups, group.scales, strict=True):
-            y = F.linear(flat, base.weight, base.bias)
-            y.addmm_(h, up.t(), alpha=scale)
-            outs.append(y.view(*x.shape[:-1], -1))
-        ctx.save_for_backward(flat, hidden, down, *ups)
-        ctx.group, ctx.shape = group, x.shape
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        with torch.autocast(device, enabled=False):
+            flat = x.reshape(-1, x.shape[-1]).to(dtype)
+            low_down, low_ups = down.to(dtype), [u.to(dtype) for u in ups]
+            hidden = flat @ low_down.t()
+            outs = []
+            splits = hidden.split(group.ranks, dim=1)
+            for base, h, up, scale in zip(group.bases, splits, low_ups, group.scales, strict=True):
+                bias = None if base.bias is None else base.bias.to(dtype)
+                y = F.linear(flat, base.weight.to(dtype), bias)
+                y.addmm_(h, up.t(), alpha=scale)
+                outs.append(y.view(*x.shape[:-1], -1))
+        ctx.save_for_backward(flat, hidden, low_down, *low_ups)
+        ctx.group, ctx.shape, ctx.dtypes = group, x.shape, (x.dtype, down.dtype, *(u.dtype for u in ups))
         return tuple(outs)
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
         flat, hidden, down, *ups = ctx.saved_tensors
-        group = ctx.group
+        group, dtype = ctx.group, flat.dtype
+        x_dtype, down_dtype, *up_dtypes = ctx.dtypes
+        grads = tuple(None if g is None else g.reshape(-1, g.shape[-1]).to(dtype) for g in grads)
         d_hidden, d_ups = [], []
-        for grad, h, up, scale in zip(grads, hidden.split(group.ranks, dim=1), ups, group.scales, strict=True):
-            if grad is None:
+        splits = hidden.split(group.ranks, dim=1)
+        for dy, h, up, scale, up_dtype in zip(grads, splits, ups, group.scales, up_dtypes, strict=True):
+            if dy is None:
                 d_hidden.append(torch.zeros_like(h))
                 d_ups.append(None)
                 continue
-            dy = grad.reshape(-1, grad.shape[-1])
             d_hidden.append(torch.mm(dy, up).mul_(scale))
-            d_ups.append(torch.mm(dy.t(), h).mul_(scale))
+            d_ups.append(torch.mm(dy.t(), h).mul_(scale).to(up_dtype))
         dh = torch.cat(d_hidden, dim=1)
         dx = None
         if ctx.needs_input_grad[0]:
             dx = torch.mm(dh, down)
-            for grad, base in zip(grads, group.bases, strict=True):
-                if grad is not None:
-                    dx.addmm_(grad.reshape(-1, grad.shape[-1]), base.weight)
-            dx = dx.view(ctx.shape)
-        return dx, torch.mm(dh.t(), flat), None, *d_ups
+            for dy, base in zip(grads, group.bases, strict=True):
+                if dy is not None:
+                    dx.addmm_(dy, base.weight.to(dtype))
+            dx = dx.view(ctx.shape).to(x_dtype)
+        return dx, torch.mm(dh.t(), flat).to(down_dtype), None, *d_ups
 
 
 class _Group:
@@ -120,7 +136,7 @@ class _Group:
         return all(not m.disable_adapters and not m.merged and m.active_adapters == [a] for m, a in self.members)
 
     def forward(self, index: int, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type) or not self._as_fused():  # peft's own forward
+        if not self._as_fused():  # peft's own forward
             module = self.members[index][0]
             return type(module).forward(module, x, *args, **kwargs)
         if self._input is x and index in self._ready:

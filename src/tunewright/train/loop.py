@@ -32,6 +32,7 @@ import torch
 from tunewright.core.config import instantiate, resolve_target
 from tunewright.core.errors import UserError
 from tunewright.core.progress import progress_bar
+from tunewright.train.autocast import autocast_for
 from tunewright.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from tunewright.train.config import TrainConfig, TrainingConfig
 from tunewright.train.distributed import Dist, all_sum, is_sharded, no_grad_sync, unwrap
@@ -40,8 +41,6 @@ from tunewright.train.objectives import Objective
 from tunewright.train.rms_norm import fused_rms_norm
 from tunewright.train.trained_positions import last_mlp_where_trained
 from tunewright.train.varlen import varlen_attention
-
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Interrupted(UserError):
@@ -101,12 +100,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay, **cfg.optimizer.kwargs}
     return instantiate(cls, "training.optimizer", params, **kwargs)
-
-
-def autocast_for(d: Dist, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype in DTYPES:
-        return torch.autocast(device_type=d.device.type, dtype=DTYPES[dtype])
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -176,8 +169,9 @@ class Trainer:
             self.state.cursor += 1
         totals = all_sum(objective.counts(micro), self.d)
         stats: dict[str, float] = {}
+        compute = autocast_for(self.d.device, self.cfg.compute_dtype())
         for i, units in enumerate(micro):
-            with no_grad_sync(self.model, skip=i < len(micro) - 1), autocast_for(self.d, self.cfg.model.dtype):
+            with no_grad_sync(self.model, skip=i < len(micro) - 1), compute:
                 loss, found = objective.forward(self.model, units, totals)
             loss.backward()
             for key, value in found.items():

@@ -12,6 +12,7 @@ TensorBoard events when enabled. Only rank 0 writes.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tunewright.core.errors import DataError, UserError
 from tunewright.core.io import sha256_file
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_model, load_tokenizer
+from tunewright.core.precision import slow_dtype_warning
 from tunewright.core.progress import status
 from tunewright.core.runs import Run
 from tunewright.core.workspace import resolve
@@ -34,6 +36,8 @@ from tunewright.train.objectives import Split
 from tunewright.train.objectives.registry import objective_for
 from tunewright.train.peft_adapter import apply_peft
 from tunewright.train.plot import write_loss_curve
+
+log = logging.getLogger(__name__)
 
 
 def load_split(path: Path, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig) -> Split:
@@ -147,6 +151,9 @@ def run_training(
 ) -> dict[str, Any]:
     """Train as configured; `run` is None on ranks other than 0 (they write nothing)."""
     torch.manual_seed(cfg.training.seed)
+    slow = slow_dtype_warning(cfg.compute_dtype(), str(d.device))
+    if slow and d.main:
+        log.warning("training in %s", slow)
     model_ref = locate_model(workspace, cfg.model.name_or_path, "model.name_or_path")
     tokenizer = prepare_tokenizer(cfg, model_ref)
     objective = objective_for(cfg, tokenizer, d)

@@ -76,8 +76,9 @@ def last_mlp_where_trained(model: nn.Module) -> Iterator[bool]:
         positions = _POSITIONS.get()
         if positions is None or x.dim() != 3:
             return own(mlp, x, *args, **kwargs)
-        out = x.new_zeros(x.shape)
-        out[:, positions] = own(mlp, x[:, positions], *args, **kwargs)
+        kept = own(mlp, x[:, positions], *args, **kwargs)  # under autocast: in the autocast dtype
+        out = kept.new_zeros((*x.shape[:-1], kept.shape[-1]))
+        out[:, positions] = kept
         return out
 
     mlp.forward = forward

@@ -57,3 +57,28 @@ def test_vllm_takes_the_serve_dtype_unless_its_own_is_set(model_dir):
     assert dtype_of("dtype=bfloat16") == "bfloat16"
     assert dtype_of("dtype=bfloat16", "vllm.dtype=float32") == "float32"
     assert dtype_of() == "auto"  # vLLM resolves its own auto
+
+
+def test_a_dtype_the_cpu_lacks_units_for_is_named_slow(monkeypatch):
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2"}))
+    warning = precision.slow_dtype_warning("bfloat16")
+    assert warning and "avx512_bf16 or amx_bf16" in warning and "float32" in warning
+    assert precision.slow_dtype_warning("float32") is None
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert precision.slow_dtype_warning("bfloat16") is None
+    assert "avx512_fp16" in precision.slow_dtype_warning("float16")
+
+
+def test_eval_runs_a_local_model_in_the_dtype_serve_would(model_dir, monkeypatch, tmp_path):
+    from tunewright.evaluate.config import EvalConfig
+    from tunewright.evaluate.stage import TargetSpec, make_target
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"amx_bf16"}))
+    model = model_dir("bfloat16")
+    task = ["tasks=[{name: t, data: d.jsonl}]"]
+    for overrides in ([], ["dtype=float32"]):
+        serve = load_config(None, ServeConfig, overrides).served(ModelSource("m", str(model)))
+        cfg = load_config(None, EvalConfig, [*task, *(f"generation.{o}" for o in overrides)])
+        target = make_target(tmp_path, TargetSpec(ref=str(model)), cfg)
+        assert target.source.dtype == serve.dtype == ("float32" if overrides else "bfloat16")
+        assert target.describe()["dtype"] == serve.dtype

@@ -245,3 +245,38 @@ def test_bfloat16_trains_under_autocast(tiny_base, setup):
     cfg.model.dtype = "bfloat16"
     run = train_losses(cfg, tok, examples[:16])
     assert all(math.isfinite(x) for x in run) and run[-1] < run[0]
+
+
+@pytest.mark.parametrize("adapter", ["lora", "none"])
+def test_mixed_precision_computes_in_bf16_and_keeps_fp32_weights(tiny_base, setup, adapter):
+    """training.mixed_precision: bfloat16 over float32 weights: the forward's matmuls run in bf16 (seen
+    on a hook), every weight and its optimizer state stay fp32, and the loss falls as in fp32."""
+    tok, examples = setup
+    lr = 4e-3 if adapter == "lora" else 3e-4
+    cfg = config(tiny_base, adapter=adapter, learning_rate=lr, max_steps=3, mixed_precision="bfloat16")
+    assert cfg.compute_dtype() == "bfloat16"
+    torch.manual_seed(0)
+    model = build_model(cfg, cfg.model.name_or_path, tok, Dist())
+    seen = set()
+    mlp = next(m for n, m in model.named_modules() if n.endswith("layers.0.mlp"))
+    handle = mlp.register_forward_hook(lambda m, a, out: seen.add(out.dtype) if torch.is_grad_enabled() else None)
+    rows = []
+    trainer = Trainer(model, cfg, Sft(cfg, tok), examples[:16], [], log=rows.append)
+    trainer.run()
+    handle.remove()
+    assert seen == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    states = [v for s in trainer.optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.dim()]
+    assert states and {v.dtype for v in states} == {torch.float32}
+    run = losses(rows)
+    assert all(math.isfinite(x) for x in run) and run[-1] < run[0]
+    fp32 = train_losses(config(tiny_base, adapter=adapter, learning_rate=lr, max_steps=3), tok, examples[:16])
+    assert run == pytest.approx(fp32, rel=0.05)
+
+
+def test_mixed_precision_needs_float32_weights(tiny_base):
+    with pytest.raises(ValueError, match=r"training\.mixed_precision: bfloat16 .* needs model\.dtype: float32"):
+        TrainConfig(
+            model=ModelConfig(name_or_path=str(tiny_base), dtype="bfloat16"),
+            training=TrainingConfig(mixed_precision="bfloat16"),
+        )

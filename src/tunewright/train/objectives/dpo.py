@@ -42,6 +42,7 @@ from tunewright.core.errors import DataError
 from tunewright.core.io import read_jsonl_strict, sha256_file, write_json
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation, PreferencePair, RecordError, to_preference_pair
+from tunewright.train.autocast import autocast_for
 from tunewright.train.config import TrainConfig
 from tunewright.train.data import IGNORE, Example, Skip, tokenize_conversation
 from tunewright.train.distributed import Dist, unwrap
@@ -385,6 +386,7 @@ def dpo_reference(
             "adapter": tree(start.adapter),
             "kind": kind,
             "dtype": cfg.model.dtype,
+            "compute_dtype": cfg.compute_dtype(),
             "max_seq_length": cfg.model.max_seq_length,
             "too_long": cfg.data.too_long,
             "chat_template": cfg.data.chat_template,
@@ -392,8 +394,9 @@ def dpo_reference(
     )
     cache = workspace / "cache" / "ref-logps" / f"{key}.json"
     started = time.perf_counter()
-    reference.precomputed = precompute_reference(
-        reference, pairs, cfg.training.micro_batch_size, cache if d.main else None, d.device
-    )
+    with autocast_for(d.device, cfg.compute_dtype()):
+        reference.precomputed = precompute_reference(
+            reference, pairs, cfg.training.micro_batch_size, cache if d.main else None, d.device
+        )
     reference.precompute_seconds = round(time.perf_counter() - started, 2)
     return reference
