@@ -51,10 +51,13 @@ PACK_MIN_ELEMENTS = 1 << 17  # below this (tiny models) oneDNN's per-call cost o
 
 
 def _packable(weight: torch.Tensor) -> bool:
+    """Whether oneDNN can prepack `weight`: fp32 anywhere, bf16 only on CPUs with its bf16 path
+    (AVX-512 BW/VL/DQ or AVX-NE-CONVERT; elsewhere the reorder refuses and F.linear emulates bf16)."""
+    dtypes = (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
     return (
         weight.device.type == "cpu"
         and torch.backends.mkldnn.is_available()
-        and weight.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype in dtypes
         and weight.numel() >= PACK_MIN_ELEMENTS
     )
 

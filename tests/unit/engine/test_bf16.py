@@ -99,3 +99,18 @@ def test_lora_deltas_in_bf16_agree_with_peft_in_bf16(tiny_base, tiny_adapters, c
         assert_close(closeness(engine, reference, conversations, name))
     finally:
         engine.shutdown()
+
+
+def test_a_large_bf16_projection_runs_on_every_cpu():
+    """Large enough to be prepacked for oneDNN where its bf16 path exists; elsewhere (AVX2-only CPUs,
+    whose reorder refuses bf16) it must stay a plain bf16 linear rather than fail."""
+    from tunewright.engine.llama import PACK_MIN_ELEMENTS, Projection
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(512, PACK_MIN_ELEMENTS // 512, bias=False).to(torch.bfloat16)
+    want_weight = linear.weight.data.clone()
+    x = torch.randn(3, 512, dtype=torch.bfloat16)
+    got = Projection([linear])(x).float()
+    want = x.float() @ want_weight.float().t()
+    assert got.shape == want.shape
+    assert float((got - want).norm() / want.norm()) <= 0.01  # bf16 rounding of the output only
