@@ -57,10 +57,8 @@ def build(root: Path, n_pairs: int, seed: int, model: str = "tiny") -> tuple[Pat
         pairs.append({"id": f"P{i}", "prompt": f"{prompt} Context: {note}", "response": domain.answer(inc, table)})
     write_jsonl(root / "pairs.jsonl", pairs)
     if model != "tiny":
-        import json as json_lib
-
         where = child_run.model_dir(model)
-        config = json_lib.loads((where / "config.json").read_text())
+        config = json.loads((where / "config.json").read_text())
         n_params = params_of(config)
         shape = f"{config['num_hidden_layers']} x {config['hidden_size']}"
         return where, f"{where.name} ({shape}, {n_params / 1e6:.0f}M parameters)", n_params
