@@ -10,11 +10,11 @@ import contextlib
 
 import torch
 
-LOW = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+from tunewright.core.modeling import DTYPES
 
 
 def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
     """`torch.autocast` on `device` to `dtype` (bfloat16 / float16); a no-op for float32."""
-    if dtype in LOW:
-        return torch.autocast(device_type=device.type, dtype=LOW[dtype])
-    return contextlib.nullcontext()
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
