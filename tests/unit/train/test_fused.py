@@ -99,12 +99,20 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got.float() - want.float()).norm() / want.float().norm())
 
 
+def flat(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([g.float().flatten() for _, g in sorted(grads.items())])
+
+
 @pytest.mark.parametrize("weights", ["float32", "bfloat16"])
 def test_fused_lora_under_bf16_is_as_close_to_fp32_as_peft_under_the_same_autocast(tiny_base, weights):
     """Mixed precision (fp32 weights) and bf16 base weights (peft keeps the adapter fp32), both under bf16
-    autocast. Two bf16 computations in another order differ by a few percent on small gradients, so the
-    fused layers are held to peft's own bf16 error against the fp32 computation: within 1.5x of it plus
-    0.5% (bf16's unit roundoff is 2^-8 = 0.4%), and the adapter's gradients stay fp32."""
+    autocast, against the same model computed in fp32. peft and the fused layers are two bf16 computations
+    that sum in different orders, so each carries an error of the same order against fp32 and which one is
+    smaller varies with the seed and the CPU's kernels: over 12 seeds on a Xeon with AMX the fused error
+    ranged from 0.5x to 2x peft's over all gradients and up to 2.7x on a single small gradient tensor. A
+    fault in the fused math (a missing term, a wrong scale, a gradient sent to the wrong member) is an
+    error of order 1. So: the loss and all gradients together within 2x peft's error plus 1%, each tensor
+    within 3x plus 3%, and the adapter's gradients stay fp32. The exact math is checked in fp32 above."""
     tok = load_tokenizer(tiny_base)
     model = apply_peft(load_model(tiny_base, weights, tok), PeftConfig(rank=4, alpha=8))
     torch.manual_seed(0)
@@ -121,12 +129,12 @@ def test_fused_lora_under_bf16_is_as_close_to_fp32_as_peft_under_the_same_autoca
             assert fused == 7 * len(model.base_model.model.model.layers)
             fused_loss, fused_grads = loss_and_grads(model, batch)
     peft_error = abs(float(loss) - float(want_loss))
-    assert abs(float(fused_loss) - float(want_loss)) <= 1.5 * peft_error + 0.005 * abs(float(want_loss))
+    assert abs(float(fused_loss) - float(want_loss)) <= 2 * peft_error + 0.01 * abs(float(want_loss))
     assert grads.keys() == fused_grads.keys() == want.keys() and any("lora_A" in n for n in grads)
+    assert all(g.dtype == torch.float32 for g in fused_grads.values())
+    assert relative_error(flat(fused_grads), flat(want)) <= 2 * relative_error(flat(grads), flat(want)) + 0.01
     for name, grad in want.items():
-        assert fused_grads[name].dtype == torch.float32, name
-        bound = 1.5 * relative_error(grads[name], grad) + 0.005
-        assert relative_error(fused_grads[name], grad) <= bound, name
+        assert relative_error(fused_grads[name], grad) <= 3 * relative_error(grads[name], grad) + 0.03, name
 
 
 def test_a_layer_called_with_another_input_computes_alone(tiny_base):
