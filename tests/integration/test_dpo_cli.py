@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tunewright.cli.main import main
+from tunewright.core.kernel_caches import VARIABLES, step_capacity
 from tunewright.demo import domain
 
 PAIRS = ["data.train_path=data/splits/pairs-train.jsonl", "data.validation_path=data/splits/pairs-validation.jsonl"]
@@ -57,10 +59,13 @@ def sft(tmp_path_factory, quickstart_run) -> tuple[Path, str]:
     return ws, latest_run(ws).name
 
 
-def test_dpo_chained_from_sft_raises_reward_accuracy_and_records_its_parent(sft):
+def test_dpo_chained_from_sft_raises_reward_accuracy_and_records_its_parent(sft, monkeypatch):
     ws, sft_run = sft
     args = [*DPO, f"model.init_from={sft_run}", "training.max_steps=24", "training.eval_every=12"]
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     assert main(["train", "-w", str(ws), *args, "checkpoint.every=null"]) == 0
+    assert all(os.environ[name] == str(step_capacity(8)) for name in VARIABLES)  # 4 pairs: 8 answers a step
     run = latest_run(ws)
     manifest = json.loads((run / "manifest.json").read_text())
     assert sft_run in manifest["parents"] and manifest["results"]["init_from"] == sft_run

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunewright.core.kernel_caches import bound_kernel_caches, step_capacity
 from tunewright.core.runs import Run, new_run_id, start_run
 from tunewright.train.checkpoint import find_checkpoint
 from tunewright.train.config import TrainConfig
@@ -22,6 +23,8 @@ def train(
     """Train as `cfg` says (continuing from checkpoint `resume`: a step directory, a run id or `latest`);
     the completed run (None on ranks other than 0) and the training summary."""
     checkpoint = find_checkpoint(workspace, resume) if resume else None
+    sequences = cfg.training.micro_batch_size * (2 if cfg.objective == "dpo" else 1)  # a pair is two answers
+    bound_kernel_caches(step_capacity(sequences))
     d = init_distributed(cfg.distributed.backend)
     try:
         if not d.main:
