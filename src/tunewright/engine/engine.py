@@ -36,6 +36,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunewright.core import chat
+from tunewright.core.allocator import keep_freed_memory
 from tunewright.core.model_source import ModelSource
 from tunewright.engine.batch import Segment, StepBatch
 from tunewright.engine.choice import allowed_tokens, is_complete
@@ -70,6 +71,7 @@ class Engine:
         adapters: dict[str, Path] | None = None,
         default_adapter: str | None = None,
     ) -> None:
+        keep_freed_memory()  # every step allocates and frees the same large tensors (see core/allocator.py)
         self.config = config or EngineConfig()
         self.tokenizer = tokenizer
         self.eos_ids = set(chat.end_of_turn_ids(tokenizer, getattr(model, "generation_config", None)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunewright.core.allocator import keep_freed_memory
 from tunewright.core.kernel_caches import bound_kernel_caches, step_capacity
 from tunewright.core.runs import Run, new_run_id, start_run
 from tunewright.train.checkpoint import find_checkpoint
@@ -25,6 +26,7 @@ def train(
     checkpoint = find_checkpoint(workspace, resume) if resume else None
     sequences = cfg.training.micro_batch_size * (2 if cfg.objective == "dpo" else 1)  # a pair is two answers
     bound_kernel_caches(step_capacity(sequences))
+    keep_freed_memory()  # every step allocates and frees the same activations (see core/allocator.py)
     d = init_distributed(cfg.distributed.backend)
     try:
         if not d.main:
