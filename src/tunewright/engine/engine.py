@@ -420,11 +420,14 @@ class Engine:
         self._sample(ready, logits)
 
     def _sample(self, ready: list[tuple[Sequence, int]], logits: torch.Tensor) -> None:
-        """The next token of every ready request: greedy rows in one argmax, sampled rows one by one."""
-        eos = list(self.eos_ids)
+        """The next token of every ready request. `logits` are in the model's dtype: greedy rows take one
+        argmax over them (widening to float32 is exact, so it is float32's argmax), sampled rows and
+        log-probs are computed in float32, one row at a time."""
+        eos = sorted(self.eos_ids)
+        held = [row for r, row in ready if len(r.generated) < r.params.min_tokens]
+        if held and eos:  # rows are this step's own, one per request
+            logits[torch.tensor(held)[:, None], torch.tensor(eos)[None, :]] = float("-inf")
         for r, row in ready:
-            if len(r.generated) < r.params.min_tokens and eos:
-                logits[row, eos] = float("-inf")  # rows are this step's own, one per request
             if r.params.choices is not None:
                 allowed = allowed_tokens(r.params.choices, r.generated)
                 if is_complete(r.params.choices, r.generated):
@@ -433,12 +436,15 @@ class Engine:
                 logits[row] = float("-inf")
                 logits[row, sorted(allowed)] = keep
         greedy = [row for r, row in ready if r.generator is None]
-        best = dict(zip(greedy, logits[greedy].argmax(-1).tolist(), strict=True)) if greedy else {}
+        best: dict[int, int] = {}
+        if greedy:
+            rows = logits if greedy == list(range(len(logits))) else logits[greedy]
+            best = dict(zip(greedy, rows.argmax(-1).tolist(), strict=True))
         for r, row in ready:
             if r.params.max_tokens == 0:
                 self._finish(r, "length")
                 continue
-            token = best[row] if r.generator is None else choose(logits[row], r.params, r.generator)
+            token = best[row] if r.generator is None else choose(logits[row].float(), r.params, r.generator)
             self._advance(r, token, logits[row])
 
     def _score_prompt(self, r: Sequence, a: int, b: int, chunk: torch.Tensor) -> None:
@@ -447,12 +453,12 @@ class Engine:
             r.prompt_logprobs.append(None)
         top = r.params.prompt_logprobs or 0
         for j in range(a, min(b, len(r.prompt) - 1)):
-            r.prompt_logprobs.append(token_logprob(chunk[j - a], r.prompt[j + 1], top))
+            r.prompt_logprobs.append(token_logprob(chunk[j - a].float(), r.prompt[j + 1], top))
 
     def _advance(self, r: Sequence, token: int, logits: torch.Tensor) -> None:
         """Append the request's next token and tell its consumer (or finish it)."""
         p = r.params
-        logprob = [token_logprob(logits, token, p.logprobs)] if p.logprobs is not None else []
+        logprob = [token_logprob(logits.float(), token, p.logprobs)] if p.logprobs is not None else []
         first = not r.generated
         r.generated.append(token)
         r.tokens.append(token)

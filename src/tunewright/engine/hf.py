@@ -61,7 +61,7 @@ class HFRunner:
 
     @torch.inference_mode()
     def forward(self, batch: StepBatch) -> torch.Tensor:
-        """Each segment through the model with its request's cache; float32 logits of `batch.logit_rows`."""
+        """Each segment through the model with its request's cache; logits of `batch.logit_rows`, model dtype."""
         wanted = batch.logit_rows.tolist()
         out = []
         for seg in batch.segments:
@@ -71,7 +71,7 @@ class HFRunner:
             positions = batch.positions[seg.start : seg.start + seg.length][None]
             logits = self._run(seg.adapter, ids, positions, cache)
             out += [logits[0, r] for r in rows]
-        return torch.stack(out).float() if out else torch.empty(0)
+        return torch.stack(out) if out else torch.empty(0)
 
     def _run(self, adapter: int, ids: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         model = self.model

@@ -30,6 +30,7 @@ from transformers import PreTrainedModel
 from tunewright.engine.batch import StepBatch
 from tunewright.engine.kv_cache import SlotKVCache
 from tunewright.engine.lora import LoraSet
+from tunewright.engine.norm import Norm
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 
@@ -82,22 +83,6 @@ class Projection:
         return F.linear(x, self.weight, self.bias)
 
 
-class Norm:
-    """The model's RMSNorm as one fused `F.rms_norm` call (same weight and epsilon); other norms as they are."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
-        eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
-        weight = getattr(module, "weight", None)
-        self.fused = type(module).__name__.endswith("RMSNorm") and eps is not None and weight is not None
-        self.eps, self.weight = eps, weight
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-        return self.module(x)
-
-
 @dataclass
 class _Layer:
     input_norm: Norm
@@ -108,10 +93,18 @@ class _Layer:
     down: Projection
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding: x * cos + rotate_half(x) * sin, with rotate_half's sign folded into `signed_sin`
+    (`signed`), so the halves swap in one `roll`; the same products and sum, bit for bit."""
+    out = x * cos
+    out += x.roll(x.shape[-1] // 2, -1) * signed_sin
+    return out
+
+
+def signed(sin: torch.Tensor) -> torch.Tensor:
+    """`sin` with its first half negated: rotate_half(x) * sin == roll(x, half) * signed(sin)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
 class LlamaRunner:
@@ -168,19 +161,21 @@ class LlamaRunner:
 
     @torch.inference_mode()
     def forward(self, batch: StepBatch) -> torch.Tensor:
-        """Run every row of `batch` through the model; returns float32 logits of `batch.logit_rows`."""
+        """Run every row of `batch` through the model; returns the logits of `batch.logit_rows` in the model's dtype
+        (the engine widens to float32 only the rows it samples or scores)."""
         n = batch.input_ids.shape[0]
         x = self.embed(batch.input_ids)
         cos, sin = self.rotary(x, batch.positions[None])
-        cos, sin = cos[0, :, None, :], sin[0, :, None, :]
+        cos, sin = cos[0, :, None, :], signed(sin[0, :, None, :])
         slots, positions = batch.slots(), batch.positions
         groups = self.lora.groups(batch.adapters()) if self.lora.weights else []
         decodes = batch.decodes
         attend = _DecodeAttention(batch, decodes, self.cache.max_len) if decodes else None
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
         only_decodes = decodes == len(batch.segments)
+        down = None
         for i, layer in enumerate(self.layers):
-            h = layer.input_norm(x)
+            h = layer.input_norm(x) if down is None else layer.input_norm.add(x, down)  # the last layer's MLP
             qkv = layer.qkv(h)
             for proj, (a, b) in self.qkv_split.items():
                 if groups:
@@ -205,8 +200,7 @@ class LlamaRunner:
             o = layer.o(attn)
             if groups:
                 self.lora.apply(i, "o_proj", attn, o, groups)
-            x.add_(o)
-            h = layer.post_norm(x)
+            h = layer.post_norm.add(x, o)
             gate_up = layer.gate_up(h)
             if groups:
                 self.lora.apply(i, "gate_proj", h, gate_up[:, : self.intermediate], groups)
@@ -215,9 +209,9 @@ class LlamaRunner:
             down = layer.down(act)
             if groups:
                 self.lora.apply(i, "down_proj", act, down, groups)
-            x.add_(down)
-        hidden = self.final_norm(x.index_select(0, batch.logit_rows))
-        return self.lm_head(hidden).float()
+        rows = batch.logit_rows
+        hidden = self.final_norm.add(x.index_select(0, rows), down.index_select(0, rows))
+        return self.lm_head(hidden)
 
     def _prefill_attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, past: int) -> torch.Tensor:
         """Causal attention of a chunk of `len(q)` new tokens over its `past` cached ones and itself."""
