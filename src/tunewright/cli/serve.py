@@ -79,12 +79,12 @@ def serve_cmd(
     from tunewright.core.precision import slow_dtype_warning
     from tunewright.serve.app import serve_forever
 
-    slow = slow_dtype_warning(source.dtype)
+    slow = slow_dtype_warning(source.dtype, source.device)
     if slow:
         typer.echo(f"warning: serving in {slow}", err=True)
     typer.echo(
-        f"serving {name} ({source.dtype}) on http://{cfg.host}:{port}/v1 (loading; ready at /v1/health/ready; "
-        "Ctrl-C to stop)",
+        f"serving {name} ({source.dtype}, {source.device}) on http://{cfg.host}:{port}/v1 "
+        "(loading; ready at /v1/health/ready; Ctrl-C to stop)",
         err=True,
     )
     serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key)

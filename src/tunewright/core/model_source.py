@@ -24,7 +24,7 @@ from tunewright.core.io import sha256_tree
 from tunewright.core.manifest import MANIFEST, load_manifest
 from tunewright.core.model_location import locate_model
 from tunewright.core.modeling import load_adapter_model, load_model, load_tokenizer
-from tunewright.core.precision import resolve_dtype
+from tunewright.core.precision import resolve_device, resolve_dtype
 from tunewright.core.progress import status
 from tunewright.core.runs import find_run
 
@@ -38,27 +38,31 @@ class ModelSource:
     adapter: Path | None = None
     run_id: str | None = None
     dtype: str = "float32"
+    device: str = "cpu"
     tuned_from: str | None = None  # a fully fine-tuned model's base (what `base` means for it)
     base_name: str | None = None  # the base as the training config named it (portable, unlike `base`)
 
-    def in_dtype(self, requested: str) -> ModelSource:
-        """This model run in `requested` (auto | float32 | bfloat16 | float16; auto resolved for this
-        machine), as `serve` and `eval` both run it, so what is evaluated is what is served."""
-        return dataclasses.replace(self, dtype=resolve_dtype(requested, self.base))
+    def in_dtype(self, requested: str, device: str = "auto", device_key: str = "device") -> ModelSource:
+        """This model run in `requested` (auto | float32 | bfloat16 | float16) on `device` (auto | cpu | cuda |
+        cuda:N, the setting `device_key`), both resolved for this machine, as `serve` and `eval` both run it,
+        so what is evaluated is what is served."""
+        where = resolve_device(device, device_key)
+        return dataclasses.replace(self, dtype=resolve_dtype(requested, self.base, where), device=where)
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Load the model ready for inference."""
         with status(f"loading {self.label}"):
             if self.adapter is not None:
-                return load_adapter_model(self.base, self.adapter, self.dtype)
+                model, tokenizer = load_adapter_model(self.base, self.adapter, self.dtype)
+                return model.to(self.device), tokenizer
             tokenizer = load_tokenizer(self.base)
-            return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
+            return load_model(self.base, self.dtype, tokenizer).to(self.device).eval(), tokenizer
 
     def load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """The base model without its adapter (the engine applies adapters itself) and the tokenizer to use."""
         with status(f"loading {self.label}"):
             tokenizer = load_tokenizer(self.adapter if self.adapter is not None else self.base)
-            return load_model(self.base, self.dtype, tokenizer).eval(), tokenizer
+            return load_model(self.base, self.dtype, tokenizer).to(self.device).eval(), tokenizer
 
     def files(self) -> list[Path]:
         """Local files this model is made of (manifest inputs)."""
@@ -109,7 +113,7 @@ def resolve_model(workspace: Path, ref: str, base_of: ModelSource | None = None)
     if ref == "base":
         if base_of is None:
             raise UserError("'base' names the base model of another model; use it with --baseline")
-        return ModelSource("base", base_of.tuned_from or base_of.base, dtype=base_of.dtype)
+        return ModelSource("base", base_of.tuned_from or base_of.base, dtype=base_of.dtype, device=base_of.device)
     named = named_version(workspace, ref)
     if named is not None:
         ref = f"exports/{named.parent.name}/{named.name}"

@@ -7,6 +7,9 @@ AMX-BF16: oneDNN then runs bf16 GEMMs natively; without them PyTorch emulates bf
 slower than fp32) and float16 with AVX-512 FP16 or AMX-FP16; a CUDA GPU computes bfloat16
 when PyTorch says it supports it, and float16 always. The flags are read from
 `/proc/cpuinfo` (Linux); elsewhere a CPU is taken to compute neither fast.
+
+Where a model runs is `device: auto | cpu | cuda | cuda:N`; `auto` is the first GPU when
+PyTorch sees one, else the CPU, and `auto` dtypes are then resolved for that device.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from pathlib import Path
 
 import torch
 
+from tunewright.core.errors import UserError
+
 DTYPES = ("float32", "bfloat16", "float16")
 CHOICES = ("auto", *DTYPES)
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # what a `device` setting may say
 _CPU_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
 
 
@@ -68,3 +74,21 @@ def slow_dtype_warning(dtype: str, device: str = "cpu") -> str | None:
         f"{dtype} on this {device.split(':')[0].upper()} without {units}: PyTorch emulates it, "
         "many times slower than float32 (use float32, or auto)"
     )
+
+
+def resolve_device(requested: str, key: str = "device") -> str:
+    """The device to run on: `requested`, or for `auto` the first CUDA GPU when there is one, else `cpu`.
+    A GPU asked for where PyTorch sees none is an error that names the setting `key`."""
+    if requested == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return requested
+    if requested == "cuda" or (requested.startswith("cuda:") and requested[5:].isdigit()):
+        index = int(requested[5:] or 0)
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= found:
+            raise UserError(
+                f"{key}: {requested} asked for, but PyTorch sees {found} CUDA GPU(s) here (use auto or cpu)"
+            )
+        return f"cuda:{index}"
+    raise UserError(f"{key}: {requested!r} is not auto, cpu, cuda or cuda:N")

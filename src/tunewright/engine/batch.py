@@ -31,10 +31,19 @@ class StepBatch:
     def decodes(self) -> int:
         return sum(1 for s in self.segments if s.length == 1)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the batch's tensors are (the model's device)."""
+        return self.input_ids.device
+
     def slots(self) -> torch.Tensor:
         """The cache slot of every row."""
-        return torch.tensor([s.slot for s in self.segments for _ in range(s.length)], dtype=torch.long)
+        return self._per_row([s.slot for s in self.segments])
 
     def adapters(self) -> torch.Tensor:
         """The adapter of every row."""
-        return torch.tensor([s.adapter for s in self.segments for _ in range(s.length)], dtype=torch.long)
+        return self._per_row([s.adapter for s in self.segments])
+
+    def _per_row(self, values: list[int]) -> torch.Tensor:
+        rows = [v for v, s in zip(values, self.segments, strict=True) for _ in range(s.length)]
+        return torch.tensor(rows, dtype=torch.long, device=self.device)

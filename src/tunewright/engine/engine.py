@@ -398,7 +398,13 @@ class Engine:
                 rows += range(start, start + (b - a))
             elif b == len(r.tokens):
                 rows.append(start + (b - a) - 1)
-        batch = StepBatch(torch.tensor(ids), torch.tensor(positions), segments, torch.tensor(rows, dtype=torch.long))
+        device = self.runner.device
+        batch = StepBatch(
+            torch.tensor(ids, device=device),
+            torch.tensor(positions, device=device),
+            segments,
+            torch.tensor(rows, dtype=torch.long, device=device),
+        )
         return batch, work
 
     @torch.inference_mode()
@@ -439,7 +445,9 @@ class Engine:
         best: dict[int, int] = {}
         if greedy:
             rows = logits if greedy == list(range(len(logits))) else logits[greedy]
-            best = dict(zip(greedy, rows.argmax(-1).tolist(), strict=True))
+            # max's indices are argmax's (the first maximum; NaN wins in both), and on CPUs bf16 max runs about
+            # 3x faster than bf16 argmax over a vocabulary (a decode step of 32 on SmolLM2: 3.3 -> 1.0 ms)
+            best = dict(zip(greedy, rows.max(-1).indices.tolist(), strict=True))
         for r, row in ready:
             if r.params.max_tokens == 0:
                 self._finish(r, "length")

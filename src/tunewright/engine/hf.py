@@ -51,6 +51,7 @@ class PeftAdapters(AdapterTable):
 class HFRunner:
     def __init__(self, model: PreTrainedModel, slots: int, max_len: int) -> None:
         self.model: Any = model.eval()
+        self.device = next(model.parameters()).device
         self.cache = Slots(slots, max_len)
         self.lora = PeftAdapters(self)
         self.past: dict[int, DynamicCache] = {}

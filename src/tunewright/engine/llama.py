@@ -10,10 +10,15 @@ itself, in one pass per step over every request's tokens laid end to end:
   memory 1.6-3x faster than `F.linear` (MKL) does at decode batch sizes, in the same fp32
   arithmetic (the runner takes the model over: its dense projection weights are released);
 - new keys and values go straight into the request's cache slot;
-- single-token (decode) rows attend together over the cache with a length mask, longer
+- single-token (decode) rows attend together over the cache with a length mask, the query
+  heads that share a key head as that head's rows (its keys are read once, not per query head); longer
   (prefill) chunks attend one at a time with a causal mask offset by what is cached;
 - LoRA adapters add their low-rank deltas per row group (`lora.py`);
 - the final norm and the LM head run only on the rows whose logits are needed.
+
+On a CUDA GPU the same code runs on the model's device: every tensor of a step is made there,
+projections are plain `F.linear` (cuBLAS) and attention is PyTorch's SDPA (its flash or
+memory-efficient kernels); decode steps are not captured as CUDA graphs.
 
 The arithmetic is the model's (same modules, same order of operations per row), so greedy
 answers match `generate` up to floating-point summation order.
@@ -73,9 +78,9 @@ class Projection:
         self.bias = self.bias.data if self.bias is not None else None
         self.packed = _packable(weight)
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if self.packed else weight
-        if release and self.packed:
-            for m in linears:  # the packed copy is the only one kept
-                m.weight.data = torch.empty(0, dtype=weight.dtype)
+        if release and (self.packed or len(linears) > 1):
+            for m in linears:  # the packed or concatenated copy is the only one kept
+                m.weight.data = torch.empty(0, dtype=weight.dtype, device=weight.device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed:
@@ -132,6 +137,7 @@ class LlamaRunner:
             )
         self.act = inner.layers[0].mlp.act_fn
         dtype, device = self.embed.weight.dtype, self.embed.weight.device
+        self.device = device
         self.cache = SlotKVCache(len(self.layers), slots, max_len, self.kv_heads, self.head_dim, dtype, device)
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
         self.qkv_split = {"q_proj": (0, q_out), "k_proj": (q_out, q_out + kv_out), "v_proj": (q_out + kv_out, None)}
@@ -148,6 +154,7 @@ class LlamaRunner:
             },
             len(self.layers),
             dtype,
+            device,
         )
 
     def release(self, slot: int) -> None:
@@ -239,17 +246,24 @@ class _DecodeAttention:
         for s in segments:
             lengths[s.slot] = s.past + 1
         self.width = max(lengths)
-        self.mask = (torch.arange(self.width)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
+        device = batch.device
+        within = torch.arange(self.width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
+        self.mask = within[:, None, None, :]
         self.contiguous = slots == list(range(self.hi))
-        self.slots = torch.tensor(slots)
+        self.slots = torch.tensor(slots, device=device)
 
     def __call__(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+        """`q` [rows, heads, head_dim] -> attention outputs of the same shape. The query heads that share a key
+        head attend as that head's query rows (grouped-query attention as one multi-row query per key head), so
+        each head's keys and values are read once per step rather than once per query head."""
+        rows, heads, dim = q.shape
+        kv_heads = keys.shape[1]
         k = keys[: self.hi, :, : self.width]
         v = values[: self.hi, :, : self.width]
-        if self.contiguous:
-            rows = q[:, :, None, :]
-        else:  # rows for slots that are not decoding this step are zeros and fully masked
-            rows = q.new_zeros((self.hi, *q.shape[1:]))[:, :, None, :]
-            rows[self.slots] = q[:, :, None, :]
-        out = F.scaled_dot_product_attention(rows, k, v, attn_mask=self.mask, scale=scale, enable_gqa=True)[:, :, 0]
+        grouped = q.view(rows, kv_heads, heads // kv_heads, dim)  # query head h reads key head h // group
+        if not self.contiguous:  # rows for slots that are not decoding this step are zeros and fully masked
+            placed = q.new_zeros((self.hi, *grouped.shape[1:]))
+            placed[self.slots] = grouped
+            grouped = placed
+        out = F.scaled_dot_product_attention(grouped, k, v, attn_mask=self.mask, scale=scale).view(-1, heads, dim)
         return out if self.contiguous else out[self.slots]

@@ -49,8 +49,10 @@ def _pattern_value(patterns: dict[str, float], module: str, default: float) -> f
     return default
 
 
-def read_adapter(path: Path, dtype: torch.dtype) -> dict[tuple[int, str], LoraWeights]:
-    """(layer, projection) -> LoRA weights of a PEFT adapter directory."""
+def read_adapter(
+    path: Path, dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> dict[tuple[int, str], LoraWeights]:
+    """(layer, projection) -> LoRA weights of a PEFT adapter directory, in `dtype` on `device`."""
     config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("peft_type", "LORA") != "LORA":
         raise UnsupportedAdapter(f"{config.get('peft_type')} adapters are not LoRA")
@@ -76,7 +78,8 @@ def read_adapter(path: Path, dtype: torch.dtype) -> dict[tuple[int, str], LoraWe
         rank = _pattern_value(config.get("rank_pattern") or {}, module, r)
         scale_alpha = _pattern_value(config.get("alpha_pattern") or {}, module, alpha)
         scale = scale_alpha / math.sqrt(rank) if config.get("use_rslora") else scale_alpha / rank
-        out[(layer, proj)] = LoraWeights(ab["A"].to(dtype).contiguous(), (ab["B"] * scale).to(dtype).contiguous())
+        a, b = ab["A"].to(dtype).contiguous(), (ab["B"] * scale).to(dtype).contiguous()
+        out[(layer, proj)] = LoraWeights(a.to(device), b.to(device))
     return out
 
 
@@ -120,16 +123,19 @@ class AdapterTable(abc.ABC):
 class LoraSet(AdapterTable):
     """The adapters loaded on one base; index 0 is the base itself (no delta)."""
 
-    def __init__(self, shapes: dict[str, tuple[int, int]], layers: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, shapes: dict[str, tuple[int, int]], layers: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
         super().__init__()
-        self.shapes, self.layers, self.dtype = shapes, layers, dtype  # projection -> (in, out)
+        self.shapes, self.layers = shapes, layers  # projection -> (in, out)
+        self.dtype, self.device = dtype, device
         self.weights: dict[int, dict[tuple[int, str], LoraWeights]] = {}
 
     def add(self, name: str, path: Path, in_use: set[int] | frozenset[int] = frozenset()) -> int:
         """Load the adapter at `path` under `name` (replacing one of that name); returns its index."""
         if not ADAPTER_NAME.match(name):
             raise ValueError(f"adapter name {name!r}: letters, digits, '.', '_' and '-' only")
-        weights = read_adapter(path, self.dtype)
+        weights = read_adapter(path, self.dtype, self.device)
         for (layer, proj), w in weights.items():
             fan_in, fan_out = self.shapes[proj]
             if layer >= self.layers or w.a.shape[1] != fan_in or w.b.shape[0] != fan_out:

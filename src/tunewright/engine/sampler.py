@@ -17,9 +17,11 @@ def new_generator(params: SamplingParams) -> torch.Generator | None:
 
 
 def choose(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    """One token from one row of float32 logits."""
+    """One token from one row of float32 logits; sampled on the CPU, where the request's seeded generator is,
+    so a seed draws the same way whatever device computed the logits."""
     if params.temperature <= 0 or generator is None:
         return int(torch.argmax(logits))
+    logits = logits.cpu()
     probs = torch.softmax(logits / params.temperature, dim=-1)
     if params.top_p < 1.0:
         ordered, order = torch.sort(probs, descending=True)

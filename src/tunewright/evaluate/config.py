@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tunewright.core.config import StrictModel
+from tunewright.core.precision import DEVICE_PATTERN
 
 NAME = r"^[A-Za-z0-9_-]+$"
 METRIC = r"^[a-z0-9_]+$"
@@ -230,6 +231,8 @@ class GenerationConfig(StrictModel):
     """Local models: requests decoded together by the engine."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Local models: the dtype they run in, as serve's `dtype` (auto: the model's own where the device runs it fast)."""
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    """Local models: where they run, as serve's `device` (auto: the first CUDA GPU PyTorch sees, else the CPU)."""
 
 
 class EndpointConfig(StrictModel):

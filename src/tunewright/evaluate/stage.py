@@ -58,7 +58,9 @@ def make_target(workspace: Path, spec: TargetSpec, cfg: EvalConfig, base_of: Tar
     base = base_of.source if isinstance(base_of, LocalTarget) else None
     if spec.ref == "base" and base is None:
         raise UserError("--baseline base means the base of a local --model; name the baseline model instead")
-    source = resolve_model(workspace, spec.ref, base_of=base).in_dtype(cfg.generation.dtype)
+    source = resolve_model(workspace, spec.ref, base_of=base).in_dtype(
+        cfg.generation.dtype, cfg.generation.device, "generation.device"
+    )
     return LocalTarget(source, cfg.generation.batch_size)
 
 

@@ -56,6 +56,7 @@ class LocalTarget:
             "base": self.source.base,
             "run": self.run_id,
             "dtype": self.source.dtype,
+            "device": self.source.device,
         }
 
     @property

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from tunewright.core.config import StrictModel, workspace_config
 from tunewright.core.model_source import ModelSource
+from tunewright.core.precision import DEVICE_PATTERN
 from tunewright.engine.requests import EngineConfig
 from tunewright.runtimes.vllm import VllmConfig
 
@@ -45,6 +46,8 @@ class ServeConfig(StrictModel):
     """Weights, activations and KV cache in this type (sampling and log-probs in float32); auto: the model's
     own type where the machine computes it fast (bf16 on CPUs with AVX-512 BF16 or AMX, and on GPUs), else
     float32. Also vLLM's --dtype when vllm.dtype is auto."""
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    """Where the tunewright engine runs: auto (the first CUDA GPU PyTorch sees, else the CPU) | cpu | cuda | cuda:N."""
     engine: Literal["tunewright", "vllm"] = "tunewright"
     """tunewright (this process) | vllm (launch `vllm serve` from its own environment; GPUs, tensor parallel)."""
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
@@ -69,8 +72,9 @@ class ServeConfig(StrictModel):
     """Settings for engine: vllm."""
 
     def served(self, source: ModelSource) -> ModelSource:
-        """`source` in the dtype this config asks for (`auto` resolved for this machine)."""
-        return source.in_dtype(self.dtype)
+        """`source` in the dtype and on the device this config asks for (`auto` resolved for this machine; vLLM
+        runs in its own environment and picks its own device)."""
+        return source.in_dtype(self.dtype, self.device if self.engine == "tunewright" else "cpu")
 
     def vllm_settings(self) -> VllmConfig:
         """vLLM's settings, its dtype taken from `dtype` when `vllm.dtype` is left at auto."""

@@ -82,3 +82,60 @@ def test_eval_runs_a_local_model_in_the_dtype_serve_would(model_dir, monkeypatch
         target = make_target(tmp_path, TargetSpec(ref=str(model)), cfg)
         assert target.source.dtype == serve.dtype == ("float32" if overrides else "bfloat16")
         assert target.describe()["dtype"] == serve.dtype
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend PyTorch sees `n` CUDA GPUs with bf16 (device resolution only; nothing runs on them)."""
+
+    def see(n):
+        monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(precision.torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(precision.torch.cuda, "is_bf16_supported", lambda: True)
+
+    return see
+
+
+def test_auto_device_is_the_first_gpu_where_there_is_one_and_its_dtype_follows(model_dir, gpus, monkeypatch):
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2"}))  # this CPU would run bf16 slowly
+    source = ModelSource("m", str(model_dir("bfloat16")))
+    gpus(0)
+    assert precision.resolve_device("auto") == "cpu"
+    assert load_config(None, ServeConfig, []).served(source).device == "cpu"
+    assert load_config(None, ServeConfig, []).served(source).dtype == "float32"
+    gpus(2)
+    assert precision.resolve_device("auto") == "cuda:0"
+    assert precision.resolve_device("cuda") == "cuda:0"
+    assert precision.resolve_device("cuda:1") == "cuda:1"
+    served = load_config(None, ServeConfig, []).served(source)
+    assert (served.device, served.dtype) == ("cuda:0", "bfloat16")  # bf16 is fast on the GPU
+    assert load_config(None, ServeConfig, ["device=cpu"]).served(source).dtype == "float32"
+    vllm = load_config(None, ServeConfig, ["engine=vllm"]).served(source)
+    assert vllm.device == "cpu"  # vLLM picks its own device in its own environment
+
+
+def test_a_gpu_that_is_not_there_is_an_error_naming_the_setting(gpus):
+    from tunewright.core.errors import UserError
+
+    gpus(1)
+    with pytest.raises(UserError, match=r"device: cuda:1 .* 1 CUDA GPU"):
+        precision.resolve_device("cuda:1")
+    gpus(0)
+    with pytest.raises(UserError, match=r"generation.device: cuda .* 0 CUDA GPU"):
+        precision.resolve_device("cuda", key="generation.device")
+    with pytest.raises(ConfigError, match="device"):
+        load_config(None, ServeConfig, ["device=tpu"])
+
+
+def test_eval_runs_a_local_model_on_the_device_serve_would(model_dir, gpus, tmp_path):
+    from tunewright.evaluate.config import EvalConfig
+    from tunewright.evaluate.stage import TargetSpec, make_target
+
+    gpus(1)
+    model = model_dir("float32")
+    task = ["tasks=[{name: t, data: d.jsonl}]"]
+    for overrides in ([], ["device=cpu"]):
+        serve = load_config(None, ServeConfig, overrides).served(ModelSource("m", str(model)))
+        cfg = load_config(None, EvalConfig, [*task, *(f"generation.{o}" for o in overrides)])
+        target = make_target(tmp_path, TargetSpec(ref=str(model)), cfg)
+        assert target.describe()["device"] == serve.device == ("cpu" if overrides else "cuda:0")

@@ -7,6 +7,9 @@ and rank the same next token first on 99.4-99.5% of positions (2 cores of an Int
 AMX). The thresholds below leave about five times that room for other CPUs and kernels (oneDNN
 or MKL, AMX or AVX-512 BF16); a wrong dtype, cache or adapter path misses them by far. fp32 keeps
 its exact tests (test_engine.py, test_runner.py).
+
+The same comparison holds on a CUDA GPU (tests marked `gpu`, skipped without one: `make test-gpu`),
+where cuBLAS and the SDPA kernels round differently again, against transformers on the same GPU.
 """
 
 import json
@@ -29,8 +32,8 @@ def conversations(tmp_path_factory):
     return [json.loads(line)["messages"] for line in raw["golden"].read_text().splitlines()]
 
 
-def bf16(tiny_base):
-    return AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.bfloat16).eval()
+def bf16(tiny_base, device="cpu"):
+    return AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.bfloat16).to(device).eval()
 
 
 def closeness(engine, reference, conversations, adapter=None):
@@ -44,7 +47,7 @@ def closeness(engine, reference, conversations, adapter=None):
     diffs, hits = [], 0
     for ids, out in zip(sequences, outs, strict=True):
         with torch.no_grad():
-            expected = torch.log_softmax(reference(torch.tensor([ids])).logits[0].float(), -1)
+            expected = torch.log_softmax(reference(torch.tensor([ids], device=reference.device)).logits[0].float(), -1)
         for j in range(1, len(ids)):
             got = out.prompt_logprobs[j]
             diffs.append(abs(got.logprob - float(expected[j - 1, ids[j]])))
@@ -114,3 +117,59 @@ def test_a_large_bf16_projection_runs_on_every_cpu():
     want = x.float() @ want_weight.float().t()
     assert got.shape == want.shape
     assert float((got - want).norm() / want.norm()) <= 0.01  # bf16 rounding of the output only
+
+
+@pytest.mark.parametrize("chunk", [512, 7], ids=["whole-prompts", "chunked-prefill"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_engine_on_cuda_agrees_with_transformers_on_cuda(tiny_base, conversations, chunk, dtype):
+    def model():
+        return AutoModelForCausalLM.from_pretrained(tiny_base, dtype=dtype).to("cuda").eval()
+
+    engine = Engine(model(), load_tokenizer(tiny_base), EngineConfig(max_model_len=256, max_num_batched_tokens=chunk))
+    try:
+        cache = engine.runner.cache.keys[0]
+        assert (cache.device.type, cache.dtype) == ("cuda", dtype)
+        assert_close(closeness(engine, model(), conversations))
+    finally:
+        engine.shutdown()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_lora_adapters_and_prefix_caching_on_cuda(tiny_base, tiny_adapters, conversations):
+    config = EngineConfig(max_model_len=256, prefix_caching=True)
+    engine = Engine(bf16(tiny_base, "cuda"), load_tokenizer(tiny_base), config, tiny_adapters)
+    prompts = [engine.chat_prompt(c[:-1]) for c in conversations]
+    try:
+        for name in ("alpha", "beta"):
+            reference = PeftModel.from_pretrained(bf16(tiny_base, "cuda"), str(tiny_adapters[name])).eval()
+            assert_close(closeness(engine, reference, conversations, name))
+            reused = engine.reused_tokens
+            engine.generate(prompts[:1], SamplingParams(max_tokens=1), name)  # caches the system prompt
+            for prompt in prompts[1:]:
+                (out,) = engine.generate([prompt], SamplingParams(max_tokens=1, logprobs=1), name)
+                with torch.no_grad():
+                    logits = reference(torch.tensor([prompt], device="cuda")).logits[0, -1].float()
+                expected = torch.log_softmax(logits, -1)
+                chosen = out.logprobs[0]
+                assert abs(chosen.logprob - float(expected[chosen.token_id])) <= MAX_NATS
+                assert float(expected.max() - expected[chosen.token_id]) <= MAX_NATS
+            assert engine.reused_tokens > reused
+    finally:
+        engine.shutdown()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_seeded_sample_on_cuda_repeats_and_stops_where_asked(tiny_base, conversations):
+    engine = Engine(bf16(tiny_base, "cuda"), load_tokenizer(tiny_base), EngineConfig(max_model_len=256))
+    prompts = [engine.chat_prompt(c[:-1]) for c in conversations[:4]]
+    params = SamplingParams(max_tokens=12, temperature=0.9, top_p=0.9, seed=7, min_tokens=3)
+    try:
+        first, again = engine.generate(prompts, params), engine.generate(prompts, params)
+        assert [c.token_ids for c in first] == [c.token_ids for c in again]
+        assert all(3 <= len(c.token_ids) <= 12 for c in first)
+    finally:
+        engine.shutdown()
