@@ -41,6 +41,7 @@ from tunewright.core.model_source import ModelSource
 from tunewright.engine.batch import Segment, StepBatch
 from tunewright.engine.choice import allowed_tokens, is_complete
 from tunewright.engine.detokenize import Detokenizer
+from tunewright.engine.grammar import GrammarError, Grammars
 from tunewright.engine.hf import HFRunner
 from tunewright.engine.llama import LlamaRunner, unsupported_reason
 from tunewright.engine.lora import UnsupportedAdapter, adapter_name_for, read_adapter
@@ -75,6 +76,8 @@ class Engine:
         self.config = config or EngineConfig()
         self.tokenizer = tokenizer
         self.eos_ids = set(chat.end_of_turn_ids(tokenizer, getattr(model, "generation_config", None)))
+        vocab_size = model.get_output_embeddings().weight.shape[0]  # the logits' width
+        self.grammars = Grammars(tokenizer, vocab_size, self.eos_ids)
         self.runner = self._build_runner(model, adapters or {})
         caching = self.config.prefix_caching and isinstance(self.runner, LlamaRunner)
         self.prefix = PrefixIndex() if caching else None
@@ -358,6 +361,12 @@ class Engine:
         """Give waiting requests free slots, reusing a cached prompt prefix where there is one."""
         while self._waiting and self.runner.cache.free:
             r = self._waiting.popleft()
+            if r.params.grammar is not None:
+                try:
+                    r.matcher = self.grammars.start(r.params.grammar)
+                except GrammarError as exc:
+                    self._finish(r, "error", error=str(exc))
+                    continue
             if self.prefix is not None and r.params.prompt_logprobs is None:
                 running = [(q.slot, q.adapter, q.tokens[: q.computed]) for q in self._running]
                 slot, source, reused = self.prefix.place(self.runner.cache.free, running, r.prompt, r.adapter)
@@ -430,7 +439,8 @@ class Engine:
         argmax over them (widening to float32 is exact, so it is float32's argmax), sampled rows and
         log-probs are computed in float32, one row at a time."""
         eos = sorted(self.eos_ids)
-        held = [row for r, row in ready if len(r.generated) < r.params.min_tokens]
+        ending = self._constrain(ready, logits, eos)
+        held = [row for r, row in ready if len(r.generated) < r.params.min_tokens and row not in ending]
         if held and eos:  # rows are this step's own, one per request
             logits[torch.tensor(held)[:, None], torch.tensor(eos)[None, :]] = float("-inf")
         for r, row in ready:
@@ -455,6 +465,19 @@ class Engine:
             token = best[row] if r.generator is None else choose(logits[row].float(), r.params, r.generator)
             self._advance(r, token, logits[row])
 
+    def _constrain(self, ready: list[tuple[Sequence, int]], logits: torch.Tensor, eos: list[int]) -> set[int]:
+        """Mask each grammar-constrained row to the tokens its grammar allows next. Returns the rows whose grammar
+        allows nothing but ending the answer: `min_tokens` does not hold those back (the answer is complete)."""
+        ending = set()
+        for r, row in ready:
+            if r.matcher is None:
+                continue
+            allowed = r.matcher.allowed()
+            logits[row].masked_fill_(~allowed.to(logits.device), float("-inf"))
+            if int(allowed.sum()) == int(allowed[eos].sum()):
+                ending.add(row)
+        return ending
+
     def _score_prompt(self, r: Sequence, a: int, b: int, chunk: torch.Tensor) -> None:
         """Log-probabilities (and the top k) of the prompt tokens a+1..b given their prefixes."""
         if a == 0:
@@ -470,6 +493,12 @@ class Engine:
         first = not r.generated
         r.generated.append(token)
         r.tokens.append(token)
+        if r.matcher is not None:
+            try:
+                r.matcher.consume(token)
+            except GrammarError as exc:  # the mask allowed it, so the backend failed: this request ends, not the step
+                self._finish(r, "error", error=str(exc))
+                return
         out = Output(token_ids=[token], logprobs=logprob, prompt_tokens=len(r.prompt))
         if first and p.prompt_logprobs is not None:
             out.prompt_logprobs = list(r.prompt_logprobs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tunewright.engine.grammar import Grammar
+
 
 @dataclass
 class SamplingParams:
@@ -19,6 +21,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None  # None: none; k >= 0: every prompt token's logprob and the top k
     timeout_s: float | None = None  # wall-clock limit from submission; the request ends with "timeout"
     choices: list[list[int]] | None = None  # the answer must be one of these token sequences (engine/choice.py)
+    grammar: Grammar | None = None  # the answer must match this grammar (engine/grammar.py)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tunewright.engine.detokenize import Detokenizer
+from tunewright.engine.grammar import Matcher
 from tunewright.engine.params import Output, SamplingParams, TokenLogprob
 
 
@@ -53,6 +54,7 @@ class Sequence:
     cancelled: bool = False
     generator: torch.Generator | None = None
     detok: Detokenizer | None = None
+    matcher: Matcher | None = None  # where the answer stands in its grammar (params.grammar)
 
     @property
     def deadline(self) -> float | None:

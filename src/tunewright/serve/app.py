@@ -32,7 +32,7 @@ from tunewright.serve.config import ServeConfig
 from tunewright.serve.gate import Gate
 from tunewright.serve.metrics import ServeMetrics
 from tunewright.serve.routes import NotReady, error, router
-from tunewright.serve.service import ModelNotFound, Served, Service
+from tunewright.serve.service import BadConstraint, ModelNotFound, Served, Service
 
 log = logging.getLogger("tunewright.serve")
 Loader = Callable[[], tuple[Engine, Served]]
@@ -109,7 +109,8 @@ def create_app(load: Loader, cfg: ServeConfig | None = None, api_key: str | None
         if first["type"] == "json_invalid":
             return error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
         param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        return error(400, f"{param}: {first['msg']}" if param else first["msg"], param=param)
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+        return error(400, f"{param}: {message}" if param else message, param=param)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
@@ -131,6 +132,10 @@ def create_app(load: Loader, cfg: ServeConfig | None = None, api_key: str | None
     @app.exception_handler(EngineClosed)
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         return error(503, str(exc), "service_unavailable")
+
+    @app.exception_handler(BadConstraint)
+    async def _bad_constraint(_: Request, exc: BadConstraint) -> JSONResponse:
+        return error(400, f"{exc.param}: {exc}", param=exc.param)
 
     @app.exception_handler(PromptTooLong)
     async def _too_long(_: Request, exc: PromptTooLong) -> JSONResponse:

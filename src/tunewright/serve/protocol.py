@@ -22,22 +22,63 @@ class StreamOptions(BaseModel):
 
 
 class StructuredOutputs(BaseModel):
-    """vLLM's constrained-output request field; this server implements `choice`."""
+    """vLLM's constrained-output request field: the answer is JSON matching a schema (`json`), any JSON object
+    (`json_object`), text matching a regex (`regex`), one of some texts (`choice`) or text in a grammar's
+    language (`grammar`: Lark, or GBNF as vLLM takes it). One of them per request."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    json_: dict[str, Any] | bool | str | None = Field(None, alias="json")
+    json_object: bool | None = None
+    regex: str | None = None
     choice: list[str] | None = Field(None, min_length=1)
+    grammar: str | None = None
 
     @model_validator(mode="after")
-    def _only_choice(self) -> StructuredOutputs:
+    def _one_supported(self) -> StructuredOutputs:
         others = sorted(k for k, v in (self.model_extra or {}).items() if v is not None and v is not False)
         if others:
-            raise ValueError(f"structured_outputs: only 'choice' is supported here, not {', '.join(others)}")
+            supported = "json, json_object, regex, choice, grammar"
+            raise ValueError(f"{', '.join(others)} not supported here ({supported})")
+        given = [name for name, v in self._kinds().items() if v is not None and v is not False]
+        if len(given) > 1:
+            raise ValueError(f"give one of {', '.join(given)}, not several")
         if self.choice is not None and any(not c for c in self.choice):
-            raise ValueError("structured_outputs.choice: every choice must be non-empty text")
+            raise ValueError("every choice must be non-empty text")
+        return self
+
+    def _kinds(self) -> dict[str, object]:
+        return {
+            "json": self.json_,
+            "json_object": self.json_object,
+            "regex": self.regex,
+            "choice": self.choice,
+            "grammar": self.grammar,
+        }
+
+
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's `response_format.json_schema`: the schema is enforced whether `strict` is set or not."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and (self.json_schema is None or self.json_schema.schema_ is None):
+            raise ValueError("response_format json_schema needs json_schema.schema")
         return self
 
 
-class _Request(BaseModel):
+class SamplingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
     max_tokens: int | None = Field(None, ge=0)
@@ -51,6 +92,14 @@ class _Request(BaseModel):
     user: str | None = None
     stream_options: StreamOptions | None = None
     structured_outputs: StructuredOutputs | None = None
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> SamplingRequest:
+        fmt = self.response_format
+        if self.structured_outputs is not None and fmt is not None and fmt.type != "text":
+            raise ValueError("give response_format or structured_outputs, not both")
+        return self
 
     @field_validator("stop")
     @classmethod
@@ -77,24 +126,11 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _schema_given(self) -> ResponseFormat:
-        if self.type == "json_schema" and not self.json_schema:
-            raise ValueError("response_format json_schema needs a json_schema")
-        return self
-
-
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=0)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _top_needs_logprobs(self) -> ChatCompletionRequest:
@@ -103,7 +139,7 @@ class ChatCompletionRequest(_Request):
         return self
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)

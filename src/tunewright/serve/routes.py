@@ -174,6 +174,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     prompt = service.engine.chat_prompt(messages)
     top = (body.top_logprobs or 0) if body.logprobs else None
+    constraint = await service.constraint(body)
     params = [
         service.sampling(
             body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens,
@@ -184,7 +185,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             seed=None if body.seed is None else body.seed + i,
             stop=body.stop_list(),
             logprobs=top,
-            choices=service.choices(body.structured_outputs),
+            **constraint,
         )
         for i in range(body.n)
     ]
@@ -254,6 +255,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
             prompts.append(p)
             texts.append(tokenizer.decode(p))
     echo_logprobs = body.logprobs if body.echo and body.logprobs is not None else None
+    constraint = await service.constraint(body)
     params = [
         service.sampling(
             body.max_tokens,
@@ -265,7 +267,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
             stop=body.stop_list(),
             logprobs=body.logprobs,
             prompt_logprobs=echo_logprobs,
-            choices=service.choices(body.structured_outputs),
+            **constraint,
         )
         for k in range(body.n)
     ]

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Any
 
 from starlette.requests import Request
 
-from tunewright.engine import Completion, Engine, Output, SamplingParams, TokenLogprob
+from tunewright.engine import Completion, Engine, Output, SamplingParams, TokenLogprob, grammar
+from tunewright.engine.grammar import GrammarError
 from tunewright.serve.metrics import ServeMetrics
 from tunewright.serve.protocol import (
     ChatLogprobs,
     ChatTokenLogprob,
     CompletionLogprobs,
+    SamplingRequest,
     StructuredOutputs,
     TopLogprob,
 )
@@ -32,6 +35,27 @@ DISCONNECT_POLL_S = 0.5
 
 class ModelNotFound(Exception):
     """No served model or adapter has the requested name."""
+
+
+class BadConstraint(ValueError):
+    """A response format or structured output the engine cannot enforce (HTTP 400); `param` names the field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _structured(so: StructuredOutputs) -> Callable[[], grammar.Grammar] | None:
+    """The grammar builder for vLLM's `structured_outputs` (None: it asks for nothing)."""
+    if so.json_ is not None:
+        return partial(grammar.json_schema, so.json_)
+    if so.json_object:
+        return grammar.json_object
+    if so.regex is not None:
+        return partial(grammar.regex, so.regex)
+    if so.grammar is not None:
+        return partial(grammar.lark, so.grammar)
+    return None
 
 
 @dataclass
@@ -87,12 +111,28 @@ class Service:
         limit = min(max_tokens if max_tokens is not None else default, self.cap)
         return SamplingParams(max_tokens=limit, timeout_s=self.timeout, **kwargs)  # type: ignore[arg-type]
 
-    def choices(self, structured: StructuredOutputs | None) -> list[list[int]] | None:
-        """`structured_outputs.choice` as token sequences for the engine (None: unconstrained)."""
-        if structured is None or structured.choice is None:
-            return None
-        tokenizer = self.engine.tokenizer
-        return [tokenizer(c, add_special_tokens=False)["input_ids"] for c in structured.choice]
+    async def constraint(self, body: SamplingRequest) -> dict[str, Any]:
+        """The engine's constraint for a request's `response_format` or `structured_outputs` (`choices` or a
+        checked `grammar`), as SamplingParams fields; an unenforceable one raises `BadConstraint`."""
+        fmt, structured = body.response_format, body.structured_outputs
+        build: Callable[[], grammar.Grammar] | None
+        if structured is not None and structured.choice is not None:
+            tokenizer = self.engine.tokenizer
+            return {"choices": [tokenizer(c, add_special_tokens=False)["input_ids"] for c in structured.choice]}
+        if fmt is not None and fmt.type == "json_object":
+            param, build = "response_format", grammar.json_object
+        elif fmt is not None and fmt.json_schema is not None and fmt.type == "json_schema":
+            param, build = "response_format", partial(grammar.json_schema, fmt.json_schema.schema_)
+        elif structured is not None and (build := _structured(structured)) is not None:
+            param = "structured_outputs"
+        else:
+            return {}
+        try:
+            built = build()
+            await asyncio.to_thread(self.engine.grammars.check, built)
+        except GrammarError as exc:
+            raise BadConstraint(str(exc), param) from None
+        return {"grammar": built}
 
     def start(
         self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None, http: Request

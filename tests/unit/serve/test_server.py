@@ -1,13 +1,16 @@
 """The server on 127.0.0.1, through the official openai client: API shapes, adapters, errors, operations."""
 
 import json
+import re
 import threading
 import time
+from typing import Literal
 
 import httpx
 import openai
 import pytest
 import torch
+from pydantic import BaseModel, Field
 from transformers import AutoModelForCausalLM
 
 from tunewright.core.modeling import load_tokenizer
@@ -141,10 +144,86 @@ def test_structured_outputs_choice_as_vllm_takes_it(client):
         model="tiny", prompt="Rate it:", max_tokens=8, extra_body={"structured_outputs": {"choice": ["good", "bad"]}}
     )
     assert text.choices[0].text in ("good", "bad")
-    with pytest.raises(openai.BadRequestError, match="only 'choice' is supported here, not regex"):
+    with pytest.raises(openai.BadRequestError, match=r"structural_tag not supported here \(json, json_object"):
         client.chat.completions.create(
-            model="tiny", messages=QUESTION, extra_body={"structured_outputs": {"regex": "[0-9]"}}
+            model="tiny", messages=QUESTION, extra_body={"structured_outputs": {"structural_tag": "x"}}
         )
+
+
+class Incident(BaseModel):
+    severity: Literal["low", "medium", "high"]
+    page_on_call: bool
+    table: str = Field(pattern="^[a-z]+[.][a-z]+$", max_length=12)
+
+
+def test_json_schema_answers_parse_with_the_openai_client(client):
+    """`chat.completions.parse` with a pydantic model (a strict json_schema): every sampled answer parses."""
+    for _ in range(2):
+        resp = client.chat.completions.parse(
+            model="tiny", messages=QUESTION, response_format=Incident, temperature=1.0, n=8, max_tokens=120
+        )
+        for choice in resp.choices:
+            assert choice.finish_reason == "stop"
+            assert isinstance(choice.message.parsed, Incident)
+            assert Incident.model_validate_json(choice.message.content) == choice.message.parsed
+    schema = {**Incident.model_json_schema(), "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "incident", "schema": schema, "strict": True}}
+    ask = {"model": "tiny", "messages": QUESTION, "max_tokens": 120, "temperature": 0, "response_format": fmt}
+    chunks = client.chat.completions.create(**ask, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == client.chat.completions.create(**ask).choices[0].message.content
+    Incident.model_validate_json(text)
+
+
+def test_vllm_structured_outputs_regex_grammar_and_json(client):
+    code = client.completions.create(
+        model="tiny", prompt="Ticket:", max_tokens=12, extra_body={"structured_outputs": {"regex": "INC-[0-9]{3}"}}
+    )
+    assert re.fullmatch("INC-[0-9]{3}", code.choices[0].text)
+    yes_no = client.chat.completions.create(
+        model="tiny",
+        messages=QUESTION,
+        temperature=1.0,
+        n=4,
+        max_tokens=8,
+        extra_body={"structured_outputs": {"grammar": 'root ::= "yes" | "no"'}},
+    )
+    assert {c.message.content for c in yes_no.choices} <= {"yes", "no"}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    answer = client.chat.completions.create(
+        model="tiny", messages=QUESTION, max_tokens=20, extra_body={"structured_outputs": {"json": schema}}
+    )
+    assert json.loads(answer.choices[0].message.content) in ({"ok": True}, {"ok": False})
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}},
+            "response_format: not a valid JSON Schema at type",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"uniqueItems": True}}}},
+            'response_format: cannot enforce this json schema: Unimplemented keys: ["uniqueItems"]',
+        ),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "needs json_schema.schema"),
+        ({"structured_outputs": {"regex": "[a-"}}, "structured_outputs: cannot enforce this regex"),
+        ({"structured_outputs": {"regex": "a", "choice": ["b"]}}, "give one of regex, choice, not several"),
+        ({"structured_outputs": {"regex": "a"}, "response_format": {"type": "json_object"}}, "not both"),
+    ],
+)
+def test_an_unenforceable_constraint_is_a_400_and_the_server_goes_on(server, client, body, says):
+    request = {"model": "tiny", "messages": QUESTION, "max_tokens": 4, **body}
+    r = httpx.post(f"{server[0].base_url}/chat/completions", json=request, timeout=60)
+    assert r.status_code == 400, r.text
+    assert says in r.json()["error"]["message"]
+    assert client.chat.completions.create(model="tiny", messages=QUESTION, max_tokens=4).choices[0].message.content
 
 
 def test_completions_echo_logprobs_as_lm_evaluation_harness_asks(server, tiny_base):
