@@ -12,6 +12,11 @@ gives the memory-bandwidth reference for concurrency 1. Ratios are printed per l
     python benchmarks/serve_load.py --model smollm2 --repeats 2
     python benchmarks/serve_load.py --model smollm2 --dtype float32   # the fp32 table
     python benchmarks/serve_load.py --model tiny --tools tunewright,transformers
+    python benchmarks/serve_load.py --model smollm2 --tools tunewright,vllm --response-format both --levels 1,32
+
+`--response-format json_schema` asks every request for a strict json_schema answer (STEPS_SCHEMA: a
+title, 8-12 steps and a severity, long enough to fill the token budget); `both` runs free text and the
+schema on the same server process and prints what the schema costs each server.
 
 vLLM runs from its own environment (`--vllm-python`, default .venv-vllm/bin/python, as
 `python -m vllm.entrypoints.openai.api_server`); it is skipped when absent. Every server gets
@@ -45,6 +50,20 @@ PROMPTS = [
     "Write a short story about a data engineer who fixes a broken schema migration at night.",
 ]
 LEVELS = (1, 8, 32)
+STEPS_SCHEMA = {  # a json_schema answer long enough for every request to reach its token budget
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 80},
+        "steps": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 8, "maxItems": 12},
+        "severity": {"enum": ["low", "medium", "high"]},
+    },
+    "required": ["title", "steps", "severity"],
+    "additionalProperties": False,
+}
+FORMATS = {
+    "text": None,
+    "json_schema": {"type": "json_schema", "json_schema": {"name": "runbook", "schema": STEPS_SCHEMA, "strict": True}},
+}
 
 
 def model_dir(name: str, tmp: Path) -> Path:
@@ -82,7 +101,9 @@ def server_command(tool: str, model: Path, port: int, vllm_python: str, dtype: s
     return cmd, "bench", f"http://127.0.0.1:{port}/health"
 
 
-async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: str, tokens: int, exact: bool) -> dict:
+async def one_request(
+    client: httpx.AsyncClient, url: str, model: str, prompt: str, tokens: int, exact: bool, fmt: dict | None
+) -> dict:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -93,6 +114,8 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: s
     }
     if exact:  # transformers serve refuses min_tokens; its answers may end early (reported per request)
         body["min_tokens"] = tokens
+    if fmt is not None:
+        body["response_format"] = fmt
     start = time.perf_counter()
     stamps, usage = [], None
     try:
@@ -117,7 +140,9 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: s
     return {"ttft": stamps[0] - start, "gaps": gaps, "tokens": count}
 
 
-async def load_level(url: str, model: str, concurrency: int, requests: int, tokens: int, exact: bool) -> dict:
+async def load_level(
+    url: str, model: str, concurrency: int, requests: int, tokens: int, exact: bool, fmt: dict | None = None
+) -> dict:
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     async with httpx.AsyncClient(limits=limits) as client:
         gate = asyncio.Semaphore(concurrency)
@@ -125,7 +150,7 @@ async def load_level(url: str, model: str, concurrency: int, requests: int, toke
         async def bounded(i: int) -> dict:
             async with gate:
                 prompt = f"Request {i}. {PROMPTS[i % len(PROMPTS)]}"  # distinct: only the template is shared
-                return await one_request(client, url, model, prompt, tokens, exact)
+                return await one_request(client, url, model, prompt, tokens, exact, fmt)
 
         start = time.perf_counter()
         results = await asyncio.gather(*(bounded(i) for i in range(requests)))
@@ -144,7 +169,7 @@ async def load_level(url: str, model: str, concurrency: int, requests: int, toke
     }
 
 
-def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict]:
+def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[tuple[str, int], dict]:
     port = free_port()
     cmd, name, ready = server_command(tool, model, port, args.vllm_python, args.dtype)
     env = {
@@ -168,8 +193,14 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[int, dict
             time.sleep(1)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         exact = tool != "transformers"
-        asyncio.run(load_level(url, name, 2, 2, 8, exact))  # warm-up
-        return {c: asyncio.run(load_level(url, name, c, max(4, 2 * c), args.tokens, exact)) for c in LEVELS}
+        results = {}
+        for fmt in args.formats:
+            asyncio.run(load_level(url, name, 2, 2, 8, exact, FORMATS[fmt]))  # warm-up
+            for c in args.levels:
+                results[(fmt, c)] = asyncio.run(
+                    load_level(url, name, c, max(4, 2 * c), args.tokens, exact, FORMATS[fmt])
+                )
+        return results
     finally:
         stop_process(proc)
         log.close()
@@ -208,7 +239,16 @@ def main() -> None:
         default="bfloat16" if "bfloat16" in fast_dtypes("cpu") else "float32",
         help="every server's weights and KV cache (default: bfloat16 where the CPU has bf16 matrix units)",
     )
+    ap.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, comma-separated")
+    ap.add_argument(
+        "--response-format",
+        default="text",
+        choices=["text", "json_schema", "both"],
+        help="free text, a json_schema response format (STEPS_SCHEMA), or both on every server",
+    )
     args = ap.parse_args()
+    args.levels = [int(c) for c in args.levels.split(",")]
+    args.formats = list(FORMATS) if args.response_format == "both" else [args.response_format]
     tools = [t for t in args.tools.split(",") if t]
     if "vllm" in tools and not Path(args.vllm_python).exists():
         print(f"vLLM skipped: no {args.vllm_python}", file=sys.stderr)
@@ -216,7 +256,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = model_dir(args.model, Path(tmp))
         reference = generate_reference(model, args.tokens, args.threads, args.dtype)
-        runs: dict[str, list[dict[int, dict]]] = {t: [] for t in tools}
+        runs: dict[str, list[dict[tuple[str, int], dict]]] = {t: [] for t in tools}
         for round_ in range(args.repeats):
             order = tools if round_ % 2 == 0 else list(reversed(tools))
             for tool in order:
@@ -230,34 +270,44 @@ def main() -> None:
     print(f"model {args.model}, {args.dtype}, {args.threads} threads, {args.tokens} output tokens per request")
     print(f"batch-1 generate (bandwidth reference): {reference:.1f} tok/s")
     print(
-        f"{'tool':<13}{'conc':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'tok/req':>8}{'errors':>7}"
+        f"{'tool':<13}{'format':<12}{'conc':>5}{'tok/s':>9}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}"
+        f"{'tok/req':>8}{'errors':>7}"
     )
-    best: dict[tuple[str, int], float] = {}
+    best: dict[tuple[str, str, int], float] = {}
     for tool, rounds in runs.items():
-        for c in LEVELS:
-            rows = [r[c] for r in rounds if r[c]["tokens"]]
-            if not rows:
-                print(f"{tool:<13}{c:>5}  every request failed")
-                continue
-            tok_s = sum(r["tokens"] for r in rows) / sum(r["tokens"] / r["tok_s"] for r in rows)
-            per_request = sum(r["tokens"] for r in rows) / sum(r["requests"] for r in rows)
-            best[(tool, c)] = tok_s
+        for fmt in args.formats:
+            for c in args.levels:
+                rows = [r[(fmt, c)] for r in rounds if r[(fmt, c)]["tokens"]]
+                if not rows:
+                    print(f"{tool:<13}{fmt:<12}{c:>5}  every request failed")
+                    continue
+                tok_s = sum(r["tokens"] for r in rows) / sum(r["tokens"] / r["tok_s"] for r in rows)
+                per_request = sum(r["tokens"] for r in rows) / sum(r["requests"] for r in rows)
+                best[(tool, fmt, c)] = tok_s
 
-            def ms(key: str, rows: list[dict] = rows) -> str:
-                vals = [r[key] for r in rows if r[key] is not None]
-                return f"{1000 * statistics.mean(vals):.0f}ms" if vals else "-"
+                def ms(key: str, rows: list[dict] = rows) -> str:
+                    vals = [r[key] for r in rows if r[key] is not None]
+                    return f"{1000 * statistics.mean(vals):.0f}ms" if vals else "-"
 
-            errors = sum(r[c]["errors"] for r in rounds)
-            print(
-                f"{tool:<13}{c:>5}{tok_s:>9.1f}{ms('ttft_p50'):>10}{ms('ttft_p95'):>10}{ms('itl_p50'):>9}"
-                f"{per_request:>8.1f}{errors:>7}"
-            )
-    for c in LEVELS:
-        ours = best.get(("tunewright", c))
-        parts = [f"{ours / best[(t, c)]:.2f}x {t}" for t in tools if t != "tunewright" and ours and best.get((t, c))]
-        if c == 1 and ours:
-            parts.append(f"{ours / reference:.2f}x batch-1 generate")
-        print(f"concurrency {c}: tunewright = " + ", ".join(parts))
+                errors = sum(r[(fmt, c)]["errors"] for r in rounds)
+                print(
+                    f"{tool:<13}{fmt:<12}{c:>5}{tok_s:>9.1f}{ms('ttft_p50'):>10}{ms('ttft_p95'):>10}"
+                    f"{ms('itl_p50'):>9}{per_request:>8.1f}{errors:>7}"
+                )
+    for fmt in args.formats:
+        for c in args.levels:
+            ours = best.get(("tunewright", fmt, c))
+            others = [t for t in tools if t != "tunewright" and ours and best.get((t, fmt, c))]
+            parts = [f"{ours / best[(t, fmt, c)]:.2f}x {t}" for t in others]
+            if c == 1 and ours and fmt == "text":
+                parts.append(f"{ours / reference:.2f}x batch-1 generate")
+            print(f"{fmt}, concurrency {c}: tunewright = " + ", ".join(parts))
+    if len(args.formats) > 1:
+        for tool in tools:
+            for c in args.levels:
+                free, schema = best.get((tool, "text", c)), best.get((tool, "json_schema", c))
+                if free and schema:
+                    print(f"{tool}, concurrency {c}: json_schema at {schema / free:.2f}x its free-text tok/s")
 
 
 if __name__ == "__main__":

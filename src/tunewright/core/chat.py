@@ -26,22 +26,58 @@ from typing import Any
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
+from tunewright.core import tools as tool_format
 from tunewright.core.errors import DataError
 
-Message = dict[str, str]
+Message = dict[str, Any]
 Span = tuple[int, int]
 _MARK = "TUNEWRIGHT-PROBE-7f3a"  # text no template adds or trims, to find where the answer's content ends
 _probed: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, tuple[str, str, list[int]]] = weakref.WeakKeyDictionary()
+_tool_modes: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
-def render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], generation_prompt: bool) -> str:
-    """`messages` rendered by the chat template, ending with the assistant's header when `generation_prompt`."""
+def render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    generation_prompt: bool,
+    tools: Sequence[dict[str, Any]] | None = None,
+) -> str:
+    """`messages` rendered by the chat template, ending with the assistant's header when `generation_prompt`.
+    Tools, assistant tool calls and tool results are rendered by the template where it writes them in Hermes'
+    format, and otherwise written into the messages in that format first (`core/tools.py`)."""
+    if tools or any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+        if tool_mode(tokenizer) == "native":
+            return tokenizer.apply_chat_template(
+                tool_format.with_argument_objects(messages),
+                tools=list(tools or []) or None,
+                tokenize=False,
+                add_generation_prompt=generation_prompt,
+            )
+        messages = tool_format.written(messages, tools)
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
+def prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
+) -> list[int]:
     """A conversation rendered and tokenized, ready for the assistant's answer."""
-    return tokenizer(render(tokenizer, messages, True), add_special_tokens=False)["input_ids"]
+    return tokenizer(render(tokenizer, messages, True, tools), add_special_tokens=False)["input_ids"]
+
+
+def tool_mode(tokenizer: PreTrainedTokenizerBase) -> str:
+    """How this tokenizer's template takes tools (`tools.template_mode`), probed once per template."""
+    template = tokenizer.chat_template or ""
+    cached = _tool_modes.get(tokenizer)
+    if cached is None or cached[0] != template:
+        try:
+            probe = tokenizer.apply_chat_template(
+                tool_format.PROBE_CONVERSATION, tools=tool_format.PROBE_TOOLS, tokenize=False
+            )
+        except TemplateError as exc:
+            raise tool_format.ToolError(f"the chat template cannot render a tool call: {exc}") from None
+        cached = (template, tool_format.template_mode(probe))
+        _tool_modes[tokenizer] = cached
+    return cached[1]
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:

@@ -173,9 +173,9 @@ class Engine:
 
     # ---- requests --------------------------------------------------------------------------------------
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        """The token ids of a conversation rendered with the chat template, ready for an answer."""
-        return chat.prompt_ids(self.tokenizer, messages)
+    def chat_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """The token ids of a conversation (and its tools) rendered with the chat template, ready for an answer."""
+        return chat.prompt_ids(self.tokenizer, messages, tools)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Requests decoding now and waiting for a slot, per adapter name ("" for the base model)."""

@@ -6,11 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tunewright.core.tools import CallStream, ToolError, parse_calls
 from tunewright.engine import Completion
 from tunewright.serve.protocol import (
     AssistantMessage,
@@ -171,10 +173,12 @@ def _sse(data: object) -> str:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response | ChatCompletionResponse:
     service = service_of(request)
     adapter = service.adapter_for(body.model)
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-    prompt = service.engine.chat_prompt(messages)
-    top = (body.top_logprobs or 0) if body.logprobs else None
     constraint = await service.constraint(body)
+    try:
+        prompt = service.engine.chat_prompt([m.for_template() for m in body.messages], body.tools)
+    except ToolError as exc:
+        return error(400, str(exc), param="tools" if body.tools else "messages")
+    top = (body.top_logprobs or 0) if body.logprobs else None
     params = [
         service.sampling(
             body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens,
@@ -190,29 +194,34 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         for i in range(body.n)
     ]
     streams = service.start([prompt] * body.n, params, adapter, request)
+    calls = body.calls_tools()
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_chat_events(service, body.model, streams, usage), media_type="text/event-stream")
+        events = _chat_events(service, body.model, streams, usage, calls)
+        return StreamingResponse(events, media_type="text/event-stream")
     results = await asyncio.gather(*(s.result() for s in streams))
     failed = _failed(results)
     if failed is not None:
         return failed
-    choices = [
-        ChatChoice(
-            index=i,
-            message=AssistantMessage(content=r.text),
-            finish_reason=finish_reason(r.finish_reason),
-            logprobs=service.chat_logprobs(r.logprobs) if top is not None else None,
+    choices = []
+    for i, r in enumerate(results):
+        content, made = parse_calls(r.text) if calls else (r.text, [])
+        choices.append(
+            ChatChoice(
+                index=i,
+                message=AssistantMessage(content=content, tool_calls=[c.as_message_part() for c in made] or None),
+                finish_reason="tool_calls" if made and r.finish_reason == "stop" else finish_reason(r.finish_reason),
+                logprobs=service.chat_logprobs(r.logprobs) if top is not None else None,
+            )
         )
-        for i, r in enumerate(results)
-    ]
     return ChatCompletionResponse(model=body.model, choices=choices, usage=_usage(results))
 
 
 async def _chat_events(
-    service: Service, model: str, streams: list[RequestStream], include_usage: bool
+    service: Service, model: str, streams: list[RequestStream], include_usage: bool, calls: bool = False
 ) -> AsyncIterator[str]:
-    """OpenAI's chat stream: a role chunk per choice, content deltas, a finish chunk, usage, [DONE]."""
+    """OpenAI's chat stream: a role chunk per choice, content deltas (with `calls`, tool calls as OpenAI streams
+    them: the id and name, then argument deltas), a finish chunk, usage, [DONE]."""
     head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(), "model": model}
 
     def chunk(index: int, delta: dict, finish: str | None = None, logprobs: object = None) -> str:
@@ -223,20 +232,41 @@ async def _chat_events(
     for i in range(len(streams)):
         yield chunk(i, {"role": "assistant", "content": ""})
     totals = [Completion() for _ in streams]
+    readers = [CallStream() for _ in streams] if calls else []
     async for i, out in _merged(streams) if len(streams) > 1 else ((0, out) async for out in streams[0]):
         totals[i].add(out)
         logprobs = service.chat_logprobs(out.logprobs).model_dump() if out.logprobs else None
-        if out.text or logprobs:
+        if readers:
+            for delta in _call_deltas(readers[i].feed(out.text, final=out.finish_reason is not None)):
+                yield chunk(i, delta)
+        elif out.text or logprobs:
             yield chunk(i, {"content": out.text}, logprobs=logprobs)
         if out.finish_reason in ("timeout", "error"):
             yield _sse(
                 ErrorResponse(error=ErrorBody(message=out.error or out.finish_reason, type="server_error")).model_dump()
             )
         if out.finish_reason is not None:
-            yield chunk(i, {}, finish_reason(out.finish_reason))
+            called = bool(readers) and readers[i].calls > 0 and out.finish_reason == "stop"
+            yield chunk(i, {}, "tool_calls" if called else finish_reason(out.finish_reason))
     if include_usage:
         yield _sse({**head, "choices": [], "usage": _usage(totals).model_dump()})
     yield "data: [DONE]\n\n"
+
+
+def _call_deltas(events: list[tuple[str, Any]]) -> list[dict]:
+    """Chat deltas for what a `CallStream` read: content, a call's id and name, a call's argument text."""
+    deltas: list[dict] = []
+    for kind, value in events:
+        if kind == "content":
+            deltas.append({"content": value})
+        elif kind == "call":
+            index, call_id, name = value
+            function = {"name": name, "arguments": ""}
+            deltas.append({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]})
+        else:
+            index, text = value
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
+    return deltas
 
 
 @router.post("/v1/completions", response_model=None)

@@ -18,13 +18,16 @@ from typing import Any
 
 from starlette.requests import Request
 
+from tunewright.core.tools import ToolError, check_tools
 from tunewright.engine import Completion, Engine, Output, SamplingParams, TokenLogprob, grammar
 from tunewright.engine.grammar import GrammarError
 from tunewright.serve.metrics import ServeMetrics
 from tunewright.serve.protocol import (
+    ChatCompletionRequest,
     ChatLogprobs,
     ChatTokenLogprob,
     CompletionLogprobs,
+    NamedToolChoice,
     SamplingRequest,
     StructuredOutputs,
     TopLogprob,
@@ -43,6 +46,28 @@ class BadConstraint(ValueError):
     def __init__(self, message: str, param: str) -> None:
         super().__init__(message)
         self.param = param
+
+
+def _tool_grammar(body: ChatCompletionRequest) -> Callable[[], grammar.Grammar] | None:
+    """The grammar builder for a chat request's tool calls (None: it may not call any); a tool choice that
+    cannot be met raises `BadConstraint`."""
+    choice = body.tool_choice
+    named = choice.function.name if isinstance(choice, NamedToolChoice) else None
+    if not body.tools:
+        if choice == "required" or named is not None:
+            raise BadConstraint("tool_choice asks for a tool call, but the request has no tools", "tool_choice")
+        return None
+    try:
+        functions = check_tools(body.tools)
+    except ToolError as exc:
+        raise BadConstraint(str(exc), "tools") from None
+    if named is not None and named not in functions:
+        raise BadConstraint(f"tool_choice names {named!r}, which is not one of the tools", "tool_choice")
+    if choice == "none":
+        return None
+    chosen = {named: functions[named]} if named is not None else functions
+    required = choice == "required" or named is not None
+    return partial(grammar.tool_calls, chosen, required, body.parallel_tool_calls)
 
 
 def _structured(so: StructuredOutputs) -> Callable[[], grammar.Grammar] | None:
@@ -112,14 +137,19 @@ class Service:
         return SamplingParams(max_tokens=limit, timeout_s=self.timeout, **kwargs)  # type: ignore[arg-type]
 
     async def constraint(self, body: SamplingRequest) -> dict[str, Any]:
-        """The engine's constraint for a request's `response_format` or `structured_outputs` (`choices` or a
-        checked `grammar`), as SamplingParams fields; an unenforceable one raises `BadConstraint`."""
+        """The engine's constraint for a request's tools, `response_format` or `structured_outputs` (`choices` or
+        a checked `grammar`), as SamplingParams fields; an unenforceable one raises `BadConstraint`."""
         fmt, structured = body.response_format, body.structured_outputs
         build: Callable[[], grammar.Grammar] | None
-        if structured is not None and structured.choice is not None:
+        tools = _tool_grammar(body) if isinstance(body, ChatCompletionRequest) else None
+        if tools is not None and ((fmt is not None and fmt.type != "text") or structured is not None):
+            raise BadConstraint("tools cannot be combined with response_format or structured_outputs here", "tools")
+        if tools is not None:
+            param, build = "tools", tools
+        elif structured is not None and structured.choice is not None:
             tokenizer = self.engine.tokenizer
             return {"choices": [tokenizer(c, add_special_tokens=False)["input_ids"] for c in structured.choice]}
-        if fmt is not None and fmt.type == "json_object":
+        elif fmt is not None and fmt.type == "json_object":
             param, build = "response_format", grammar.json_object
         elif fmt is not None and fmt.json_schema is not None and fmt.type == "json_schema":
             param, build = "response_format", partial(grammar.json_schema, fmt.json_schema.schema_)

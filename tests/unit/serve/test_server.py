@@ -7,6 +7,7 @@ import time
 from typing import Literal
 
 import httpx
+import jsonschema
 import openai
 import pytest
 import torch
@@ -33,8 +34,8 @@ def loader(tiny_base, adapters=None, **config):
 
 @pytest.fixture(scope="module")
 def server(tiny_base, tiny_adapters):
-    cfg = ServeConfig(max_new_tokens=64, max_body_bytes=20_000)
-    app = create_app(loader(tiny_base, tiny_adapters, max_num_seqs=8, max_model_len=512), cfg)
+    cfg = ServeConfig(max_new_tokens=256, max_body_bytes=20_000)
+    app = create_app(loader(tiny_base, tiny_adapters, max_num_seqs=8, max_model_len=1024), cfg)  # room for tools
     with BackgroundServer(app) as srv:
         yield srv, app.state.service
 
@@ -201,9 +202,106 @@ def test_vllm_structured_outputs_regex_grammar_and_json(client):
     assert json.loads(answer.choices[0].message.content) in ({"ok": True}, {"ok": False})
 
 
+FRESHNESS = {
+    "type": "function",
+    "function": {
+        "name": "check_freshness",
+        "description": "Hours since a table last loaded",
+        "parameters": {
+            "type": "object",
+            "properties": {"table": {"type": "string", "pattern": "^[a-z_.]{1,16}$"}},
+            "required": ["table"],
+            "additionalProperties": False,
+        },
+    },
+}
+INCIDENT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "open_incident",
+        "parameters": {
+            "type": "object",
+            "properties": {"severity": {"enum": ["low", "high"]}, "page": {"type": "boolean"}},
+            "required": ["severity", "page"],
+            "additionalProperties": False,
+        },
+    },
+}
+TOOLS = [FRESHNESS, INCIDENT_TOOL]
+
+
+def test_required_and_named_tool_choice_always_return_valid_calls(client):
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    for choice, names in (
+        ("required", set(schemas)),
+        ({"type": "function", "function": {"name": "open_incident"}}, {"open_incident"}),
+    ):
+        resp = client.chat.completions.create(
+            model="tiny",
+            messages=QUESTION,
+            tools=TOOLS,
+            tool_choice=choice,
+            parallel_tool_calls=False,
+            temperature=1.0,
+            n=8,
+            max_tokens=240,
+        )
+        for c in resp.choices:
+            assert c.finish_reason == "tool_calls" and c.message.content is None, (c.finish_reason, c.message)
+            (call,) = c.message.tool_calls
+            assert call.type == "function" and call.id.startswith("call_") and call.function.name in names
+            jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
+
+
+def test_streamed_tool_calls_reassemble_to_the_whole_answer(client):
+    ask = {"model": "tiny", "messages": QUESTION, "tools": TOOLS, "tool_choice": "required", "temperature": 0}
+    ask |= {"parallel_tool_calls": False, "max_tokens": 240}
+    whole = client.chat.completions.create(**ask).choices[0]
+    calls, finish = {}, None
+    for chunk in client.chat.completions.create(**ask, stream=True):
+        for part in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+            entry = calls.setdefault(part.index, {"name": "", "arguments": ""})
+            entry["name"] += part.function.name or ""
+            entry["arguments"] += part.function.arguments or ""
+        finish = (chunk.choices[0].finish_reason if chunk.choices else None) or finish
+    expected = [{"name": c.function.name, "arguments": c.function.arguments} for c in whole.message.tool_calls]
+    assert list(calls.values()) == expected and finish == whole.finish_reason == "tool_calls"
+
+
+def test_a_conversation_with_calls_and_results_goes_on_and_auto_may_answer_in_text(client):
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "check_freshness", "arguments": '{"table": "a.b"}'},
+    }
+    messages = [
+        *QUESTION,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"hours": 30}'},
+    ]
+    for choice in ("auto", "none"):
+        resp = client.chat.completions.create(
+            model="tiny", messages=messages, tools=TOOLS, tool_choice=choice, max_tokens=40, temperature=1.0, n=4
+        )
+        for c in resp.choices:
+            if c.message.tool_calls:
+                assert choice == "auto" and c.finish_reason in ("tool_calls", "length")
+                assert all(t.function.name in ("check_freshness", "open_incident") for t in c.message.tool_calls)
+            else:
+                assert c.message.content and not c.message.content.startswith("<")
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [
+        ({"tools": [FRESHNESS, FRESHNESS]}, "tools: tools[1]: two tools are named 'check_freshness'"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "names 'nope'"),
+        ({"tool_choice": "required"}, "asks for a tool call, but the request has no tools"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "x", "parameters": {"type": "obj"}}}]},
+            "not a valid JSON Schema",
+        ),
+        ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "cannot be combined with response_format"),
         (
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}},
             "response_format: not a valid JSON Schema at type",
@@ -294,7 +392,7 @@ def test_errors_have_openai_shapes_and_the_server_keeps_serving(client, server):
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 413  # no Content-Length: counted as it arrives
-    long = [{"role": "user", "content": "word " * 600}]
+    long = [{"role": "user", "content": "word " * 1200}]
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(model="tiny", messages=long)
     assert exc.value.body["code"] == "context_length_exceeded"
