@@ -130,18 +130,34 @@ def _span_end(text: str, start: int, closing: str, eos: str) -> int:
 
 
 def assistant_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], first: int = 0
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    first: int = 0,
+    tools: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[str, list[Span]]:
-    """`messages` rendered, and the character span of every assistant turn from message `first` on (a
-    preference pair's answer follows its prompt, whose own assistant turns are context)."""
-    text = render(tokenizer, messages, False)
+    """`messages` rendered (with their `tools`), and the character span of every assistant turn from message
+    `first` on (a preference pair's answer follows its prompt, whose own assistant turns are context). An
+    assistant turn's tool calls are part of its span: the model learns to make them."""
+    try:
+        return _assistant_spans(tokenizer, messages, first, tools)
+    except tool_format.ToolError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _assistant_spans(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    first: int,
+    tools: Sequence[dict[str, Any]] | None,
+) -> tuple[str, list[Span]]:
+    text = render(tokenizer, messages, False, tools)
     closing, eos = turn_end(tokenizer)[0], tokenizer.eos_token or ""
     spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant" or i < first:
             continue
-        prefix = render(tokenizer, messages[:i], True)
-        upto = render(tokenizer, messages[: i + 1], False)
+        prefix = render(tokenizer, messages[:i], True, tools)
+        upto = render(tokenizer, messages[: i + 1], False, tools)
         if not text.startswith(prefix) or not text.startswith(upto) or not upto.startswith(prefix):
             raise DataError(
                 "the chat template does not render conversations prefix-consistently; "

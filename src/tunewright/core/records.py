@@ -4,14 +4,41 @@ A Conversation is the training unit for chat SFT; the seed's `{"prompt", "respon
 and column-mapped inputs become one at read time. A PreferencePair holds a prompt with a
 chosen and a rejected answer. Each keeps `id` and `source` so any
 training example traces back to the raw line it came from.
+
+Tool use: a conversation may declare `tools` (OpenAI function schemas, as a list or as JSON
+text), assistant messages may carry `tool_calls` and `tool` messages carry the results, in
+OpenAI's shape (TRL's `tools` column is the same). ShareGPT/Hermes records (`conversations`
+with `from`/`value`, the tools in a `<tools>` block of the system prompt, calls in
+`<tool_call>` blocks, results in `<tool_response>`) are normalised to that shape. A call whose
+arguments are not a JSON object, do not validate against its tool's parameters, or name a tool
+the record does not declare makes the record a RecordError (the reader quarantines it).
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ROLES = ("system", "user", "assistant")
+import jsonschema
+
+from tunewright.core.tools import (
+    RESULT_CLOSE,
+    RESULT_OPEN,
+    ToolError,
+    arguments_of,
+    call_text,
+    check_tools,
+    parse_calls,
+)
+
+ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+SHAREGPT_ROLES |= dict.fromkeys(("tool", "function_response", "observation", "ipython"), "tool")
+_TOOLS_BLOCK = re.compile(r"\s*<tools>\s*(.*?)\s*</tools>\s*", re.DOTALL)
+_RESULT = re.compile(re.escape(RESULT_OPEN.strip()) + r"\s*(.*?)\s*" + re.escape(RESULT_CLOSE.strip()), re.DOTALL)
 
 
 class RecordError(ValueError):
@@ -22,6 +49,22 @@ class RecordError(ValueError):
 class Message:
     role: str
     content: str
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's calls, OpenAI's shape, arguments as objects
+    tool_call_id: str | None = None  # a tool result: the call it answers
+
+    def text(self) -> str:
+        """The content and the calls as the model writes them: what dedup, filters and decontamination read."""
+        calls = [call_text(c["function"]["name"], c["function"]["arguments"]) for c in self.tool_calls or []]
+        return "\n".join([self.content, *calls] if self.content else calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as chat templates and JSONL take it (tool fields only where set)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = copy.deepcopy(self.tool_calls)
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 @dataclass
@@ -30,13 +73,21 @@ class Conversation:
     id: str
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI function tools the conversation declares
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A snapshot (later changes to the record do not reach it), tool fields only where set."""
+        out = {"messages": [m.to_dict() for m in self.messages], "id": self.id, "source": self.source}
+        out["meta"] = copy.deepcopy(self.meta)
+        return {**out, "tools": copy.deepcopy(self.tools)} if self.tools else out
 
     def text(self) -> str:
-        """All message contents joined: the text a record would train on."""
-        return "\n".join(m.content for m in self.messages)
+        """All message contents (and calls) joined: the text a record would train on."""
+        return "\n".join(m.text() for m in self.messages)
+
+    def template_messages(self) -> list[dict[str, Any]]:
+        """The messages as chat templates take them."""
+        return [m.to_dict() for m in self.messages]
 
     def prompt_messages(self) -> list[Message]:
         """The messages before the final assistant turn (what a model is asked)."""
@@ -76,10 +127,8 @@ class PairRecord(Conversation):
 
     @classmethod
     def of(cls, pair: PreferencePair) -> PairRecord:
-        return cls(
-            [*pair.prompt, *pair.chosen, *pair.rejected], pair.id, pair.source, pair.meta, len(pair.prompt),
-            len(pair.chosen),
-        )  # fmt: skip
+        messages = [*pair.prompt, *pair.chosen, *pair.rejected]
+        return cls(messages, pair.id, pair.source, pair.meta, prompt_len=len(pair.prompt), chosen_len=len(pair.chosen))
 
     def prompt_messages(self) -> list[Message]:
         return self.messages[: self.prompt_len]
@@ -97,10 +146,10 @@ class PairRecord(Conversation):
         return self.chosen()[-1].content
 
     def text(self) -> str:
-        return "\n".join(m.content for m in self.key_messages())
+        return "\n".join(m.text() for m in self.key_messages())
 
     def to_dict(self) -> dict[str, Any]:
-        as_list = [asdict(m) for m in self.messages]
+        as_list = [m.to_dict() for m in self.messages]
         p, c = self.prompt_len, self.prompt_len + self.chosen_len
         return {
             "prompt": as_list[:p], "chosen": as_list[p:c], "rejected": as_list[c:], "id": self.id,
@@ -114,19 +163,100 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def parse_messages(value: Any, what: str) -> list[Message]:
+def parse_messages(value: Any, what: str, tools: dict[str, dict[str, Any]] | None = None) -> list[Message]:
+    """Messages in OpenAI's shape (or one string); calls are checked against `tools` (name -> function)."""
     if isinstance(value, str):
         return [Message("assistant" if what != "prompt" else "user", value)]
     if not isinstance(value, list) or not value:
         raise RecordError(f"{what} must be a non-empty list of messages")
     out = []
     for i, m in enumerate(value):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+        if not isinstance(m, dict) or "role" not in m or ("content" not in m and not m.get("tool_calls")):
             raise RecordError(f"{what}[{i}] must be an object with 'role' and 'content'")
         if m["role"] not in ROLES:
             raise RecordError(f"{what}[{i}].role must be one of {ROLES}, found {m['role']!r}")
-        out.append(Message(m["role"], _text(m["content"], f"{what}[{i}].content")))
+        calls = m.get("tool_calls") or None
+        if calls is not None and m["role"] != "assistant":
+            raise RecordError(f"{what}[{i}]: only assistant messages carry tool_calls")
+        content = m.get("content")
+        content = "" if content is None and calls else _text(content, f"{what}[{i}].content")
+        checked = [_checked_call(c, j, tools or {}) for j, c in enumerate(calls)] if calls else None
+        call_id = m.get("tool_call_id")
+        out.append(Message(m["role"], content, checked, None if call_id is None else str(call_id)))
     return out
+
+
+def _checked_call(call: Any, index: int, tools: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One call in OpenAI's shape with its arguments as an object, validated against its declared tool."""
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict) or "name" not in call["function"]:
+        raise RecordError("a tool call is {'type': 'function', 'function': {'name': ..., 'arguments': ...}}")
+    name = call["function"]["name"]
+    try:
+        arguments = arguments_of(call)
+    except ToolError as exc:
+        raise RecordError(str(exc)) from None
+    if name not in tools:
+        declared = "" if tools else " (it declares none)"
+        raise RecordError(f"calls {name!r}, which is not one of the record's tools{declared}")
+    try:
+        jsonschema.validate(arguments, tools[name]["parameters"])
+    except jsonschema.ValidationError as exc:
+        raise RecordError(f"the arguments of a call to {name!r} do not match its parameters: {exc.message}") from None
+    function = {"name": name, "arguments": arguments}
+    return {"id": str(call.get("id") or f"call_{index}"), "type": "function", "function": function}
+
+
+def _tools(value: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A record's declared tools (a list, or its JSON text) and the same by name, checked."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"tools is text that is not JSON: {exc}") from None
+    if not isinstance(value, list):
+        raise RecordError("tools must be a list of function tools")
+    try:
+        return value, check_tools(value)
+    except ToolError as exc:
+        raise RecordError(str(exc)) from None
+
+
+def _from_sharegpt(turns: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(messages in OpenAI's shape, tools) of a ShareGPT/Hermes `conversations` list."""
+    if not isinstance(turns, list) or not turns:
+        raise RecordError("conversations must be a non-empty list of turns")
+    messages: list[dict[str, Any]] = []
+    tools: list[dict[str, Any]] = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise RecordError(f"conversations[{i}] must be an object with 'from' and 'value'")
+        role = SHAREGPT_ROLES.get(turn["from"])
+        if role is None:
+            raise RecordError(
+                f"conversations[{i}].from must be one of {sorted(SHAREGPT_ROLES)}, found {turn['from']!r}"
+            )
+        value = _text(turn["value"], f"conversations[{i}].value")
+        if role == "system" and (block := _TOOLS_BLOCK.search(value)):
+            tools += [_json_line(line, i) for line in block.group(1).splitlines() if line.strip()]
+            value = (value[: block.start()] + " " + value[block.end() :]).strip()
+        if role == "assistant":
+            content, calls = parse_calls(value)
+            parts = [{"type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+            messages.append({"role": role, "content": content or "", **({"tool_calls": parts} if parts else {})})
+        elif role == "tool":
+            results = _RESULT.findall(value) or [value]
+            messages += [{"role": "tool", "content": r} for r in results]
+        else:
+            messages.append({"role": role, "content": value})
+    return messages, tools
+
+
+def _json_line(line: str, turn: int) -> dict[str, Any]:
+    try:
+        tool = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"conversations[{turn}]: a line of the <tools> block is not JSON: {exc}") from None
+    return tool if "function" in tool else {"type": "function", "function": tool}
 
 
 def _identity(obj: dict[str, Any], source: str, default_id: str) -> tuple[str, str, dict]:
@@ -148,8 +278,14 @@ def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, s
     cols = {"messages": "messages", "prompt": "prompt", "response": "response", "system": "system"}
     cols.update(columns or {})
     rid, src, meta = _identity(obj, source, default_id)
+    tools, by_name = _tools(obj["tools"]) if obj.get("tools") else ([], {})
     if cols["messages"] in obj:
-        messages = parse_messages(obj[cols["messages"]], "messages")
+        messages = parse_messages(obj[cols["messages"]], "messages", by_name)
+    elif "conversations" in obj:
+        turns, found = _from_sharegpt(obj["conversations"])
+        if found:
+            tools, by_name = _tools(tools + found)
+        messages = parse_messages(turns, "conversations", by_name)
     elif cols["prompt"] in obj and cols["response"] in obj:
         messages = []
         if obj.get(cols["system"]):
@@ -158,12 +294,13 @@ def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, s
         messages.append(Message("assistant", _text(obj[cols["response"]], "response")))
     else:
         found = ", ".join(sorted(obj)) or "no keys"
-        raise RecordError(f"expected '{cols['messages']}' or '{cols['prompt']}'+'{cols['response']}', found {found}")
+        wanted = f"'{cols['messages']}' or '{cols['prompt']}'+'{cols['response']}' (or ShareGPT's 'conversations')"
+        raise RecordError(f"expected {wanted}, found {found}")
     if not any(m.role == "assistant" for m in messages):
         raise RecordError("conversation has no assistant turn")
     if not any(m.role == "user" for m in messages):
         raise RecordError("conversation has no user turn")
-    return Conversation(messages, rid, src, meta)
+    return Conversation(messages, rid, src, meta, tools)
 
 
 def to_preference_pair(obj: Any, source: str, default_id: str) -> PreferencePair:

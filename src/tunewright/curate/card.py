@@ -62,6 +62,16 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
     ]  # fmt: skip
     header = ["split", "records", "prompt median", "prompt p95", "prompt max", "answer median", "answer p95"]
     lines += [*markdown_table([*header, "answer max"], lengths), ""]
+    tool_use = result.kept_records.tool_use()
+    if tool_use["records_with_tools"]:
+        per_record = tool_use["calls_per_record"]
+        lines += ["## Tool use", ""]
+        lines.append(
+            f"{tool_use['records_with_tools']} of the {result.kept} kept records declare tools; calls per such record: "
+            f"median {per_record['median']}, mean {per_record['mean']}, max {per_record['max']}."
+        )
+        rows = [[name, t["records"], t["calls"]] for name, t in tool_use["tools"].items()]
+        lines += ["", *markdown_table(["tool", "records declaring it", "calls"], rows), ""]
     pii = next((s for s in result.steps if s.name == "pii"), None)
     if pii is not None:
         lines += ["## Personal data", "", f"Mode: `{cfg.pii.mode}`.", ""]

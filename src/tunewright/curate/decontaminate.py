@@ -110,7 +110,7 @@ class EvalNgramScan(Step):
         for record in records:
             found: set[tuple[str, ...]] = set()
             for m in record.messages:
-                found |= self.index.matched_grams(m.content)
+                found |= self.index.matched_grams(m.text())
             if found:
                 record.meta[HITS] = sorted(" ".join(g) for g in found)
             yield record

@@ -204,11 +204,11 @@ class PiiStep(Step):
         for record in records:
             found: Counter = Counter()
             replaced = []
+            mode = "redact" if self.mode == "drop" else self.mode
             for m in record.messages:
-                new, counts = handle_text(
-                    m.content, "redact" if self.mode == "drop" else self.mode, self.kinds, self.salt
-                )
-                replaced.append(new)
+                new, counts = handle_text(m.content, mode, self.kinds, self.salt)
+                calls = [self._scrub_call(c, mode, counts) for c in m.tool_calls] if m.tool_calls else None
+                replaced.append((new, calls))
                 found += counts
             if not found:
                 yield record
@@ -228,14 +228,30 @@ class PiiStep(Step):
                 )
                 yield record
                 continue
-            for m, new in zip(record.messages, replaced, strict=True):
-                m.content = new
+            for m, (new, calls) in zip(record.messages, replaced, strict=True):
+                m.content, m.tool_calls = new, calls
             if self.mode == "drop":
                 self.stats.reasons["pii"] += 1
                 quarantine.add(self.name, f"pii found: {summary}", record)
                 continue
             quarantine.add(self.name, f"pii {self.mode}: {summary}", record, action="modified")
             yield record
+
+    def _scrub_call(self, call: dict[str, Any], mode: str, counts: Counter) -> dict[str, Any]:
+        """A tool call with PII handled in every string of its arguments (keys are the tool's, left alone)."""
+
+        def scrub(value: Any) -> Any:
+            if isinstance(value, str):
+                new, found = handle_text(value, mode, self.kinds, self.salt)
+                counts.update(found)
+                return new
+            if isinstance(value, dict):
+                return {k: scrub(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [scrub(v) for v in value]
+            return value
+
+        return {**call, "function": {**call["function"], "arguments": scrub(call["function"]["arguments"])}}
 
     def tallies(self) -> dict[str, Any]:
         return {**super().tallies(), "counts": self.counts}

@@ -19,6 +19,9 @@ class KeptRecords:
     modified: int = 0  # kept records that a step changed (cleaning, PII)
     prompt_words: array = field(default_factory=lambda: array("I"))
     answer_words: array = field(default_factory=lambda: array("I"))
+    tools: Counter[str] = field(default_factory=Counter)  # tool name -> kept records that declare it
+    calls: Counter[str] = field(default_factory=Counter)  # tool name -> calls to it in kept records
+    calls_per_record: array = field(default_factory=lambda: array("I"))  # over records that declare tools
 
     def add(self, record: Conversation, key: str, was_modified: bool) -> None:
         self.keys.append(key)
@@ -26,6 +29,19 @@ class KeptRecords:
         self.modified += was_modified
         self.prompt_words.append(sum(len(m.content.split()) for m in record.prompt_messages()))
         self.answer_words.append(len(record.final_answer().split()))
+        if record.tools:
+            self.tools.update(t["function"]["name"] for t in record.tools)
+            called = [c["function"]["name"] for m in record.messages for c in m.tool_calls or []]
+            self.calls.update(called)
+            self.calls_per_record.append(len(called))
+
+    def tool_use(self) -> dict[str, object]:
+        """Tool use among the kept records: how many declare tools, each tool's records and calls, calls per record."""
+        return {
+            "records_with_tools": len(self.calls_per_record),
+            "calls_per_record": length_summary(list(self.calls_per_record)),
+            "tools": {name: {"records": n, "calls": self.calls.get(name, 0)} for name, n in sorted(self.tools.items())},
+        }
 
 
 def length_summary(values: list[int]) -> dict[str, float]:

@@ -193,6 +193,7 @@ def _summary(result: CurationResult) -> dict[str, Any]:
         "quarantined": q.count(),
         "modified_kept": result.kept_records.modified,
         "kept_by_source": dict(result.kept_records.by_source),
+        "tool_use": result.kept_records.tool_use(),
         "quarantine_by_step": q.by_step(),
         "pii_counts": next((dict(s.counts) for s in result.steps if isinstance(s, PiiStep)), {}),
         "splits": result.split_counts,

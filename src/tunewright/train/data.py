@@ -71,8 +71,7 @@ def tokenize_conversation(
 ) -> Example:
     """Token ids and labels for one conversation (assistant turns from message `loss_from` on);
     raises `Skip` when it cannot be trained on."""
-    messages = [{"role": m.role, "content": m.content} for m in conv.messages]
-    text, spans = chat.assistant_spans(tokenizer, messages, loss_from)
+    text, spans = chat.assistant_spans(tokenizer, conv.template_messages(), loss_from, conv.tools)
     if loss_on == "last":
         spans = spans[-1:]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -206,3 +206,46 @@ def test_data_card_counts_kept_modifications_sources_and_lengths(workspace):
     assert train["max"] <= answer_words[-1] and train["min"] >= answer_words[0]
     assert "at at" not in card and "decontaminate_scan" not in card
     assert "| golden.jsonl |" in card and "n-grams ignored as common" in card
+
+
+def test_tool_use_records_are_checked_scrubbed_and_counted(workspace):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "page_owner",
+            "parameters": {
+                "type": "object",
+                "properties": {"table": {"type": "string"}, "email": {"type": "string"}},
+                "required": ["table", "email"],
+            },
+        },
+    }
+
+    def record(i, arguments):
+        call = {"type": "function", "function": {"name": "page_owner", "arguments": json.dumps(arguments)}}
+        return {
+            "tools": [tool],
+            "messages": [
+                {"role": "user", "content": f"Table sales.t{i} is stale, page its owner please."},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "content": f'{{"paged": "owner{i}@example.com"}}'},
+                {"role": "assistant", "content": f"I paged the owner of sales.t{i}; they have been notified."},
+            ],
+        }
+
+    lines = [json.dumps(record(i, {"table": f"sales.t{i}", "email": f"owner{i}@example.com"})) for i in range(6)]
+    lines.append(json.dumps(record(6, {"table": "sales.t6"})))  # misses a required argument
+    (workspace / "data/raw/tools.jsonl").write_text("\n".join(lines) + "\n")
+    result, _ = run_curate(
+        workspace, [*only_source(workspace, "t", "data/raw/tools.jsonl", "jsonl"), "split.test=0", "split.validation=0"]
+    )
+    (bad,) = result.quarantine.entries["normalise"]
+    assert bad["line"] == 7 and "do not match its parameters: 'email' is a required property" in bad["reason"]
+    kept = read_jsonl_strict(workspace / "data/splits/train.jsonl")
+    assert len(kept) == 6 and all(r["tools"] == [tool] for r in kept)
+    arguments = [r["messages"][1]["tool_calls"][0]["function"]["arguments"] for r in kept]
+    assert all("@example.com" not in a["email"] and a["table"].startswith("sales.t") for a in arguments)
+    assert all("@example.com" not in r["messages"][2]["content"] for r in kept)  # the tool's result too
+    card = (workspace / "reports/data-card.md").read_text()
+    assert "## Tool use" in card and "6 of the 6 kept records declare tools" in card
+    assert "| page_owner | 6 | 6 |" in card

@@ -115,3 +115,37 @@ def test_collate_pads_right_with_ignored_labels(tok):
     assert batch["attention_mask"][0, n:].sum() == 0
     assert (batch["labels"][0, n:] == IGNORE).all()
     assert (batch["input_ids"][0, n:] == tok.pad_token_id).all()
+
+
+def test_tool_calls_are_trained_and_tools_and_results_are_context(tok):
+    """The assistant learns to make the call and to answer from the result; the tool listing and the result
+    itself are context. The text trained is the text served (chat.render, Hermes format)."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "check_freshness",
+            "parameters": {"type": "object", "properties": {"t": {"type": "string"}}},
+        },
+    }
+    call = {"type": "function", "function": {"name": "check_freshness", "arguments": '{"t": "hr.payroll"}'}}
+    conv = to_conversation(
+        {
+            "tools": [tool],
+            "messages": [
+                {"role": "user", "content": "Is hr.payroll fresh?"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "content": '{"hours": 30}'},
+                {"role": "assistant", "content": "No: 30 hours."},
+            ],
+        },
+        "s",
+        "1",
+    )
+    ex = tokenize_conversation(tok, conv, 1024)
+    trained = labelled_text(tok, ex)
+    assert trained == (
+        '<tool_call>\n{"name": "check_freshness", "arguments": {"t": "hr.payroll"}}\n</tool_call><|im_end|>'
+        "No: 30 hours.<|im_end|>"
+    )
+    whole = tok.decode(ex.input_ids)
+    assert "<tools>" in whole and '<tool_response>\n{"hours": 30}\n</tool_response>' in whole

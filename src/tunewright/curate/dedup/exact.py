@@ -15,8 +15,8 @@ from tunewright.curate.text import normalise
 
 
 def content_key(record: Conversation) -> bytes:
-    """Digest of role-tagged normalised messages: what makes two records the same example."""
-    joined = "\x1e".join(f"{m.role}\x1f{normalise(m.content)}" for m in record.key_messages())
+    """Digest of role-tagged normalised messages (calls included): what makes two records the same example."""
+    joined = "\x1e".join(f"{m.role}\x1f{normalise(m.text())}" for m in record.key_messages())
     return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).digest()
 
 

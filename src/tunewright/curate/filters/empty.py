@@ -13,7 +13,7 @@ class DropEmpty(Filter):
 
     def keep(self, record: Conversation) -> bool | tuple[bool, str]:
         for m in record.messages:
-            if not m.content.strip():
+            if not m.text().strip():  # a message with only tool calls is not empty
                 return False, f"empty {m.role} message"
         return True
 
@@ -25,7 +25,7 @@ class DistinctAnswers(Filter):
 
     def keep(self, record: Conversation) -> bool | tuple[bool, str]:
         if isinstance(record, PairRecord):
-            chosen = [m.content.strip() for m in record.chosen()]
-            if chosen == [m.content.strip() for m in record.rejected()]:
+            chosen = [m.text().strip() for m in record.chosen()]
+            if chosen == [m.text().strip() for m in record.rejected()]:
                 return False, "identical answers: chosen and rejected are the same"
         return True

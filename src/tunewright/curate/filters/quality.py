@@ -14,8 +14,8 @@ from tunewright.curate.pipeline import Filter
 
 def training_text(record: Conversation, which: str) -> str:
     if which == "all":
-        return "\n\n".join(m.content for m in record.messages)
-    return "\n\n".join(m.content for m in record.messages if m.role == "assistant")
+        return "\n\n".join(m.text() for m in record.messages)
+    return "\n\n".join(m.text() for m in record.messages if m.role == "assistant")
 
 
 class QualityFilter(Filter):
