@@ -206,7 +206,7 @@ def _checked_call(call: Any, index: int, tools: dict[str, dict[str, Any]]) -> di
     return {"id": str(call.get("id") or f"call_{index}"), "type": "function", "function": function}
 
 
-def _tools(value: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def parse_tools(value: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """A record's declared tools (a list, or its JSON text) and the same by name, checked."""
     if isinstance(value, str):
         try:
@@ -278,13 +278,13 @@ def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, s
     cols = {"messages": "messages", "prompt": "prompt", "response": "response", "system": "system"}
     cols.update(columns or {})
     rid, src, meta = _identity(obj, source, default_id)
-    tools, by_name = _tools(obj["tools"]) if obj.get("tools") else ([], {})
+    tools, by_name = parse_tools(obj["tools"]) if obj.get("tools") else ([], {})
     if cols["messages"] in obj:
         messages = parse_messages(obj[cols["messages"]], "messages", by_name)
     elif "conversations" in obj:
         turns, found = _from_sharegpt(obj["conversations"])
         if found:
-            tools, by_name = _tools(tools + found)
+            tools, by_name = parse_tools(tools + found)
         messages = parse_messages(turns, "conversations", by_name)
     elif cols["prompt"] in obj and cols["response"] in obj:
         messages = []

@@ -10,8 +10,9 @@ Each field's docstring is its one-line description in `tunewright config show ev
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import jsonschema
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tunewright.core.config import StrictModel
@@ -167,8 +168,51 @@ class JudgeScorer(StrictModel):
     vLLM and tunewright's server support; a small judge then always gives a usable verdict."""
 
 
+class JsonScorer(StrictModel):
+    type: Literal["json"]
+    """The scorer."""
+    json_schema: dict[str, Any] | None = None
+    """JSON Schema every answer must match (null: any JSON; a Markdown code fence around it is allowed).
+    Metric: json_valid."""
+    fields: list[str] = Field(default_factory=list)
+    """Field paths compared with the reference object (`severity`, `owner.team`, `tables[0]`).
+    Metrics: json_<path> (non-alphanumerics as _), json_field_accuracy."""
+    normalize: list[Literal["lower", "whitespace", "punctuation", "articles"]] = Field(
+        default_factory=lambda: ["lower", "whitespace"]
+    )
+    """Normalisations applied to string values before comparing."""
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not re.fullmatch(r"[^.\[\]]+(\.[^.\[\]]+|\[\d+\])*", path):
+                raise ValueError(f"field {path!r}: a path is names joined by '.', with [n] for list items")
+        return value
+
+
+class ToolCallsScorer(StrictModel):
+    type: Literal["tool_calls"]
+    """Tool calls of the answer against the reference answer's (items carry `tools`). Metrics, over items
+    whose reference makes calls: tool_name_accuracy (the same functions), tool_call_exact (the same names and
+    arguments), tool_args_f1 (F1 over argument leaves); over items whose reference makes none:
+    no_call_accuracy."""
+
+
 Scorer = Annotated[
-    FormatScorer
+    JsonScorer
+    | ToolCallsScorer
+    | FormatScorer
     | FieldsScorer
     | ExactMatchScorer
     | SimpleScorer

@@ -18,22 +18,23 @@ from pydantic import TypeAdapter, ValidationError
 
 from tunewright.core.errors import DataError
 from tunewright.core.io import read_jsonl_strict
-from tunewright.core.records import RecordError, parse_messages, to_conversation, to_preference_pair
+from tunewright.core.records import RecordError, parse_messages, parse_tools, to_conversation, to_preference_pair
 from tunewright.evaluate.config import Assertion, TaskConfig
 
-NEEDS_REFERENCE = {"fields", "exact_match", "token_f1", "rouge", "bleu", "chrf", "nll", "similar"}
+NEEDS_REFERENCE = {"fields", "exact_match", "token_f1", "rouge", "bleu", "chrf", "nll", "similar", "tool_calls"}
 _ASSERTIONS = TypeAdapter(list[Assertion])
 
 
 @dataclass
 class Item:
     id: str
-    prompt: list[dict[str, str]]
-    reference: str | None = None
+    prompt: list[dict[str, Any]]
+    reference: str | None = None  # with tool calls, as the model writes them (core/tools.call_text)
     assertions: list[Assertion] = field(default_factory=list)
     expect: str | None = None
     label: str | None = None
     rejected: str | None = None  # a preference pair's rejected answer (`reference` holds the chosen one)
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the tools the model may call (OpenAI's shape)
 
     @property
     def question(self) -> str:
@@ -52,16 +53,16 @@ class Task:
         return self.config.name
 
 
-def _prompt_only(obj: dict[str, Any]) -> list[dict[str, str]]:
+def _prompt_only(obj: dict[str, Any], tools: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     if "messages" in obj:
-        messages = parse_messages(obj["messages"], "messages")
+        messages = parse_messages(obj["messages"], "messages", tools)
     elif "prompt" in obj:
-        messages = parse_messages(obj["prompt"], "prompt")
+        messages = parse_messages(obj["prompt"], "prompt", tools)
     else:
         raise RecordError(f"expected 'messages' or 'prompt', found {', '.join(sorted(obj)) or 'no keys'}")
     if messages[-1].role != "user":
         raise RecordError("a prompt-only item must end with a user message")
-    return [{"role": m.role, "content": m.content} for m in messages]
+    return [m.to_dict() for m in messages]
 
 
 def parse_item(obj: Any, task: TaskConfig, default_id: str) -> Item:
@@ -80,10 +81,11 @@ def parse_item(obj: Any, task: TaskConfig, default_id: str) -> Item:
         conv = to_conversation(obj, task.name, default_id)
         if conv.messages[-1].role != "assistant":
             raise RecordError("the last message must be the reference assistant answer")
-        item = Item(conv.id, [{"role": m.role, "content": m.content} for m in conv.prompt_messages()])
-        item.reference = conv.final_answer()
+        item = Item(conv.id, [m.to_dict() for m in conv.prompt_messages()], tools=conv.tools)
+        item.reference = conv.messages[-1].text()
     else:
-        item = Item(str(obj.get("id", default_id)), _prompt_only(obj))
+        tools, by_name = parse_tools(obj["tools"]) if obj.get("tools") else ([], {})
+        item = Item(str(obj.get("id", default_id)), _prompt_only(obj, by_name), tools=tools)
         if "reference" in obj:
             if not isinstance(obj["reference"], str):
                 raise RecordError("reference must be a string")
@@ -108,6 +110,10 @@ def _check_needs(item: Item, task: TaskConfig) -> None:
     for scorer in task.scorers:
         if scorer.type in NEEDS_REFERENCE and item.reference is None:
             raise RecordError(f"scorer {scorer.type!r} needs a reference answer; this item has none")
+        if scorer.type == "json" and scorer.fields and item.reference is None:
+            raise RecordError("scorer 'json' with fields needs a reference answer; this item has none")
+        if scorer.type == "tool_calls" and not item.tools:
+            raise RecordError("scorer 'tool_calls' needs `tools` on every item")
         if scorer.type == "preference" and item.rejected is None:
             raise RecordError("scorer 'preference' needs {prompt, chosen, rejected} pairs; this item is not one")
         if scorer.type == "refusal" and item.expect is None:

@@ -23,13 +23,16 @@ from tunewright.evaluate.config import (
     ExactMatchScorer,
     FieldsScorer,
     FormatScorer,
+    JsonScorer,
     RefusalScorer,
     Scorer,
     SimilarScorer,
     TaskConfig,
+    ToolCallsScorer,
 )
 from tunewright.evaluate.items import Item
 from tunewright.evaluate.stats import Metric, mean_metric, ratio_of_sums
+from tunewright.evaluate.structured import json_metrics, metric_suffix, tool_call_metrics
 
 _WORD = re.compile(r"\w+")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -54,7 +57,11 @@ def metric_names(task: TaskConfig, items: list[Item]) -> list[str]:
             "similar": ["similarity", "similar"],
             "classification": ["accuracy", "macro_f1"],
             "refusal": ["refusal_rate", "over_refusal_rate"],
+            "json": ["json_valid"],
+            "tool_calls": ["tool_name_accuracy", "tool_call_exact", "tool_args_f1", "no_call_accuracy"],
         }.get(s.type, [])
+        if s.type == "json" and s.fields:
+            names += [f"json_{metric_suffix(p)}" for p in s.fields] + ["json_field_accuracy"]
         if s.type == "fields":
             names += [f"field_{k}" for k in s.fields] + ["field_accuracy"]
         if s.type == "judge":
@@ -222,6 +229,10 @@ def _score_one(
         hits = [field_hits(a, r, s.fields) for a, r in pairs]
         per_field = [mean_metric(f"field_{k}", [h[k] for h in hits]) for k in s.fields]
         return [*per_field, mean_metric("field_accuracy", [sum(h.values()) / len(h) for h in hits])]
+    if isinstance(s, JsonScorer):
+        return json_metrics(answers, refs, s.json_schema, s.fields, lambda text: normalize(text, s.normalize))
+    if isinstance(s, ToolCallsScorer):
+        return tool_call_metrics(answers, refs)
     if isinstance(s, ExactMatchScorer):
         same = [float(normalize(a, s.normalize) == normalize(r, s.normalize)) for a, r in pairs]
         return [mean_metric("exact_match", same)]

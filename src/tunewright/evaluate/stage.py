@@ -125,8 +125,9 @@ def _generate(target: Target, cfg: EvalConfig, tasks: dict[str, Task]) -> dict[s
     chats = [it.prompt for t in wanted for it in t.items]
     if not chats:
         return {}
+    tools = [it.tools for t in wanted for it in t.items]
     with progress_bar(f"generating with {target.label}", total=len(chats)) as advance:
-        answers = iter(target.generate(chats, cfg.generation.max_new_tokens, advance))
+        answers = iter(target.generate(chats, cfg.generation.max_new_tokens, advance, tools))
     return {t.name: [next(answers) for _ in t.items] for t in wanted}
 
 

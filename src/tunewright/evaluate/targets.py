@@ -8,6 +8,7 @@ any generation. A local model is loaded once and shared by every task of the run
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from transformers import PreTrainedTokenizerBase
 from tunewright.core import chat
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
+from tunewright.core.tools import CALL_CLOSE, CALL_OPEN, ToolError, arguments_of, call_text, check_tools
+from tunewright.engine import grammar
 from tunewright.engine.engine import Engine
 from tunewright.engine.offline import Loaded, continuation_logprobs, engine_for
 from tunewright.engine.params import SamplingParams
@@ -25,6 +28,8 @@ from tunewright.evaluate.config import EndpointConfig
 from tunewright.runtimes.openai_client import EndpointError, OpenAIClient
 
 Advance = Callable[[int], None] | None
+Chat = list[dict[str, Any]]
+Tools = list[dict[str, Any]]
 
 
 @dataclass
@@ -92,10 +97,25 @@ class LocalTarget:
         self._engine = engine_for(self.source, size, self.batch_size, self.batch_size, self._loaded)
         return self._engine
 
-    def generate(self, chats: list[list[dict[str, str]]], max_tokens: int, advance: Advance = None) -> list[str]:
-        prompts = [chat.prompt_ids(self.tokenizer, c) for c in chats]
+    def generate(
+        self, chats: list[Chat], max_tokens: int, advance: Advance = None, tools: list[Tools] | None = None
+    ) -> list[str]:
+        """Greedy answers. A chat with tools is answered as the server answers it under `tool_choice: auto`:
+        text, or calls constrained to those tools and written as the model writes them."""
+        tools = tools or [[] for _ in chats]
+        prompts = [chat.prompt_ids(self.tokenizer, c, t or None) for c, t in zip(chats, tools, strict=True)]
         engine = self.engine(max(map(len, prompts)) + max_tokens)
-        return [o.text for o in engine.generate(prompts, SamplingParams(max_tokens=max_tokens), advance=advance)]
+        groups: dict[str, list[int]] = {}
+        for i, t in enumerate(tools):
+            groups.setdefault(json.dumps(t, sort_keys=True), []).append(i)
+        answers = [""] * len(chats)
+        for rows in groups.values():
+            offered = tools[rows[0]]
+            constraint = grammar.tool_calls(check_tools(offered), False, True) if offered else None
+            params = SamplingParams(max_tokens=max_tokens, grammar=constraint)
+            for i, out in zip(rows, engine.generate([prompts[i] for i in rows], params, advance=advance), strict=True):
+                answers[i] = out.text
+        return answers
 
     def reference_nll(
         self, chats: list[list[dict[str, str]]], answers: list[str], advance: Advance = None
@@ -145,22 +165,43 @@ class EndpointTarget:
         if self.model not in served:
             raise UserError(f"endpoint {self.url} does not serve {self.model!r}; it serves: {', '.join(served)}")
 
-    def generate(self, chats: list[list[dict[str, str]]], max_tokens: int, advance: Advance = None) -> list[str]:
-        def one(messages: list[dict[str, str]]) -> str:
+    def generate(
+        self, chats: list[Chat], max_tokens: int, advance: Advance = None, tools: list[Tools] | None = None
+    ) -> list[str]:
+        """Greedy answers; a reply's `tool_calls` are written after its content as a local model writes calls
+        (`core/tools.call_text`), so the same scorers read both."""
+
+        def one(job: tuple[Chat, Tools]) -> str:
+            messages, offered = job
             body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
+            if offered:
+                body["tools"] = offered
             reply = self.client.chat(body)
             try:
-                return reply["choices"][0]["message"]["content"] or ""
+                message = reply["choices"][0]["message"]
             except (KeyError, IndexError, TypeError):
                 raise EndpointError(f"{self.url}: a chat completion without choices[0].message: {reply}") from None
+            calls = [_written_call(c) for c in message.get("tool_calls") or []]
+            return "\n".join([message["content"], *calls] if message.get("content") else calls)
 
-        return self.client.map(one, chats, advance)
+        return self.client.map(one, list(zip(chats, tools or [[] for _ in chats], strict=True)), advance)
 
     def reference_nll(self, chats: list[list[dict[str, str]]], answers: list[str], advance: Advance = None) -> Any:
         raise UserError("reference NLL needs the model's own chat template and tokenizer: evaluate a local model")
 
     def close(self) -> None:
         self.client.close()
+
+
+def _written_call(call: dict[str, Any]) -> str:
+    """An endpoint's tool call as a model writes it; arguments that are not a JSON object stay as they came, so
+    the scorers count the call as malformed."""
+    function = call.get("function") or {}
+    name, arguments = str(function.get("name", "")), function.get("arguments", "")
+    try:
+        return call_text(name, arguments_of(call))
+    except (ToolError, KeyError):
+        return f'{CALL_OPEN}{{"name": {json.dumps(name)}, "arguments": {arguments}}}{CALL_CLOSE}'
 
 
 Target = LocalTarget | EndpointTarget
