@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tunewright.cli.main import main
+from tunewright.core import chat
 from tunewright.core.errors import UserError
 from tunewright.core.export_versions import export_name
 from tunewright.core.model_source import resolve_model
@@ -114,6 +115,19 @@ def test_a_merged_export_is_sharded_and_carries_its_template_and_stop_tokens(tra
     assert tok.convert_tokens_to_ids("<|im_end|>") in (eos if isinstance(eos, list) else [eos])
     saved = json.loads((out / "tokenizer_config.json").read_text())
     assert saved["chat_template"] == (out / "chat_template.jinja").read_text() == tok.chat_template
+    # plain transformers on the export renders tools, calls and results exactly as tunewright trains and serves
+    tool = {"type": "function", "function": {"name": "check_freshness", "parameters": {"type": "object"}}}
+    call = {"id": "c1", "type": "function", "function": {"name": "check_freshness", "arguments": {"table": "a.b"}}}
+    conversation = [
+        {"role": "user", "content": "Is a.b fresh?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": '{"hours": 30}'},
+    ]
+    trained_tok = AutoTokenizer.from_pretrained(resolve_model(ws, "latest:train").adapter)
+    exported = tok.apply_chat_template(conversation, tools=[tool], tokenize=False, add_generation_prompt=True)
+    assert exported == chat.render(trained_tok, conversation, True, [tool]) and "<tool_call>" in exported
+    plain = [{"role": "user", "content": "Is a.b fresh?"}]
+    assert tok.apply_chat_template(plain, tokenize=False) == trained_tok.apply_chat_template(plain, tokenize=False)
 
 
 def test_an_adapter_export_is_portable_and_checks_its_base(trained, capsys):
@@ -298,7 +312,7 @@ def test_a_gguf_export_reads_back_with_its_tensors_tokenizer_and_template(traine
     assert [tokens.contents(i) for i in range(len(tokens.data))] == tokenizer.convert_ids_to_tokens(
         range(len(tokenizer))
     )
-    assert field("tokenizer.chat_template").contents() == tokenizer.chat_template
+    assert field("tokenizer.chat_template").contents() == chat.portable_template(tokenizer)
     assert field("tokenizer.ggml.eot_token_id").contents() == tokenizer.convert_tokens_to_ids("<|im_end|>")
     kinds = {t.name: t.tensor_type.name for t in reader.tensors}
     assert kinds["token_embd.weight"] == "Q8_0" and kinds["blk.3.ffn_norm.weight"] == "F32"

@@ -64,6 +64,20 @@ def prompt_ids(
     return tokenizer(render(tokenizer, messages, True, tools), add_special_tokens=False)["input_ids"]
 
 
+def portable_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The chat template to ship with an export: the tokenizer's own, made to render tools, calls and results
+    the way `render` writes them when it ignores tools itself, so vLLM, llama.cpp and transformers users get
+    the format the model was trained and served with (`tools.tool_template`)."""
+    template = tokenizer.chat_template
+    if not template:
+        return template
+    try:
+        written = tool_mode(tokenizer) == "written"
+    except tool_format.ToolError:  # a template with its own call format: shipped as it is
+        return template
+    return tool_format.tool_template(template) if written else template
+
+
 def tool_mode(tokenizer: PreTrainedTokenizerBase) -> str:
     """How this tokenizer's template takes tools (`tools.template_mode`), probed once per template."""
     template = tokenizer.chat_template or ""

@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -28,6 +29,16 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 _CALL_HEAD = re.compile(r'^\{"name": "([A-Za-z0-9_-]{1,64})", "arguments": ')
 _PROBE = "tunewright_probe_tool"
+
+
+TOOLS_INTRO = (
+    "You may call one or more functions to assist with the user query. The functions are listed within "
+    "<tools></tools>:\n<tools>\n"
+)
+TOOLS_OUTRO = (
+    "\n</tools>\nTo call a function, answer with its name and arguments as JSON within <tool_call></tool_call>:\n"
+    f'{CALL_OPEN}{{"name": <function-name>, "arguments": <args-json-object>}}{CALL_CLOSE}'
+)
 
 
 class ToolError(ValueError):
@@ -103,13 +114,10 @@ def written(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] 
     template that renders plain role/content messages."""
     out: list[dict[str, Any]] = []
     if tools:
-        listing = "\n".join(json.dumps({"type": "function", "function": t.get("function", t)}) for t in tools)
-        block = (
-            "You may call one or more functions to assist with the user query. The functions are listed within "
-            f"<tools></tools>:\n<tools>\n{listing}\n</tools>\nTo call a function, answer with its name and "
-            f'arguments as JSON within <tool_call></tool_call>:\n{CALL_OPEN}{{"name": <function-name>, '
-            f'"arguments": <args-json-object>}}{CALL_CLOSE}'
+        listing = "\n".join(
+            json.dumps({"type": "function", "function": t.get("function", t)}, ensure_ascii=False) for t in tools
         )
+        block = f"{TOOLS_INTRO}{listing}{TOOLS_OUTRO}"
         if messages and messages[0]["role"] == "system":
             out.append({"role": "system", "content": f"{messages[0].get('content') or ''}\n\n{block}".lstrip()})
             messages = messages[1:]
@@ -140,6 +148,18 @@ def with_argument_objects(messages: Sequence[dict[str, Any]]) -> list[dict[str, 
             m = {**m, "tool_calls": calls}
         out.append(m)
     return out
+
+
+def tool_template(base: str) -> str:
+    """A chat template that does what `written` does, then renders with `base`: for other runtimes (vLLM,
+    llama.cpp, transformers) to render tools, calls and results as tunewright trains and serves them. Without
+    tools and tool messages the conversation reaches `base` untouched."""
+    preamble = (Path(__file__).parent / "tool_template.jinja").read_text(encoding="utf-8")
+    names = {"TOOLS_INTRO": TOOLS_INTRO, "TOOLS_OUTRO": TOOLS_OUTRO, "CALL_OPEN": CALL_OPEN}
+    names |= {"CALL_CLOSE": CALL_CLOSE, "RESULT_OPEN": RESULT_OPEN, "RESULT_CLOSE": RESULT_CLOSE}
+    for name, text in names.items():
+        preamble = preamble.replace(f"__{name}__", json.dumps(text))  # a JSON string literal is a Jinja one
+    return preamble + base
 
 
 def arguments_of(call: dict[str, Any]) -> dict[str, Any]:

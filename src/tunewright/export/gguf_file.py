@@ -181,8 +181,9 @@ def plan(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str, 
         metadata["tokenizer.ggml.padding_token_id"] = tokenizer.pad_token_id
     if tokenizer.unk_token_id is not None:
         metadata["tokenizer.ggml.unknown_token_id"] = tokenizer.unk_token_id
-    if tokenizer.chat_template:
-        metadata["tokenizer.chat_template"] = tokenizer.chat_template
+    template = chat.portable_template(tokenizer)
+    if template:
+        metadata["tokenizer.chat_template"] = template
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     tensors = {}
     for hf_name, tensor in model.state_dict().items():

@@ -24,7 +24,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from tunewright.core import chat
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
-from tunewright.core.modeling import load_adapter_model
+from tunewright.core.modeling import load_adapter_model, load_tokenizer
 
 FORMATS = ("merged", "adapter", "gguf")
 VLLM_MAX_LORA_RANK = 16  # vLLM's default --max-lora-rank
@@ -43,13 +43,15 @@ def _generation_config(source: ModelSource, tokenizer: PreTrainedTokenizerBase) 
 
 
 def _template_in_tokenizer_config(out_dir: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The export's chat template (tool-aware: `chat.portable_template`) in both places loaders read it."""
     path = out_dir / "tokenizer_config.json"
-    if not tokenizer.chat_template or not path.is_file():
+    template = chat.portable_template(tokenizer)
+    if not template or not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
-    config["chat_template"] = tokenizer.chat_template
+    config["chat_template"] = template
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out_dir / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+    (out_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
 
 
 def vllm_warnings(adapter_dir: Path) -> list[str]:
@@ -94,6 +96,8 @@ def export_model(source: ModelSource, fmt: str, out_dir: Path, max_shard_size: s
         if source.adapter is None:
             raise UserError(f"{source.label} is a full fine-tune with no adapter; export it with --format merged")
         shutil.copytree(source.adapter, out_dir, dirs_exist_ok=True)
+        if (out_dir / "tokenizer_config.json").is_file():
+            _template_in_tokenizer_config(out_dir, load_tokenizer(out_dir, require_chat_template=False))
         return vllm_warnings(out_dir)
     model, tokenizer = merged_model(source)
     model.generation_config = _generation_config(source, tokenizer)

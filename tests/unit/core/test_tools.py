@@ -13,6 +13,7 @@ from tunewright.core.tools import (
     call_text,
     check_tools,
     parse_calls,
+    tool_template,
     written,
 )
 
@@ -118,3 +119,24 @@ def test_streamed_text_without_calls_is_all_content_held_back_only_while_it_may_
 @pytest.fixture
 def tiny_tokenizer(tiny_base):
     return load_tokenizer(tiny_base)
+
+
+@pytest.mark.parametrize("tools", [[FRESHNESS, {"type": "function", "function": {"name": "pïng"}}], None])
+@pytest.mark.parametrize("prompt", [True, False])
+def test_the_portable_template_renders_what_written_messages_render(tiny_tokenizer, tools, prompt):
+    """Another runtime given the export's template (tools.tool_template) renders tools, calls and results as
+    tunewright does, and plain conversations exactly as the model's own template."""
+    call = {"id": "c2", "type": "function", "function": {"name": "check_freshness", "arguments": {"table": "é"}}}
+    conversations = [
+        CONVERSATION,
+        [*CONVERSATION, {"role": "tool", "content": "second"}, {"role": "assistant", "content": "Done."}],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Let me look.", "tool_calls": [call]}],
+        [{"role": "user", "content": "plain"}, {"role": "assistant", "content": "answer"}],
+    ]
+    template = tool_template(tiny_tokenizer.chat_template)
+    for conversation in conversations:
+        theirs = tiny_tokenizer.apply_chat_template(
+            conversation, tools=tools, chat_template=template, tokenize=False, add_generation_prompt=prompt
+        )
+        assert theirs == chat.render(tiny_tokenizer, conversation, prompt, tools)
+    assert chat.portable_template(tiny_tokenizer) == template

@@ -12,6 +12,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
+from tunewright.core import chat
 from tunewright.core.errors import CheckFailed, UserError
 from tunewright.export.gguf_file import permute_rotary, plan, read_back, unpermute_rotary, write_gguf
 
@@ -46,7 +47,7 @@ def test_the_plan_keeps_norms_in_f32_and_leaves_out_a_tied_head(tiny):
     meta = layout.metadata
     assert meta["tokenizer.ggml.tokens"][: len(tokenizer)] == tokenizer.convert_ids_to_tokens(range(len(tokenizer)))
     assert meta["tokenizer.ggml.eot_token_id"] == tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert meta["tokenizer.chat_template"] == tokenizer.chat_template
+    assert meta["tokenizer.chat_template"] == chat.portable_template(tokenizer)  # renders tools as we do
     assert meta["tokenizer.ggml.pre"] == "gpt-2"
 
 
