@@ -12,6 +12,7 @@ line. Readiness is vLLM's own `/health`. `serve --engine vllm` runs it in the fo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,10 +30,14 @@ from pathlib import Path
 
 from pydantic import Field
 
+from tunewright.core import chat
 from tunewright.core.config import StrictModel
 from tunewright.core.errors import CheckFailed, UserError
+from tunewright.core.io import atomic_write
 from tunewright.core.model_source import ModelSource
+from tunewright.core.modeling import load_tokenizer
 from tunewright.core.progress import status
+from tunewright.core.tools import ToolError
 from tunewright.runtimes.net import free_port
 
 
@@ -85,6 +90,7 @@ def vllm_command(
     context = min(launch.max_model_len, config.get("max_position_embeddings") or launch.max_model_len)
     cmd += ["--max-model-len", str(context), "--max-num-seqs", str(launch.max_num_seqs)]
     cmd += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
+    cmd += _tool_flags(Path(source.base))
     if loras:
         rank = max(_rank(Path(p)) for p in loras.values())
         cmd += [
@@ -95,6 +101,32 @@ def vllm_command(
             *(f"{n}={p}" for n, p in loras.items()),
         ]
     return cmd + list(cfg.extra_args)
+
+
+def _tool_flags(model_dir: Path) -> list[str]:
+    """vLLM's flags for tool calls in the format tunewright trains and serves: its Hermes parser, and where the
+    model's template ignores tools, the tool-aware template (`chat.portable_template`) from a file named by
+    its content. None for a template that writes calls in another format (tunewright serves no tools there)."""
+    if not any((model_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        return []  # vLLM finds the tokenizer elsewhere (or fails on its own terms)
+    tokenizer = load_tokenizer(model_dir, require_chat_template=False)
+    if not tokenizer.chat_template:
+        return []
+    try:
+        chat.tool_mode(tokenizer)
+    except ToolError:
+        return []
+    flags = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+    template = chat.portable_template(tokenizer)
+    if template != tokenizer.chat_template:
+        digest = hashlib.sha256(template.encode()).hexdigest()
+        path = Path(tempfile.gettempdir()) / "tunewright-templates" / f"{digest}.jinja"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as out:
+                out.write(template)
+        flags += ["--chat-template", str(path)]
+    return flags
 
 
 def _rank(adapter: Path) -> int:
