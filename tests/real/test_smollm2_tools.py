@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import jsonschema
 import openai
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tunewright.core import chat
 from tunewright.core.model_source import ModelSource
@@ -40,10 +41,10 @@ OPEN_INCIDENT = {
 QUESTION = [{"role": "user", "content": "The table sales.orders has not loaded for 30 hours. Open an incident."}]
 
 
-class Incident(BaseModel):
-    table: str
-    severity: str
-    hours_stale: int
+class Incident(BaseModel):  # bounded, so every sampled answer ends within max_tokens
+    table: str = Field(max_length=40)
+    severity: Literal["low", "medium", "high"]
+    hours_stale: int = Field(ge=0, le=1000)
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +73,9 @@ def test_required_tool_calls_are_valid_and_stream_as_they_are_answered(client):
 
 def test_parse_with_a_pydantic_model(client):
     resp = client.chat.completions.parse(
-        model="smol", messages=QUESTION, response_format=Incident, temperature=1.0, n=4, max_tokens=80
+        model="smol", messages=QUESTION, response_format=Incident, temperature=1.0, n=8, max_tokens=160
     )
-    for choice in resp.choices:
-        if choice.finish_reason == "stop":
-            assert isinstance(choice.message.parsed, Incident)
+    assert all(c.finish_reason == "stop" and isinstance(c.message.parsed, Incident) for c in resp.choices)
 
 
 def test_the_portable_template_renders_tools_as_tunewright_does(smollm2: Path):
