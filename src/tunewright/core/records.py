@@ -9,7 +9,9 @@ Tool use: a conversation may declare `tools` (OpenAI function schemas, as a list
 text), assistant messages may carry `tool_calls` and `tool` messages carry the results, in
 OpenAI's shape (TRL's `tools` column is the same). ShareGPT/Hermes records (`conversations`
 with `from`/`value`, the tools in a `<tools>` block of the system prompt, calls in
-`<tool_call>` blocks, results in `<tool_response>`) are normalised to that shape. A call whose
+`<tool_call>` blocks, results in `<tool_response>`) and Glaive records (`system` with the
+functions as JSON after its text, `chat` with `USER:` / `ASSISTANT:` / `FUNCTION RESPONSE:`
+turns and `<functioncall>` calls) are normalised to that shape. A call whose
 arguments are not a JSON object, do not validate against its tool's parameters, or name a tool
 the record does not declare makes the record a RecordError (the reader quarantines it).
 """
@@ -38,6 +40,8 @@ ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 SHAREGPT_ROLES |= dict.fromkeys(("tool", "function_response", "observation", "ipython"), "tool")
 _TOOLS_BLOCK = re.compile(r"\s*<tools>\s*(.*?)\s*</tools>\s*", re.DOTALL)
+_GLAIVE_TURN = re.compile(r"(?:^|\n)\s*(USER|ASSISTANT|FUNCTION RESPONSE):")
+_GLAIVE_QUOTED_ARGUMENTS = re.compile(r'\{\s*"name":\s*("(?:[^"\\]|\\.)*"),\s*"arguments":\s*\'(.*)\'\s*\}', re.DOTALL)
 _RESULT = re.compile(re.escape(RESULT_OPEN.strip()) + r"\s*(.*?)\s*" + re.escape(RESULT_CLOSE.strip()), re.DOTALL)
 
 
@@ -251,6 +255,64 @@ def _from_sharegpt(turns: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return messages, tools
 
 
+def _from_glaive(system: str, text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(messages in OpenAI's shape, tools) of a Glaive function-calling record: functions as JSON objects after
+    the system prompt's text, turns marked `USER:`, `ASSISTANT:` (a call as `<functioncall> {...}`) and
+    `FUNCTION RESPONSE:`, each ending with `<|endoftext|>` or not."""
+    messages: list[dict[str, Any]] = []
+    prose, tools = _glaive_functions(system.removeprefix("SYSTEM:").strip())
+    if prose:
+        messages.append({"role": "system", "content": prose})
+    parts = _GLAIVE_TURN.split(text)
+    for marker, body in zip(parts[1::2], parts[2::2], strict=True):
+        body = body.replace("<|endoftext|>", "").strip()
+        if marker == "USER":
+            messages.append({"role": "user", "content": body})
+        elif marker == "FUNCTION RESPONSE":
+            messages.append({"role": "tool", "content": body})
+        elif "<functioncall>" in body:
+            content, _, call = body.partition("<functioncall>")
+            name, arguments = _glaive_call(call.strip())
+            part = {"type": "function", "function": {"name": name, "arguments": arguments}}
+            messages.append({"role": "assistant", "content": content.strip(), "tool_calls": [part]})
+        else:
+            messages.append({"role": "assistant", "content": body})
+    if not messages:
+        raise RecordError("chat holds no USER: / ASSISTANT: turns")
+    return messages, tools
+
+
+def _glaive_functions(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """The prose of a Glaive system prompt and the function objects written after it."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    prose, tools = (text[:start] if start >= 0 else text).strip().removesuffix("-").strip(), []
+    at = start
+    while 0 <= at < len(text):
+        try:
+            function, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"system: a function definition is not JSON: {exc}") from None
+        tools.append({"type": "function", "function": function})
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return prose, tools
+
+
+def _glaive_call(text: str) -> tuple[str, Any]:
+    """(name, arguments) of a Glaive `<functioncall>`, whose arguments are often JSON inside single quotes."""
+    quoted = _GLAIVE_QUOTED_ARGUMENTS.fullmatch(text)
+    try:
+        if quoted:
+            return json.loads(quoted.group(1)), quoted.group(2)
+        call = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"a <functioncall> is not JSON: {exc}") from None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        raise RecordError("a <functioncall> is {'name': ..., 'arguments': ...}")
+    return call["name"], call.get("arguments", {})
+
+
 def _json_line(line: str, turn: int) -> dict[str, Any]:
     try:
         tool = json.loads(line)
@@ -281,6 +343,10 @@ def to_conversation(obj: Any, source: str, default_id: str, columns: dict[str, s
     tools, by_name = parse_tools(obj["tools"]) if obj.get("tools") else ([], {})
     if cols["messages"] in obj:
         messages = parse_messages(obj[cols["messages"]], "messages", by_name)
+    elif "chat" in obj and isinstance(obj.get("chat"), str):
+        turns, found = _from_glaive(obj.get("system") or "", obj["chat"])
+        tools, by_name = parse_tools(tools + found) if found else (tools, by_name)
+        messages = parse_messages(turns, "chat", by_name)
     elif "conversations" in obj:
         turns, found = _from_sharegpt(obj["conversations"])
         if found:

@@ -95,3 +95,29 @@ def test_tools_given_as_json_text_as_some_datasets_store_them():
     record = openai_record()
     record["tools"] = json.dumps(record["tools"])
     assert to_conversation(record, "s", "s:1").tools == [OPEN_INCIDENT]
+
+
+def test_glaive_function_calling_records_are_normalised():
+    function = json.dumps(OPEN_INCIDENT["function"], indent=4)
+    record = {
+        "system": f"SYSTEM: You are a helpful assistant with access to the following functions. Use them if "
+        f"required -\n{function}",
+        "chat": "USER: hr.payroll is 30 hours stale. \n\n\nASSISTANT: <functioncall> "
+        '{"name": "open_incident", "arguments": \'{"table": "hr.payroll", "severity": "high"}\'} <|endoftext|>'
+        '\n\n\nFUNCTION RESPONSE: {"incident": "INC-7"}\n\n\nASSISTANT: Opened INC-7. <|endoftext|>\n\n\n',
+    }
+    conv = to_conversation(record, "s", "s:1")
+    expected = to_conversation(openai_record(), "s", "s:1")
+    assert conv.tools == expected.tools
+    assert (
+        conv.messages[0].content
+        == "You are a helpful assistant with access to the following functions. Use them if required"
+    )
+    assert [(m.role, m.content) for m in conv.messages[1:]] == [(m.role, m.content) for m in expected.messages]
+    assert conv.messages[2].tool_calls[0]["function"] == expected.messages[1].tool_calls[0]["function"]
+    bad = dict(record, chat=record["chat"].replace('"severity": "high"', '"severity": "mid"'))
+    with pytest.raises(RecordError, match="do not match its parameters"):
+        to_conversation(bad, "s", "s:2")
+    broken = dict(record, chat=record["chat"].replace("<functioncall> {", "<functioncall> {{"))
+    with pytest.raises(RecordError, match="a <functioncall> is not JSON"):
+        to_conversation(broken, "s", "s:3")
