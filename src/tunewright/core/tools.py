@@ -180,6 +180,20 @@ def call_text(name: str, arguments: dict[str, Any]) -> str:
     return f"{CALL_OPEN}{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}{CALL_CLOSE}"
 
 
+def written_reply(message: dict[str, Any]) -> str:
+    """An OpenAI reply message as the model wrote it: its content, then its `tool_calls` in this format. Arguments
+    that are not a JSON object stay as they came, so a reader counts the call as malformed."""
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        name, arguments = str(function.get("name", "")), function.get("arguments", "")
+        try:
+            calls.append(call_text(name, arguments_of(call)))
+        except (ToolError, KeyError):
+            calls.append(f'{CALL_OPEN}{{"name": {json.dumps(name)}, "arguments": {arguments}}}{CALL_CLOSE}')
+    return "\n".join([message["content"], *calls] if message.get("content") else calls)
+
+
 def parse_calls(text: str) -> tuple[str | None, list[Call]]:
     """(content, calls) of an answer: the text before its first call, and every complete call in it. An answer
     with no complete call is all content."""

@@ -234,6 +234,9 @@ class TaskConfig(StrictModel):
     data: str | None = None
     """JSONL items: conversations ending in the reference answer, or prompt-only items (`prompt` or
     `messages`) with optional `assert`, `expect` and `label` fields (generate tasks)."""
+    sources: list[str] | None = None
+    """Only the items whose `source` is one of these (curated splits record the source each record was read
+    from), to score one slice of a mixed file (null: every item)."""
     scorers: list[Scorer] = Field(default_factory=list)
     """What is computed on each answer (generate tasks)."""
     assertions: list[Assertion] = Field(default_factory=list, alias="assert")
@@ -257,10 +260,12 @@ class TaskConfig(StrictModel):
                 raise ValueError(f"task {self.name!r}: a generate task needs `data`")
             if self.task is not None or self.include_path is not None:
                 raise ValueError(f"task {self.name!r}: `task`/`include_path` belong to kind lm_eval")
+            if self.sources == []:
+                raise ValueError(f"task {self.name!r}: `sources` lists at least one source (null: every item)")
         else:
             if self.task is None:
                 raise ValueError(f"task {self.name!r}: an lm_eval task needs `task` (the harness task name)")
-            if self.scorers or self.assertions or self.data is not None:
+            if self.scorers or self.assertions or self.data is not None or self.sources is not None:
                 raise ValueError(f"task {self.name!r}: lm_eval tasks are scored by the harness (no data/scorers)")
         names = [s.type for s in self.scorers]
         if len(names) != len(set(names)):

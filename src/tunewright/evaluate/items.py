@@ -127,15 +127,19 @@ def _check_needs(item: Item, task: TaskConfig) -> None:
 
 
 def load_task(task: TaskConfig, path: Path) -> Task:
-    """Read a task's items; any unusable line is a `DataError` naming file:line."""
+    """Read a task's items (those of its `sources`, when it names some); any unusable line is a `DataError`
+    naming file:line."""
     items = []
     for i, obj in enumerate(read_jsonl_strict(path), start=1):
+        if task.sources is not None and (not isinstance(obj, dict) or obj.get("source") not in task.sources):
+            continue
         try:
             items.append(parse_item(obj, task, f"{task.name}:{i}"))
         except RecordError as exc:
             raise DataError(f"{path}:{i}: {exc}") from None
     if not items:
-        raise DataError(f"{path}: eval task {task.name!r} has no items")
+        only = f" from the sources {', '.join(task.sources)}" if task.sources is not None else ""
+        raise DataError(f"{path}: eval task {task.name!r} has no items{only}")
     ids = [it.id for it in items]
     if len(ids) != len(set(ids)):
         dup = next(i for i in ids if ids.count(i) > 1)

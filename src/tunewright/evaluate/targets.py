@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from tunewright.core import chat
 from tunewright.core.errors import UserError
 from tunewright.core.model_source import ModelSource
-from tunewright.core.tools import CALL_CLOSE, CALL_OPEN, ToolError, arguments_of, call_text, check_tools
+from tunewright.core.tools import check_tools, written_reply
 from tunewright.engine import grammar
 from tunewright.engine.engine import Engine
 from tunewright.engine.offline import Loaded, continuation_logprobs, engine_for
@@ -181,8 +181,7 @@ class EndpointTarget:
                 message = reply["choices"][0]["message"]
             except (KeyError, IndexError, TypeError):
                 raise EndpointError(f"{self.url}: a chat completion without choices[0].message: {reply}") from None
-            calls = [_written_call(c) for c in message.get("tool_calls") or []]
-            return "\n".join([message["content"], *calls] if message.get("content") else calls)
+            return written_reply(message)
 
         return self.client.map(one, list(zip(chats, tools or [[] for _ in chats], strict=True)), advance)
 
@@ -191,17 +190,6 @@ class EndpointTarget:
 
     def close(self) -> None:
         self.client.close()
-
-
-def _written_call(call: dict[str, Any]) -> str:
-    """An endpoint's tool call as a model writes it; arguments that are not a JSON object stay as they came, so
-    the scorers count the call as malformed."""
-    function = call.get("function") or {}
-    name, arguments = str(function.get("name", "")), function.get("arguments", "")
-    try:
-        return call_text(name, arguments_of(call))
-    except (ToolError, KeyError):
-        return f'{CALL_OPEN}{{"name": {json.dumps(name)}, "arguments": {arguments}}}{CALL_CLOSE}'
 
 
 Target = LocalTarget | EndpointTarget

@@ -149,3 +149,22 @@ def test_client_retries_503_then_succeeds_and_gives_up_clearly():
     dead = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EndpointError, match=r"failed after 2 attempt\(s\): ConnectError"):
         OpenAIClient(dead, retries=1, backoff_s=0.01).models()
+
+
+def test_a_task_scores_only_the_sources_it_names(tmp_path):
+    rows = [
+        {"id": "a", "source": "tickets", "prompt": "q1?", "response": "r1"},
+        {"id": "b", "source": "tools", "prompt": "q2?", "response": "r2"},
+        {"id": "c", "prompt": "q3?", "response": "r3"},
+        {"id": "d", "source": "chats", "prompt": "q4?", "response": "r4"},
+    ]
+    path = write(tmp_path / "split.jsonl", rows)
+    task = TaskConfig(name="t", data="x", sources=["tickets", "chats"], scorers=[{"type": "token_f1"}])
+    assert [it.id for it in load_task(task, path).items] == ["a", "d"]
+    assert [it.id for it in load_task(TaskConfig(name="t", data="x"), path).items] == ["a", "b", "c", "d"]
+    with pytest.raises(DataError, match="has no items from the sources extraction"):
+        load_task(TaskConfig(name="t", data="x", sources=["extraction"]), path)
+    with pytest.raises(ValueError, match="`sources` lists at least one source"):
+        TaskConfig(name="t", data="x", sources=[])
+    with pytest.raises(ValueError, match="scored by the harness"):
+        TaskConfig(name="t", kind="lm_eval", task="arc_easy", sources=["tickets"])

@@ -9,13 +9,13 @@ from transformers import AutoModelForCausalLM
 from tunewright.core.model_source import ModelSource
 from tunewright.core.modeling import load_tokenizer
 from tunewright.core.records import RecordError
-from tunewright.core.tools import call_text, parse_calls
+from tunewright.core.tools import call_text, parse_calls, written_reply
 from tunewright.engine import Engine, EngineConfig
 from tunewright.evaluate.config import EndpointConfig, JsonScorer, TaskConfig, ToolCallsScorer
 from tunewright.evaluate.items import parse_item
 from tunewright.evaluate.scorers import metric_names, normalize
 from tunewright.evaluate.structured import json_metrics, tool_call_metrics, value_at
-from tunewright.evaluate.targets import EndpointTarget, LocalTarget, _written_call
+from tunewright.evaluate.targets import EndpointTarget, LocalTarget
 from tunewright.serve.app import BackgroundServer, create_app
 from tunewright.serve.config import ServeConfig
 from tunewright.serve.service import Served
@@ -145,6 +145,12 @@ def _engine(tiny_base):
 
 def test_an_endpoints_calls_are_written_as_a_model_writes_them():
     good = {"type": "function", "function": {"name": "open_incident", "arguments": '{"severity": "high"}'}}
-    assert _written_call(good) == call_text("open_incident", {"severity": "high"})
-    broken = {"type": "function", "function": {"name": "open_incident", "arguments": '"{severity: high"'}}
-    assert parse_calls(_written_call(broken)) == (_written_call(broken), [])  # counted as no valid call
+    assert written_reply({"content": None, "tool_calls": [good]}) == call_text("open_incident", {"severity": "high"})
+    assert written_reply({"content": "On it.", "tool_calls": [good]}) == "On it.\n" + call_text(
+        "open_incident", {"severity": "high"}
+    )
+    broken = {
+        "content": None,
+        "tool_calls": [{"function": {"name": "open_incident", "arguments": '"{severity: high"'}}],
+    }
+    assert parse_calls(written_reply(broken)) == (written_reply(broken), [])  # counted as no valid call
