@@ -106,6 +106,47 @@ def test_vllm_and_the_tunewright_engine_answer_alike_with_and_without_the_adapte
     engine.shutdown()
 
 
+TOOL_REQUESTS = [
+    "Open an incident for the stale data on `finance.ledger`.",
+    "Is `hr.payroll` up to date?",
+    "Please file an incident: duplicate rows in `sandbox.events`.",
+    "What is the capital of France?",
+]
+
+
+def test_vllm_makes_the_same_tool_calls_as_the_tunewright_server(vllm_server, smollm2):
+    """tool_choice auto, greedy: vLLM (hermes parser, the tool-aware template) and tunewright's server return the
+    same content and the same calls (names and arguments) for the same model and tools."""
+    from tunewright.core.model_source import ModelSource
+    from tunewright.demo import domain
+    from tunewright.engine import Engine
+    from tunewright.serve.app import BackgroundServer, create_app
+    from tunewright.serve.service import Served
+
+    def asked(client: openai.OpenAI, model: str) -> list[tuple[str | None, list[tuple[str, dict]]]]:
+        out = []
+        for text in TOOL_REQUESTS:
+            r = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": text}],
+                tools=domain.TOOLS,
+                temperature=0,
+                max_tokens=120,
+            )
+            message = r.choices[0].message
+            calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
+            out.append(((message.content or "").strip() or None, calls))
+        return out
+
+    theirs = asked(openai.OpenAI(base_url=vllm_server, api_key="unused", max_retries=0), "smol")
+    source = ModelSource("smol", str(smollm2), dtype="float32")
+    app = create_app(lambda: (Engine.from_source(source), Served("smol", source.base)))
+    with BackgroundServer(app) as server:
+        ours = asked(openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0), "smol")
+    assert any(calls for _, calls in ours), ours  # the comparison covers calls, not only text
+    assert theirs == ours
+
+
 def test_export_verify_with_vllm_answers_the_golden_prompts_like_the_trained_model(smol_workspace):
     import yaml
 
@@ -123,4 +164,5 @@ def test_export_verify_with_vllm_answers_the_golden_prompts_like_the_trained_mod
         args = ["--format", fmt, "--name", name, "--verify-with", "vllm", "-w", str(ws)]
         assert main(["export", "latest:train", *args]) == 0
         parity = json.loads((ws / f"exports/{name}/v1/parity.json").read_text())
-        assert parity["verified_with"] == {"engine": "vllm", "prompts": 12, "diverged": []}
+        assert parity["verified_with"] == {"engine": "vllm", "prompts": 20, "diverged": []}
+        assert sum(parity["answers"].values()) == 20  # tool and extraction prompts among them

@@ -7,6 +7,7 @@ there is one generation path in the codebase: the engine the server runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -34,14 +35,17 @@ def engine_for(
 
 def answer_chats(
     source: ModelSource,
-    conversations: list[list[dict[str, str]]],
+    conversations: list[list[dict[str, Any]]],
     max_new_tokens: int,
     batch_size: int = 16,
     advance: Callable[[int], None] | None = None,
+    tools: list[list[dict[str, Any]]] | None = None,
 ) -> list[Completion]:
-    """Greedy answers of `source` to each conversation, `batch_size` decoding together."""
+    """Greedy answers of `source` to each conversation (offered its `tools`, if any), `batch_size` decoding
+    together."""
     model, tokenizer = source.load_base()
-    prompts = [chat.prompt_ids(tokenizer, c) for c in conversations]
+    offered = tools or [[] for _ in conversations]
+    prompts = [chat.prompt_ids(tokenizer, c, t or None) for c, t in zip(conversations, offered, strict=True)]
     longest = max(map(len, prompts), default=1) + max_new_tokens
     engine = engine_for(source, longest, batch_size, len(prompts), (model, tokenizer))
     try:

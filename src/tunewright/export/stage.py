@@ -33,9 +33,11 @@ from tunewright.export.merged import FORMATS, export_model
 from tunewright.export.parity import (
     MIN_AGREEMENT,
     PARITY_TOKENS,
+    Golden,
     ParityResult,
     check_parity,
     compare_answers,
+    kinds,
     top1_agreement_with,
 )
 from tunewright.export.readme import export_readme
@@ -44,19 +46,21 @@ from tunewright.export.verify import check_verifier, llamacpp_check, vllm_answer
 EXPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def golden_prompts(path: Path) -> tuple[list[str], list[list[dict[str, str]]]]:
-    """Prompts (every message before the last assistant turn, or all) from a JSONL file."""
-    ids, prompts = [], []
+def golden_prompts(path: Path) -> Golden:
+    """Prompts (every message before the last assistant turn, or all) and the tools they offer, from a JSONL
+    file."""
+    ids, prompts, tools = [], [], []
     for i, obj in enumerate(read_jsonl_strict(path), start=1):
         try:
             conv = to_conversation(obj, path.name, str(i))
         except RecordError as exc:
             raise DataError(f"{path}:{i}: {exc}") from None
         ids.append(conv.id)
-        prompts.append([{"role": m.role, "content": m.content} for m in conv.prompt_messages()])
+        prompts.append([m.to_dict() for m in conv.prompt_messages()])
+        tools.append(conv.tools)
     if not prompts:
         raise DataError(f"{path}: no golden prompts")
-    return ids, prompts
+    return Golden(ids, prompts, tools)
 
 
 def latest_eval(workspace: Path, run_id: str) -> EvalResult | None:
@@ -79,11 +83,10 @@ def _write_and_check(
     tmp: Path,
     name: str,
     label: str,
-    golden: tuple[list[str], list[list[dict[str, str]]]],
+    golden: Golden,
 ) -> tuple[ParityResult, list[str], dict[str, Any]]:
     """Write the export into `tmp`, check parity (and the other runtime, if asked); raise on a failed check.
     Returns the parity result, warnings for the user, and the parity record (also in `parity.json`)."""
-    ids, prompts = golden
     fmt, gguf_type, verify_with = cfg.format, cfg.gguf_type, cfg.verify_with
     warnings: list[str] = []
     least = MIN_AGREEMENT[gguf_type] if fmt == "gguf" else None
@@ -93,15 +96,15 @@ def _write_and_check(
             with status(f"writing the {gguf_type} GGUF export of {source.run_id} and reading it back"):
                 gguf_path, readback = export_gguf(source, tmp, name, gguf_type, Path(scratch))
             exported = ModelSource(f"{label} ({gguf_path.name})", str(readback))
-            parity = check_parity(source, exported, prompts, ids)
-            record["top1_agreement"] = top1_agreement_with(exported, prompts, parity.trained_tokens)
+            parity = check_parity(source, exported, golden)
+            record["top1_agreement"] = top1_agreement_with(exported, golden, parity.trained_tokens)
     else:
         with status(f"writing the {fmt} export of {source.run_id}"):
             warnings = export_model(source, fmt, tmp, cfg.max_shard_size)
         adapter = tmp if fmt == "adapter" else None
         exported = ModelSource(label, source.base if adapter else str(tmp), adapter, dtype=source.dtype)
-        parity = check_parity(source, exported, prompts, ids)
-    record.update(prompts=parity.prompts, diverged=parity.diverged)
+        parity = check_parity(source, exported, golden)
+    record.update(prompts=parity.prompts, answers=kinds(parity.trained), diverged=parity.diverged)
     if least is not None:
         record["min_top1_agreement"] = least
     write_json(tmp / "parity.json", record)
@@ -110,11 +113,11 @@ def _write_and_check(
         return parity, warnings, record
     if verify_with == "llama.cpp":
         tokenizer = load_tokenizer(source.adapter if source.adapter is not None else source.base)
-        answers, agreement, noted = llamacpp_check(gguf_path, tokenizer, prompts, parity.trained_tokens, PARITY_TOKENS)
+        answers, agreement, noted = llamacpp_check(gguf_path, tokenizer, golden, parity.trained_tokens, PARITY_TOKENS)
         warnings += noted
     else:
-        answers, agreement, noted = vllm_answers(cfg.vllm, exported, prompts, PARITY_TOKENS), None, []
-    verified = compare_answers(ids, prompts, parity.trained, answers)
+        answers, agreement, noted = vllm_answers(cfg.vllm, exported, golden, PARITY_TOKENS), None, []
+    verified = compare_answers(golden, parity.trained, answers, structured=verify_with == "vllm")
     record["verified_with"] = {"engine": verify_with, "prompts": verified.prompts, "diverged": verified.diverged}
     if verify_with == "llama.cpp" and noted:
         record["verified_with"]["warnings"] = noted

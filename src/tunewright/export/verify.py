@@ -3,7 +3,8 @@
 Parity through tunewright's own engine proves the files hold the trained model; this proves a
 different runtime reads them the same way (tokenizer, chat template, stop tokens, weight
 layout). The golden prompts are answered greedily by that runtime and must equal the trained
-model's answers.
+model's answers; prompts that offer tools are sent with them, and vLLM's parsed calls are
+written back as the model writes calls, to be compared as calls (`parity.same_answer`).
 
 - `vllm` (merged and adapter exports): vLLM pins its own transformers, so it is started as a
   server from its own environment (`runtimes/vllm.py`; the export's vLLM settings, which the
@@ -21,6 +22,7 @@ model's answers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -29,6 +31,8 @@ from tunewright.core import chat
 from tunewright.core.errors import CheckFailed, UserError
 from tunewright.core.model_source import ModelSource
 from tunewright.core.progress import progress_bar
+from tunewright.core.tools import written_reply
+from tunewright.export.parity import Golden
 from tunewright.runtimes.llamacpp import Job, read_gguf, require_llamacpp
 from tunewright.runtimes.openai_client import OpenAIClient
 from tunewright.runtimes.vllm import VllmConfig, started_vllm
@@ -52,15 +56,16 @@ def check_verifier(verifier: str | None, fmt: str) -> None:
 def llamacpp_check(
     gguf_path: Path,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[list[dict[str, str]]],
+    golden: Golden,
     trained_tokens: list[list[int]],
     max_new_tokens: int,
 ) -> tuple[list[str], float, list[str]]:
     """llama.cpp's greedy answers from the GGUF file, its top-1 agreement with the trained answers, and
     warnings for the user; a prompt it tokenizes differently, or a crash of llama.cpp, raises CheckFailed."""
+    prompts = golden.prompts
     jobs = [
-        Job(chat.render(tokenizer, p, True), chat.prompt_ids(tokenizer, p), answer, max_new_tokens)
-        for p, answer in zip(prompts, trained_tokens, strict=True)
+        Job(chat.render(tokenizer, p, True, t or None), chat.prompt_ids(tokenizer, p, t or None), a, max_new_tokens)
+        for p, t, a in zip(prompts, golden.tools, trained_tokens, strict=True)
     ]
     with progress_bar("golden prompts on llama.cpp", total=len(jobs)) as advance:
         reading = read_gguf(gguf_path, jobs, torch.get_num_threads(), advance)
@@ -82,18 +87,22 @@ def llamacpp_check(
     return [r.text or "" for r in reads], agreement, warnings
 
 
-def vllm_answers(
-    vllm: VllmConfig, export: ModelSource, prompts: list[list[dict[str, str]]], max_new_tokens: int
-) -> list[str]:
-    """Greedy answers of vLLM serving the export, started from its own environment and stopped after."""
+def vllm_answers(vllm: VllmConfig, export: ModelSource, golden: Golden, max_new_tokens: int) -> list[str]:
+    """Greedy answers of vLLM serving the export, started from its own environment and stopped after; the tool
+    calls of a reply are written after its content as the model writes them."""
     if vllm.dtype == "auto":  # the trained model's dtype: vLLM would otherwise downcast a float32 model
         vllm = vllm.model_copy(update={"dtype": export.dtype})
     with started_vllm(vllm, export, "export", 2048, VLLM_START_S) as url:
         client = OpenAIClient(url, concurrency=4)
         body = {"model": "export", "temperature": 0, "max_tokens": max_new_tokens}
+
+        def one(job: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
+            messages, tools = job
+            return client.chat({**body, "messages": messages, **({"tools": tools} if tools else {})})
+
         try:
-            with progress_bar("golden prompts on vLLM", total=len(prompts)) as advance:
-                out = client.map(lambda m: client.chat({**body, "messages": m}), prompts, advance)
+            with progress_bar("golden prompts on vLLM", total=len(golden.prompts)) as advance:
+                out = client.map(one, list(zip(golden.prompts, golden.tools, strict=True)), advance)
         finally:
             client.close()
-    return [o["choices"][0]["message"]["content"] or "" for o in out]
+    return [written_reply(o["choices"][0]["message"]) for o in out]
