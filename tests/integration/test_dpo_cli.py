@@ -177,6 +177,8 @@ def test_quickstart_with_dpo_is_preferred_on_held_out_pairs_and_keeps_the_sft_ga
     _, sft_gates, preferences = evals
     assert sft_gates["models"]["model"]["run"] == dpo_run["run_id"] and sft_gates["verdict"] == "GO"
     assert preferences["models"]["baseline"]["run"] == sft_run["run_id"] and preferences["verdict"] == "GO"
-    (accuracy,) = [m for m in preferences["tasks"][0]["metrics"] if m["name"] == "preference_accuracy"]
-    assert accuracy["model"]["value"] > accuracy["baseline"]["value"]
+    metrics = {m["name"]: m for m in preferences["tasks"][0]["metrics"]}
+    accuracy, margin = metrics["preference_accuracy"], metrics["preference_margin"]
+    assert accuracy["model"]["value"] >= max(0.9, accuracy["baseline"]["value"])  # the SFT model may rank all right
+    assert margin["model"]["value"] > margin["baseline"]["value"]  # and DPO then widens the margin
     assert "Verdict: GO" in (ws / "reports/eval-dpo.md").read_text()

@@ -58,10 +58,20 @@ def test_one_gate_passes_one_fails_and_the_verdict_is_no_go(quickstart_copy, cap
     assert status == {"support.format_rate": "PASS", "support.pass_rate": "FAIL", "support.nll": "PASS"}
     rows = results(run)
     assert {r["role"] for r in rows} == {"model", "baseline"}
-    assert {"format_rate", "rouge2", "nll", "pass_rate"} <= set(rows[-1]["scores"])
+    support = [r for r in rows if r["task"] == "support"]
+    assert {"format_rate", "rouge2", "nll", "pass_rate"} <= set(support[-1]["scores"])
     report = (ws / "reports/eval-report.md").read_text()
     assert "**Verdict: NO-GO**" in report and summary["config_hash"] in report
     assert "## Lineage" in report and "curate `curate-" in report
+
+
+def test_the_tool_and_extraction_gates_fail_on_the_base_model(quickstart_copy, capsys):
+    """The gates the tuned model passes in the quickstart (tools, extraction) fail for its base."""
+    ws = quickstart_copy
+    assert main(["eval", "-w", str(ws), "--model", "models/tiny-base", "--baseline", "base"]) == 1
+    status = {g["metric"]: g["status"] for g in json.loads((newest(ws, "eval") / "eval.json").read_text())["gates"]}
+    for metric in ("tools.tool_name_accuracy", "tools.tool_args_f1", "extraction.json_field_accuracy"):
+        assert status[metric] == "FAIL", (metric, status)
 
 
 def test_a_gate_on_an_unknown_metric_stops_before_any_generation(quickstart_copy, capsys, monkeypatch):
@@ -98,7 +108,7 @@ def test_an_endpoint_gives_the_same_answers_as_the_local_model(served, capsys):
     assert main([*args, "endpoint.concurrency=4"]) == 0
     remote_run = newest(ws, "eval")
     remote = {r["id"]: r["answer"] for r in results(remote_run)}
-    assert remote == local and len(remote) == 12
+    assert remote == local and len(remote) == 20  # tool and extraction cases among them
     models = json.loads((remote_run / "eval.json").read_text())["models"]
     assert models["model"] == {"kind": "endpoint", "label": f"support-assistant@{url}", "url": url,
                                "model": "support-assistant", "lineage": []}  # fmt: skip
@@ -122,8 +132,8 @@ def test_an_llm_judge_served_by_our_own_server(served):
     judge = f"{{type: judge, endpoint: '{url}', model: support-assistant}}"
     constrained = f"{{type: judge, endpoint: '{url}', model: support-assistant, constrain: true}}"
     tasks = (
-        f"tasks=[{{name: free, data: data/raw/eval/golden.jsonl, scorers: [{judge}]}},"
-        f" {{name: verdicts, data: data/raw/eval/golden.jsonl, scorers: [{constrained}]}}]"
+        f"tasks=[{{name: free, data: data/raw/eval/golden.jsonl, sources: [runbook_chats], scorers: [{judge}]}},"
+        f" {{name: verdicts, data: data/raw/eval/golden.jsonl, sources: [runbook_chats], scorers: [{constrained}]}}]"
     )
     gates = "gates=[{metric: verdicts.judge_valid_rate, threshold: 1.0}]"
     assert main(["eval", "-w", str(ws), "--model", "exports/support-assistant", tasks, gates]) == 0
@@ -146,7 +156,7 @@ def test_an_llm_judge_served_by_our_own_server(served):
 def test_a_pairwise_judge_asks_both_orders(served, capsys):
     ws, url = served
     judge = f"{{type: judge, endpoint: '{url}', model: support-assistant, mode: pairwise, constrain: true}}"
-    task = f"tasks=[{{name: duel, data: data/raw/eval/golden.jsonl, scorers: [{judge}]}}]"
+    task = f"tasks=[{{name: duel, data: data/raw/eval/golden.jsonl, sources: [runbook_chats], scorers: [{judge}]}}]"
     relative = "gates=[{metric: duel.judge_win_rate, min_gain: 0.1}]"
     assert main(["eval", "-w", str(ws), "--baseline", "base", task, relative]) == 2
     assert "already model vs baseline" in capsys.readouterr().err
@@ -228,7 +238,8 @@ def test_blind_review_round_trip(quickstart_copy, capsys):
     eval_id = newest(ws, "eval").name
     review = ws / "reviews" / eval_id / "review.csv"
     rows = list(csv.DictReader(review.open(encoding="utf-8")))
-    assert len(rows) == 54 and set(rows[0]) >= {"pair_id", "answer_a", "answer_b", "preferred"}
+    items = sum(t["items"] for t in json.loads((newest(ws, "eval") / "eval.json").read_text())["tasks"])
+    assert len(rows) == items == 110 and set(rows[0]) >= {"pair_id", "answer_a", "answer_b", "preferred"}
     assert "model" not in review.read_text().lower().split(",")  # unlabelled
     key = json.loads((newest(ws, "review") / "key.json").read_text())["pairs"]
     assert {k["model_is"] for k in key.values()} == {"A", "B"}  # sides are shuffled
@@ -244,10 +255,11 @@ def test_blind_review_round_trip(quickstart_copy, capsys):
     capsys.readouterr()
     assert main(["eval", "import-review", "latest:eval", str(judged), "-w", str(ws)]) == 0
     prefs = [json.loads(line) for line in (ws / f"data/preferences/review-{eval_id}.jsonl").read_text().splitlines()]
-    assert len(prefs) == 53 and all(p["meta"]["preferred"] == "model" for p in prefs)
+    assert len(prefs) == items - 1 and all(p["meta"]["preferred"] == "model" for p in prefs)
     assert prefs[0]["prompt"][-1]["role"] == "user" and prefs[0]["chosen"][0]["role"] == "assistant"
     report = (ws / "reports/eval-report.md").read_text()
-    assert "54 pairs judged by reviewers (1 ties, 0 left blank)" in report and "Model win rate **0.991" in report
+    assert f"{items} pairs judged by reviewers (1 ties, 0 left blank)" in report
+    assert f"Model win rate **{(items - 0.5) / items:.3f}" in report
     by_id["p0002"]["preferred"] = "C"
     with judged.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, rows[0].keys())

@@ -4,11 +4,15 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Literal
 
+import jsonschema
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tunewright.cli.main import main
+from tunewright.demo import domain
 from tunewright.runtimes.net import free_port
 
 CLI = [sys.executable, "-m", "tunewright"]
@@ -100,9 +104,8 @@ def test_runs_lineage_explains_the_export(quickstart, capsys):
 
 def test_every_raw_line_is_accounted_for(quickstart):
     ws, _ = quickstart
-    raw = sum(
-        len((ws / "data/raw" / f).read_bytes().splitlines()) for f in ("support_tickets.jsonl", "runbook_chats.jsonl")
-    )
+    chats = ("support_tickets", "runbook_chats", "ops_tool_calls", "alert_extractions")
+    raw = sum(len((ws / "data/raw" / f"{f}.jsonl").read_bytes().splitlines()) for f in chats)
     kept = sum(
         len((ws / "data/splits" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")
     )
@@ -118,23 +121,41 @@ def test_the_tuned_model_is_a_go_against_its_base(quickstart):
     ws, _ = quickstart
     ev = by_stage(manifests(ws), "eval")
     assert ev["results"]["verdict"] == "GO" and ev["results"]["baseline"] == "base"
-    assert {g["status"] for g in ev["results"]["gates"]} == {"PASS"}
+    assert {g["status"] for g in ev["results"]["gates"] if g["tier"] != "advisory"} == {"PASS"}
     summary = json.loads((ws / "runs" / ev["run_id"] / "eval.json").read_text())
     support = {m["name"]: m for t in summary["tasks"] if t["name"] == "support" for m in t["metrics"]}
     assert support["format_rate"]["model"]["value"] >= 0.9 > support["format_rate"]["baseline"]["value"]
     assert support["field_accuracy"]["difference"]["low"] > 0.5
     report = (ws / "reports/eval-report.md").read_text()
     assert "**Verdict: GO**" in report and ev["results"]["config_hash"] in report
+    status = {g["metric"]: g["status"] for g in ev["results"]["gates"]}
+    assert status["tools.tool_name_accuracy"] == status["tools.tool_args_f1"] == "PASS"
+    assert status["extraction.json_valid"] == status["extraction.json_field_accuracy"] == "PASS"
+
+
+def test_the_quickstart_serves_a_tool_call_and_a_schema_bound_object(quickstart):
+    ws, stdout = quickstart
+    tail = stdout[stdout.index("served at") :]
+    assert re.search(r'\nopen_incident\(\{"table": "[a-z]+\.[a-z_]+", "kind": "failed", ', tail)
+    extracted = tail.split("(response_format: json_schema)\n", 1)[1].splitlines()[0]
+    jsonschema.validate(json.loads(extracted), domain.EXTRACTION_SCHEMA)
+    parity = json.loads((ws / "exports/support-assistant/latest/parity.json").read_text())
+    assert parity["answers"]["calls"] >= 2 and parity["answers"]["json"] >= 2 and not parity["diverged"]
+
+
+def serve_export(ws: Path, launch, *overrides: str) -> openai.OpenAI:
+    """`tunewright serve exports/support-assistant` in a subprocess, and an openai client for it."""
+    port = free_port()
+    launch(
+        [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port), *overrides],
+        f"http://127.0.0.1:{port}/v1/health/ready",
+    )
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
 
 
 def test_served_export_answers_through_openai(quickstart, launch):
     ws, _ = quickstart
-    port = free_port()
-    launch(
-        [*CLI, "serve", "exports/support-assistant", "-w", str(ws), "--port", str(port)],
-        f"http://127.0.0.1:{port}/v1/health/ready",
-    )
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    client = serve_export(ws, launch)
     assert [m.id for m in client.models.list().data] == ["support-assistant"]
     resp = client.chat.completions.create(
         model="support-assistant",
@@ -144,6 +165,77 @@ def test_served_export_answers_through_openai(quickstart, launch):
     answer = resp.choices[0].message.content
     assert re.fullmatch(r"First step: [^\n]+\nThen: [^\n]+\nEscalate: [^\n]+ is governed, so yes; [^\n]+", answer)
     assert resp.choices[0].finish_reason == "stop"
+
+
+class Extraction(BaseModel):
+    table: str
+    kind: Literal["stale", "schema", "failed", "rowcount", "access", "duplicates"]
+    escalate: bool
+
+
+def test_the_served_export_keeps_to_schemas_and_tools_when_sampling(quickstart, launch):
+    """The acceptance run: 200 sampled answers under a json_schema all parse and validate (or stop at
+    max_tokens, saying so); `required` always calls a declared tool with valid arguments; streamed calls
+    reassemble to the whole answer; the openai client's `parse` works."""
+    ws, _ = quickstart
+    client = serve_export(ws, launch)
+    alerts = [p for _, _, p in domain.extraction_cases()]
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "incident", "schema": domain.EXTRACTION_SCHEMA, "strict": True},
+    }
+    finishes = []
+    for alert in alerts[:25]:
+        resp = client.chat.completions.create(
+            model="support-assistant",
+            messages=[{"role": "user", "content": alert}],
+            response_format=fmt,
+            temperature=1.0,
+            n=8,
+            max_tokens=60,
+        )
+        for choice in resp.choices:
+            finishes.append(choice.finish_reason)
+            if choice.finish_reason == "stop":
+                jsonschema.validate(json.loads(choice.message.content), domain.EXTRACTION_SCHEMA)
+            else:
+                assert choice.finish_reason == "length"
+    assert len(finishes) == 200 and finishes.count("stop") >= 100
+    parsed = client.chat.completions.parse(
+        model="support-assistant",
+        messages=[{"role": "user", "content": alerts[0]}],
+        response_format=Extraction,
+        temperature=0,
+    )
+    assert isinstance(parsed.choices[0].message.parsed, Extraction)
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in domain.TOOLS}
+    ask = {"role": "user", "content": "Open an incident for the stale data on `finance.ledger`."}
+    resp = client.chat.completions.create(
+        model="support-assistant",
+        messages=[ask],
+        tools=domain.TOOLS,
+        tool_choice="required",
+        temperature=1.0,
+        n=16,
+        max_tokens=160,
+    )
+    called = [c for c in resp.choices if c.finish_reason != "length"]  # a call cut by max_tokens says so
+    assert len(called) >= 12
+    for choice in called:
+        assert choice.finish_reason == "tool_calls" and choice.message.tool_calls, choice
+        for call in choice.message.tool_calls:
+            jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
+    greedy = {"model": "support-assistant", "messages": [ask], "tools": domain.TOOLS, "temperature": 0}
+    whole = client.chat.completions.create(**greedy).choices[0]
+    assert whole.finish_reason == "tool_calls" and whole.message.tool_calls[0].function.name == "open_incident"
+    names, arguments = {}, {}
+    for chunk in client.chat.completions.create(**greedy, stream=True):
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            names[delta.index] = names.get(delta.index, "") + (delta.function.name or "")
+            arguments[delta.index] = arguments.get(delta.index, "") + (delta.function.arguments or "")
+    assert [(names[i], json.loads(arguments[i])) for i in sorted(names)] == [
+        (c.function.name, json.loads(c.function.arguments)) for c in whole.message.tool_calls
+    ]
 
 
 def test_the_export_serves_in_bfloat16_when_asked(quickstart, launch, tmp_path):

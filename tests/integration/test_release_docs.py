@@ -49,7 +49,7 @@ def test_release_notes_say_what_changed_against_the_previous_production_version(
     assert "Replaces support-assistant v1 in production" in notes
     assert "tunewright rollback support-assistant --to production" in notes
     assert "- Data: the same curation run(s); the same training data." in notes
-    assert "| training.max_steps | 400 | 60 |" in notes and "| training.learning_rate | 0.004 | 0.003 |" in notes
+    assert "| training.max_steps | 1000 | 60 |" in notes and "| training.learning_rate | 0.004 | 0.003 |" in notes
     assert f"Paired on the same items by eval `{paired_eval}`" in notes
     assert "| golden.format_rate |" in notes
     card = (ws / "reports/model-card.md").read_text()

@@ -3,21 +3,45 @@
 It calls the library functions the verbs call (init, curate, train, eval, export, promote, card,
 serve), with the workspace's own configs, and prints what each verb prints, so the workspace it
 leaves behind has the same runs, manifests (each with the command that would repeat it) and
-reports; then it serves the promoted version and asks it one question through the
-OpenAI-compatible API.
+reports; then it serves the promoted version and asks it, through the OpenAI-compatible API,
+one support question, one request it should answer with a tool call, and one alert to read
+into JSON under a `json_schema` response format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from tunewright.core.config import M, workspace_config
 from tunewright.core.progress import console
+from tunewright.demo import domain
+from tunewright.demo.sample_data import TOOL_SYSTEM_PROMPT
 
 QUESTION = "The nightly job for finance.invoices failed. What should I do?"
+TOOL_REQUEST = "Please file an incident: failed run in `hr.payroll`."
+ALERT = domain.EXTRACTION_PROMPT.format(alert="[sandbox.clicks] orchestrator run ended in state failed")
+EXTRACTION_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "incident", "schema": domain.EXTRACTION_SCHEMA, "strict": True},
+}
+REQUESTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (QUESTION, {"messages": [{"role": "user", "content": QUESTION}]}),
+    (
+        f"{TOOL_REQUEST} (tools: check_freshness, open_incident)",
+        {
+            "messages": [{"role": "system", "content": TOOL_SYSTEM_PROMPT}, {"role": "user", "content": TOOL_REQUEST}],
+            "tools": domain.TOOLS,
+        },
+    ),
+    (
+        f"{ALERT} (response_format: json_schema)",
+        {"messages": [{"role": "user", "content": ALERT}], "response_format": EXTRACTION_FORMAT},
+    ),
+)
 EXPORT_NAME = "support-assistant"
 
 
@@ -25,16 +49,18 @@ def register(app: typer.Typer) -> None:
     app.command("quickstart")(quickstart_cmd)
 
 
-def ask(base_url: str, model: str, question: str) -> str:
-    """One chat completion over HTTP, as any OpenAI client would send it."""
+def ask(base_url: str, model: str, request: dict[str, Any]) -> str:
+    """One greedy chat completion over HTTP, as any OpenAI client would send it: the answer's text, or its tool
+    calls as `name({arguments})` lines."""
     from tunewright.runtimes.openai_client import OpenAIClient
 
     client = OpenAIClient(base_url, timeout_s=60)
     try:
-        body = {"model": model, "messages": [{"role": "user", "content": question}], "temperature": 0}
-        return client.chat(body)["choices"][0]["message"]["content"]
+        message = client.chat({"model": model, "temperature": 0, **request})["choices"][0]["message"]
     finally:
         client.close()
+    calls = [f"{c['function']['name']}({c['function']['arguments']})" for c in message.get("tool_calls") or []]
+    return "\n".join(calls) if calls else message["content"]
 
 
 class Steps:
@@ -123,9 +149,9 @@ class Steps:
         return workspace_config(self.ws, name, model, list(overrides))
 
 
-def serve_and_ask(ws: Path) -> tuple[str, str, str]:
-    """Serve `support-assistant@production` as `tunewright serve` would (the workspace's serve config), ask the
-    question, stop; the export's directory, the server's URL and the answer."""
+def serve_and_ask(ws: Path) -> tuple[str, str, list[str]]:
+    """Serve `support-assistant@production` as `tunewright serve` would (the workspace's serve config), send it
+    the `REQUESTS`, stop; the export's directory, the server's URL and the answers."""
     from tunewright.core.model_source import resolve_model
     from tunewright.engine import Engine
     from tunewright.serve.app import BackgroundServer, create_app
@@ -136,7 +162,7 @@ def serve_and_ask(ws: Path) -> tuple[str, str, str]:
     source = cfg.served(resolve_model(ws, f"{EXPORT_NAME}@production"))
     app = create_app(lambda: (Engine.from_source(source, cfg.engine_config()), Served(EXPORT_NAME, source.base)), cfg)
     with BackgroundServer(app) as server:
-        return source.base, server.base_url, ask(server.base_url, EXPORT_NAME, QUESTION)
+        return source.base, server.base_url, [ask(server.base_url, EXPORT_NAME, r) for _, r in REQUESTS]
 
 
 def quickstart_cmd(
@@ -165,7 +191,7 @@ def quickstart_cmd(
         steps.eval("latest:train", "base", overrides=("report=reports/eval-dpo.md",))
         steps.eval("latest:train", sft, config="eval-preferences.yaml")
     console.rule(f"[bold]{steps.total}/{steps.total}  tunewright serve {EXPORT_NAME}@production")
-    export_dir, url, answer = serve_and_ask(ws)
+    export_dir, url, answers = serve_and_ask(ws)
     typer.echo("")
     typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
@@ -174,6 +200,7 @@ def quickstart_cmd(
     if with_dpo:
         typer.echo(f"DPO evals:   {ws / 'reports/eval-dpo.md'} (SFT gates), {ws / 'reports/eval-preferences.md'}")
     typer.echo(f"export:      {export_dir} ({EXPORT_NAME}@production)")
-    typer.echo(f"served at {url} (stopped); asked: {QUESTION}")
-    typer.echo(answer)
+    typer.echo(f"served at {url} (stopped)")
+    for (asked, _), answer in zip(REQUESTS, answers, strict=True):
+        typer.echo(f"\nasked: {asked}\n{answer}")
     typer.echo(f"\nServe it yourself: tunewright serve {EXPORT_NAME}@production -w {ws}")

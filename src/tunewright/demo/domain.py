@@ -4,10 +4,18 @@ Every answer the assistant should give follows one fixed, checkable format: the 
 for the incident type, the follow-up, and whether to escalate (yes for governed tables).
 The sample dataset, the handbook the tiny base model is pre-trained on, and the golden
 prompts are all drawn from these facts, so the eval can measure format and content.
+
+The assistant also has two tools, `check_freshness(table)` and `open_incident(table, kind,
+severity, owner)`, whose arguments follow the same policy (governed tables: high severity,
+the dataset owner), and one structured-extraction task: an alert read into a JSON object
+(`table`, `kind`, `escalate`) that `EXTRACTION_SCHEMA` describes. Requests and alerts name the table
+as people paste it (`hr.payroll` in backticks, `[hr.payroll]` in an alert), so it reaches the model as
+the same tokens it must write into the call or the object.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 
@@ -20,6 +28,8 @@ class Incident:
     first_step: str
     then: str
     prompts: tuple[str, ...]
+    label: str  # how a user names it when asking for an incident
+    alerts: tuple[str, ...]  # monitoring alerts that report it, for the extraction task
 
 
 INCIDENTS: tuple[Incident, ...] = (
@@ -33,6 +43,13 @@ INCIDENTS: tuple[Incident, ...] = (
             "{table} has not been updated since yesterday. How do I handle it?",
             "Dashboards built on {table} show old numbers. What now?",
         ),
+        "stale data",
+        (
+            "[{table}] freshness check missed the 06:00 target",
+            "[{table}] no new partition landed for 26 hours",
+            "[{table}] last successful load was 30 hours ago",
+            "[{table}] freshness SLA breached on the daily partition",
+        ),
     ),
     Incident(
         "schema",
@@ -43,6 +60,13 @@ INCIDENTS: tuple[Incident, ...] = (
             "A new column broke the pipeline for {table}. What is the first step?",
             "Schema validation rejected the batch for {table}. How do I handle it?",
             "The contract check on {table} reports a type change. What now?",
+        ),
+        "schema change",
+        (
+            "[{table}] contract check found a column type change",
+            "[{table}] loader rejected the batch: unexpected column",
+            "[{table}] schema drift detected: a column was dropped",
+            "[{table}] upstream renamed a column in the feed",
         ),
     ),
     Incident(
@@ -55,6 +79,13 @@ INCIDENTS: tuple[Incident, ...] = (
             "The orchestrator marked the {table} run as failed. How do I handle it?",
             "Last night's run for {table} exited with an error. What now?",
         ),
+        "failed run",
+        (
+            "[{table}] task load_daily exited with code 1",
+            "[{table}] orchestrator run ended in state failed",
+            "[{table}] retries exhausted after 3 attempts",
+            "[{table}] scheduler marked the daily run as failed",
+        ),
     ),
     Incident(
         "rowcount",
@@ -65,6 +96,13 @@ INCIDENTS: tuple[Incident, ...] = (
             "Volume monitor alert: {table} loaded far fewer rows. What is the first step?",
             "{table} is missing rows after the last load. How do I handle it?",
             "The daily volume of {table} looks too low. What now?",
+        ),
+        "row count drop",
+        (
+            "[{table}] volume monitor: 48% fewer rows than the 7-day average",
+            "[{table}] row count is below the expected minimum",
+            "[{table}] the last batch loaded 0 rows",
+            "[{table}] row count fell 60% day over day",
         ),
     ),
     Incident(
@@ -77,6 +115,13 @@ INCIDENTS: tuple[Incident, ...] = (
             "Access denied errors appear when the job writes {table}. How do I handle it?",
             "Writes to {table} are rejected for lack of privileges. What now?",
         ),
+        "access failure",
+        (
+            "[{table}] permission denied for the service account",
+            "[{table}] write rejected: missing grant",
+            "[{table}] insufficient privileges on write",
+            "[{table}] the role lacks insert permission",
+        ),
     ),
     Incident(
         "duplicates",
@@ -87,6 +132,13 @@ INCIDENTS: tuple[Incident, ...] = (
             "The uniqueness test on {table} failed. What is the first step?",
             "{table} contains the same order twice. How do I handle it?",
             "Primary key violations showed up in {table}. What now?",
+        ),
+        "duplicate rows",
+        (
+            "[{table}] uniqueness test failed: 212 duplicate keys",
+            "[{table}] merge produced duplicate primary keys",
+            "[{table}] 57 rows share one primary key",
+            "[{table}] duplicate order ids after the merge",
         ),
     ),
 )
@@ -160,3 +212,123 @@ def handbook(rng: random.Random) -> list[str]:
             paragraphs.append(" ".join(lines))
     rng.shuffle(paragraphs)
     return paragraphs
+
+
+KINDS = [inc.kind for inc in INCIDENTS]
+TOOLS: list[dict] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "check_freshness",
+            "description": "When a table was last loaded, and whether that is fresh enough.",
+            "parameters": {
+                "type": "object",
+                "properties": {"table": {"type": "string"}},
+                "required": ["table"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "open_incident",
+            "description": "Open an incident on a table for the team that must act.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "table": {"type": "string"},
+                    "kind": {"type": "string", "enum": KINDS},
+                    "severity": {"type": "string", "enum": ["high", "low"]},
+                    "owner": {"type": "string", "enum": ["dataset-owner", "pipeline-team"]},
+                },
+                "required": ["table", "kind", "severity", "owner"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+FRESHNESS_PROMPTS = (
+    "Is `{table}` up to date?",
+    "When was `{table}` last loaded?",
+    "Check whether `{table}` is fresh.",
+    "Has `{table}` been refreshed today?",
+)
+INCIDENT_PROMPTS = (
+    "Open an incident for the {label} on `{table}`.",
+    "Please file an incident: {label} in `{table}`.",
+    "Raise an incident about the {label} affecting `{table}`.",
+)
+EXTRACTION_PROMPT = (
+    "Extract the incident from this alert as JSON with the keys table, kind and escalate.\nAlert: {alert}"
+)
+EXTRACTION_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "table": {"type": "string", "pattern": "^[a-z_]+[.][a-z_]+$", "maxLength": 40},
+        "kind": {"type": "string", "enum": KINDS},
+        "escalate": {"type": "boolean"},
+    },
+    "required": ["table", "kind", "escalate"],
+    "additionalProperties": False,
+}
+
+
+def freshness_cases() -> list[tuple[str, str, dict]]:
+    """(table, prompt, arguments) of every request the `check_freshness` tool answers."""
+    return [(t, p.format(table=t), {"table": t}) for t in GOVERNED_TABLES + SANDBOX_TABLES for p in FRESHNESS_PROMPTS]
+
+
+def incident_arguments(incident: Incident, table: str) -> dict:
+    """The policy as `open_incident` arguments: governed tables are high severity and go to the dataset owner."""
+    governed = is_governed(table)
+    return {
+        "table": table,
+        "kind": incident.kind,
+        "severity": "high" if governed else "low",
+        "owner": "dataset-owner" if governed else "pipeline-team",
+    }
+
+
+def incident_cases() -> list[tuple[str, str, dict]]:
+    """(table, prompt, arguments) of every request the `open_incident` tool answers."""
+    return [
+        (t, p.format(label=inc.label, table=t), incident_arguments(inc, t))
+        for inc in INCIDENTS
+        for t in GOVERNED_TABLES + SANDBOX_TABLES
+        for p in INCIDENT_PROMPTS
+    ]
+
+
+def freshness_summary(table: str, fresh: bool) -> str:
+    """The assistant's answer once `check_freshness` has reported."""
+    if fresh:
+        return f"{table} is fresh; nothing to do."
+    return f"{table} is stale; {INCIDENTS[0].first_step}."
+
+
+def extraction(incident: Incident, table: str) -> str:
+    """The reference object of an alert about `incident` on `table`, as JSON text."""
+    return json.dumps({"table": table, "kind": incident.kind, "escalate": is_governed(table)})
+
+
+def extraction_cases() -> list[tuple[Incident, str, str]]:
+    """(incident, table, prompt) of every alert the extraction task can read."""
+    return [
+        (inc, t, EXTRACTION_PROMPT.format(alert=alert.format(table=t)))
+        for inc in INCIDENTS
+        for t in GOVERNED_TABLES + SANDBOX_TABLES
+        for alert in inc.alerts
+    ]
+
+
+NO_CALL_PROMPT = "What is the runbook for the {label} on {table}?"
+
+
+def no_call_cases() -> list[tuple[Incident, str, str]]:
+    """(incident, table, prompt) of questions the assistant answers in text although it has tools."""
+    return [
+        (inc, t, NO_CALL_PROMPT.format(label=inc.label, table=t))
+        for inc in INCIDENTS
+        for t in GOVERNED_TABLES + SANDBOX_TABLES
+    ]

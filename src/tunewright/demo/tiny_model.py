@@ -100,6 +100,7 @@ def pretrain(
     batch_size: int = 16,
     lr: float = 3e-3,
     seed: int = 0,
+    label: str = "pre-training the tiny base model",
 ) -> list[float]:
     """Next-token pre-training on documents packed into fixed windows; returns the losses."""
     eot = tokenizer.convert_tokens_to_ids(EOT)
@@ -112,7 +113,7 @@ def pretrain(
     sched = make_scheduler(optim, "cosine", max(1, steps // 10), steps)
     losses = []
     model.train()
-    with progress_bar("pre-training the tiny base model", total=steps) as advance:
+    with progress_bar(label, total=steps) as advance:
         for _ in range(steps):
             batch = torch.tensor(rng.sample(windows, min(batch_size, len(windows))))
             loss = model(input_ids=batch, labels=batch).loss
@@ -125,6 +126,23 @@ def pretrain(
             advance(1)
     model.eval()
     return losses
+
+
+def warm_embeddings(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, documents: list[str], steps: int, seed: int = 0
+) -> list[float]:
+    """Train only the (tied) token embeddings on `documents`, the rest of the model frozen; returns the losses.
+
+    Gives every token of `documents` a trained vector without teaching the transformer anything about their
+    order: pre-training the whole model on word-shuffled text instead teaches it to ignore its context."""
+    frozen = [p for name, p in model.named_parameters() if "embed_tokens" not in name and p.requires_grad]
+    for param in frozen:
+        param.requires_grad_(False)
+    try:
+        return pretrain(model, tokenizer, documents, steps=steps, seed=seed, label="training the token embeddings")
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
 
 
 def save_base(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:

@@ -20,9 +20,12 @@ def count_lines(path):
     return len(path.read_bytes().splitlines())
 
 
+CHAT_SOURCES = ("support_tickets.jsonl", "runbook_chats.jsonl", "ops_tool_calls.jsonl", "alert_extractions.jsonl")
+
+
 def test_sample_corpus_is_conserved_and_traceable(workspace):
     result, run = run_curate(workspace)
-    raw_lines = sum(count_lines(workspace / "data/raw" / f) for f in ("support_tickets.jsonl", "runbook_chats.jsonl"))
+    raw_lines = sum(count_lines(workspace / "data/raw" / f) for f in CHAT_SOURCES)
     split_rows = [
         json.loads(line)
         for s in ("train", "validation", "test")
@@ -51,9 +54,14 @@ def test_sample_corpus_is_conserved_and_traceable(workspace):
     modified = {q["step"] for q in logged if q["action"] == "modified"}
     assert modified == {"clean", "pii"}
     assert not any(pii in json.dumps(split_rows) for pii in ("jane.doe@example.com", "+1 415 555 0134"))
-    modified = {q["step"] for q in logged if q["action"] == "modified"}
-    assert modified == {"clean", "pii"}
-    assert not any(pii in json.dumps(split_rows) for pii in ("jane.doe@example.com", "+1 415 555 0134"))
+    bad_calls = {q["reason"] for q in quarantined if q["path"] == "data/raw/ops_tool_calls.jsonl"}
+    assert bad_calls >= {
+        f"the arguments of a call to 'open_incident' do not match its parameters: {problem}"
+        for problem in ("'urgent' is not one of ['high', 'low']", "'kind' is a required property")
+    } | {"calls 'page_oncall', which is not one of the record's tools"}
+    assert any(r.startswith("the arguments of a call to 'check_freshness' are not JSON") for r in bad_calls)
+    tool_rows = [r for r in split_rows if r["source"] == "ops_tool_calls"]
+    assert all(r["tools"] for r in tool_rows) and any(m["role"] == "tool" for r in tool_rows for m in r["messages"])
     assert all(q["reason"] for q in quarantined)
     card = (workspace / "reports/data-card.md").read_text()
     assert "CC-BY-4.0" in card
@@ -143,7 +151,7 @@ def test_disallowed_license_can_be_skipped_and_is_recorded(workspace):
     result, _ = run_curate(workspace, ["sources.1.license=GPL-3.0", "on_disallowed=skip"])
     assert "runbook_chats" in result.skipped_sources
     records = [r for name in SPLITS for r in read_jsonl_strict(workspace / f"data/splits/{name}.jsonl")]
-    assert records and all(r["source"] == "support_tickets" for r in records)
+    assert records and "runbook_chats" not in {r["source"] for r in records}
     assert "skipped: license 'GPL-3.0'" in (workspace / "reports/data-card.md").read_text()
 
 

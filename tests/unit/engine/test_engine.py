@@ -174,10 +174,11 @@ def test_queue_bound_timeout_cancel_and_refusals(tiny_base, tiny_adapters, quest
 
 def test_adapters_load_and_unload_while_serving(tiny_base, tiny_adapters, questions):
     engine = make_engine(tiny_base)
-    prompt = engine.chat_prompt(questions[1])
-    base = engine.generate([prompt], SamplingParams(max_tokens=16))[0].token_ids
+    prompts = [engine.chat_prompt(q) for q in questions[:4]]
+    prompt = prompts[1]
+    base = [c.token_ids for c in engine.generate(prompts, SamplingParams(max_tokens=16))]
     engine.add_adapter("late", tiny_adapters["alpha"])
-    with_adapter = engine.generate([prompt], SamplingParams(max_tokens=16), "late")[0].token_ids
+    with_adapter = [c.token_ids for c in engine.generate(prompts, SamplingParams(max_tokens=16), "late")]
     assert with_adapter != base and engine.adapters == ["late"]
     assert engine.remove_adapter("late") and engine.adapters == []
     assert not engine.remove_adapter("late")

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 
@@ -86,8 +87,8 @@ def test_templates_with_and_without_generation_markers(tok, marked):
         "{% if add_generation_prompt %}### assistant: {% endif %}"
     )
     ex = tokenize_conversation(tok2, multi_turn(), 256)
-    # the generation prompt's trailing space is merged into the answer's first token, which is trained
-    assert labelled_text(tok2, ex) == " first answer<|im_end|> second answer<|im_end|>"
+    # the generation prompt's trailing space is trained where the tokenizer merges it into the answer's first token
+    assert re.fullmatch(r" ?first answer<\|im_end\|> ?second answer<\|im_end\|>", labelled_text(tok2, ex))
 
 
 def test_completion_trains_completion_and_eos(tok):
