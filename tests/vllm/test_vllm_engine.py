@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from conftest import SMOL_TRAIN
 from tunewright.runtimes.net import free_port
 
 pytestmark = pytest.mark.vllm
@@ -106,59 +107,23 @@ def test_vllm_and_the_tunewright_engine_answer_alike_with_and_without_the_adapte
     engine.shutdown()
 
 
-TOOL_REQUESTS = [
-    "Open an incident for the stale data on `finance.ledger`.",
-    "Is `hr.payroll` up to date?",
-    "Please file an incident: duplicate rows in `sandbox.events`.",
-    "What is the capital of France?",
-]
+def vllm_on_cpu(ws: Path) -> None:
+    """Give vLLM a RAM share in the workspace's serve config (this host's vLLM runs on the CPU)."""
+    import yaml
 
-
-def test_vllm_makes_the_same_tool_calls_as_the_tunewright_server(vllm_server, smollm2):
-    """tool_choice auto, greedy: vLLM (hermes parser, the tool-aware template) and tunewright's server return the
-    same content and the same calls (names and arguments) for the same model and tools."""
-    from tunewright.core.model_source import ModelSource
-    from tunewright.demo import domain
-    from tunewright.engine import Engine
-    from tunewright.serve.app import BackgroundServer, create_app
-    from tunewright.serve.service import Served
-
-    def asked(client: openai.OpenAI, model: str) -> list[tuple[str | None, list[tuple[str, dict]]]]:
-        out = []
-        for text in TOOL_REQUESTS:
-            r = client.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": text}],
-                tools=domain.TOOLS,
-                temperature=0,
-                max_tokens=120,
-            )
-            message = r.choices[0].message
-            calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
-            out.append(((message.content or "").strip() or None, calls))
-        return out
-
-    theirs = asked(openai.OpenAI(base_url=vllm_server, api_key="unused", max_retries=0), "smol")
-    source = ModelSource("smol", str(smollm2), dtype="float32")
-    app = create_app(lambda: (Engine.from_source(source), Served("smol", source.base)))
-    with BackgroundServer(app) as server:
-        ours = asked(openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0), "smol")
-    assert any(calls for _, calls in ours), ours  # the comparison covers calls, not only text
-    assert theirs == ours
+    serve = ws / "configs/serve.yaml"
+    cfg = yaml.safe_load(serve.read_text())
+    cfg["vllm"]["extra_args"] = ["--gpu-memory-utilization", "0.5"]
+    serve.write_text(yaml.safe_dump(cfg))
 
 
 def test_export_verify_with_vllm_answers_the_golden_prompts_like_the_trained_model(smol_workspace):
-    import yaml
-
     from tunewright.cli.main import main
 
     if not os.environ.get("TUNEWRIGHT_VLLM"):
         pytest.skip("TUNEWRIGHT_VLLM names no vLLM environment: run make test-vllm")
     ws = smol_workspace
-    serve = ws / "configs/serve.yaml"
-    cfg = yaml.safe_load(serve.read_text())
-    cfg["vllm"]["extra_args"] = ["--gpu-memory-utilization", "0.5"]  # this host's vLLM runs on the CPU
-    serve.write_text(yaml.safe_dump(cfg))
+    vllm_on_cpu(ws)
     for fmt in ("merged", "adapter"):
         name = f"smol-{fmt}-vllm"
         args = ["--format", fmt, "--name", name, "--verify-with", "vllm", "-w", str(ws)]
@@ -166,3 +131,23 @@ def test_export_verify_with_vllm_answers_the_golden_prompts_like_the_trained_mod
         parity = json.loads((ws / f"exports/{name}/v1/parity.json").read_text())
         assert parity["verified_with"] == {"engine": "vllm", "prompts": 20, "diverged": []}
         assert sum(parity["answers"].values()) == 20  # tool and extraction prompts among them
+
+
+def test_vllm_makes_the_same_tool_calls_as_a_tool_trained_model(smol_workspace):
+    """SmolLM2 does not call tools on its own, so a LoRA is trained on the embedded data (tool calls among it) until
+    it does; its export, verified with vLLM (hermes parser, the tool-aware template), must make the same calls,
+    by name and arguments, on the golden tool prompts."""
+    from tunewright.cli.main import main
+    from tunewright.core.runs import find_run
+
+    if not os.environ.get("TUNEWRIGHT_VLLM"):
+        pytest.skip("TUNEWRIGHT_VLLM names no vLLM environment: run make test-vllm")
+    ws = smol_workspace
+    vllm_on_cpu(ws)
+    longer = ["training.max_steps=40", "model.max_seq_length=512"]  # later overrides win
+    assert main(["train", "-w", str(ws), *SMOL_TRAIN, *longer]) == 0
+    run = find_run(ws, "latest:train").name
+    args = ["--format", "merged", "--name", "smol-tools", "--verify-with", "vllm", "-w", str(ws)]
+    assert main(["export", run, *args]) == 0
+    parity = json.loads((ws / "exports/smol-tools/v1/parity.json").read_text())
+    assert parity["answers"]["calls"] >= 2 and parity["verified_with"]["diverged"] == []
