@@ -19,6 +19,7 @@ from typing import Any
 
 from tunewright.core.errors import DataError
 from tunewright.core.io import sha256_file
+from tunewright.core.pii import scrubber
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
 from tunewright.core.runs import Run, start_run
@@ -36,7 +37,7 @@ from tunewright.curate.filters.heuristic import build_filters
 from tunewright.curate.filters.language import LanguageFilter
 from tunewright.curate.filters.quality import QualityFilter
 from tunewright.curate.parallel import stream_steps
-from tunewright.curate.pii import PiiStep, scrubber
+from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine, Step
 from tunewright.curate.result import CurationResult, KeptRecords
 from tunewright.curate.sources import admit_sources, check_columns, read_source

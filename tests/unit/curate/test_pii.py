@@ -1,8 +1,9 @@
 import pytest
 from curate_helpers import run_steps
 
+from tunewright.core.pii import find_pii, handle_text, iban_ok, luhn_ok
 from tunewright.core.records import to_conversation
-from tunewright.curate.pii import PiiStep, find_pii, handle_text, iban_ok, luhn_ok
+from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine
 
 
