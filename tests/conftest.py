@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -165,3 +166,12 @@ def smol_workspace(tmp_path_factory: pytest.TempPathFactory, smollm2: Path) -> P
     assert main(["curate", "-w", str(ws)]) == 0
     assert main(["train", "-w", str(ws), *SMOL_TRAIN]) == 0
     return ws
+
+
+def concurrently(task: Callable[[int], None], n: int, timeout: float = 120) -> None:
+    """Run `task(0)` ... `task(n - 1)` in n threads at once and wait for them all."""
+    threads = [threading.Thread(target=task, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)

@@ -69,6 +69,8 @@ def serve_cmd(
     name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
     if cfg.engine == "vllm":
+        if cfg.capture.enabled:
+            raise UserError("capture.enabled: capture works with engine: tunewright only, for now")
         from tunewright.runtimes.vllm import VllmLaunch, run_vllm, vllm_command, vllm_python
 
         launch = VllmLaunch(cfg.host, port, cfg.batching.max_model_len, cfg.batching.max_num_seqs)
@@ -78,6 +80,7 @@ def serve_cmd(
         raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))
     from tunewright.core.precision import slow_dtype_warning
     from tunewright.serve.app import serve_forever
+    from tunewright.serve.capture import capture_window, served_lineage
 
     slow = slow_dtype_warning(source.dtype, source.device)
     if slow:
@@ -87,4 +90,9 @@ def serve_cmd(
         "(loading; ready at /v1/health/ready; Ctrl-C to stop)",
         err=True,
     )
-    serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key)
+    versions, parents = served_lineage(ws, name, source, cfg.adapters)
+    command = ["tunewright", "serve", model, *(overrides or []), *flags]
+    with capture_window(ws, cfg.capture, versions, parents, command) as capture:
+        if capture is not None:
+            typer.echo(f"capturing requests in {ws / cfg.capture.path} (window {capture.window})", err=True)
+        serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key, capture)

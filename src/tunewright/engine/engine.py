@@ -378,7 +378,7 @@ class Engine:
                 self.reused_tokens += reused
             else:
                 slot = self.runner.cache.allocate()
-            r.slot, r.generator = slot, new_generator(r.params)
+            r.slot, r.generator, r.admitted = slot, new_generator(r.params), time.monotonic()
             r.detok = Detokenizer(self.tokenizer, r.params.stop)
             self._running.append(r)
 
@@ -500,8 +500,10 @@ class Engine:
                 self._finish(r, "error", error=str(exc))
                 return
         out = Output(token_ids=[token], logprobs=logprob, prompt_tokens=len(r.prompt))
-        if first and p.prompt_logprobs is not None:
-            out.prompt_logprobs = list(r.prompt_logprobs)
+        if first:
+            out.queued_s = (r.admitted or r.submitted) - r.submitted
+            if p.prompt_logprobs is not None:
+                out.prompt_logprobs = list(r.prompt_logprobs)
         if token in self.eos_ids:
             out.completion_tokens = len(r.generated)
             self._finish(r, "stop", out, text_ids=r.generated[:-1])

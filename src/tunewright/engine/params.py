@@ -47,6 +47,7 @@ class Output:
     completion_tokens: int = 0
     prompt_logprobs: list[TokenLogprob | None] | None = None
     error: str | None = None
+    queued_s: float | None = None  # on the first event: seconds from submission to a slot
 
 
 @dataclass
@@ -62,5 +63,7 @@ class Completion(Output):
         self.completion_tokens = out.completion_tokens or self.completion_tokens
         if out.prompt_logprobs is not None:
             self.prompt_logprobs = out.prompt_logprobs
+        if out.queued_s is not None:
+            self.queued_s = out.queued_s
         if out.finish_reason is not None:
             self.finish_reason, self.error = out.finish_reason, out.error

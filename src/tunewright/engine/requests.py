@@ -46,6 +46,7 @@ class Sequence:
     adapter_name: str | None
     on_event: Callable[[Output], None]
     submitted: float
+    admitted: float | None = None  # when it got a slot
     tokens: list[int] = field(default_factory=list)
     slot: int | None = None
     computed: int = 0  # tokens whose keys and values are in the cache

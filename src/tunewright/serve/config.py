@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tunewright.core.config import StrictModel, workspace_config
 from tunewright.core.model_source import ModelSource
+from tunewright.core.pii import PII_TYPES
 from tunewright.core.precision import DEVICE_PATTERN
 from tunewright.engine.requests import EngineConfig
 from tunewright.runtimes.vllm import VllmConfig
@@ -26,6 +27,38 @@ class BatchingConfig(StrictModel):
     """Tokens per forward pass: one per decoding request plus chunks of prompts being read."""
     max_waiting: int = Field(256, ge=0)
     """Requests queued for a slot; beyond this new requests get 429."""
+
+
+class CaptureConfig(StrictModel):
+    enabled: bool = False
+    """Record each request and its answer (PII removed first) in the workspace's capture store."""
+    sample_rate: float = Field(1.0, ge=0, le=1)
+    """Share of requests captured (chosen at random per request); feedback is taken for captured ones only."""
+    pii: Literal["redact", "mask", "hash", "drop-content"] = "redact"
+    """What happens to PII before anything is stored: redact ([EMAIL]) | mask (****1234) | hash (<EMAIL:sha256>) |
+    drop-content (a record with any PII keeps its metadata but no text)."""
+    pii_types: list[str] = Field(default_factory=lambda: list(PII_TYPES))
+    """The PII kinds looked for (curation's detectors)."""
+    hash_salt_env: str | None = None
+    """Environment variable with the salt of pii: hash (null: unsalted)."""
+    workload_header: str = "x-workload-id"
+    """Request header naming the client or workload (else the body's `user`)."""
+    path: str = "monitor/capture.sqlite"
+    """The store, relative to the workspace."""
+    queue_size: int = Field(10000, gt=0)
+    """Records waiting to be written; when full, new ones are dropped (counted in /metrics), never waited for."""
+    max_bytes: int = Field(1024**3, gt=0)
+    """Size cap of the store; beyond it the oldest records go."""
+    max_age_days: float = Field(30, gt=0)
+    """Records older than this go."""
+
+    @field_validator("pii_types")
+    @classmethod
+    def _known(cls, kinds: list[str]) -> list[str]:
+        unknown = sorted(set(kinds) - set(PII_TYPES))
+        if unknown:
+            raise ValueError(f"unknown PII types {unknown}; known: {list(PII_TYPES)}")
+        return kinds
 
 
 def load_serve_config(workspace: Path) -> ServeConfig:
@@ -68,6 +101,8 @@ class ServeConfig(StrictModel):
     """One JSON line per request on stderr (never the prompt text)."""
     shutdown_grace_s: float = Field(30, ge=0)
     """On SIGTERM / Ctrl-C, seconds in-flight requests get to finish."""
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    """Production capture: each request and answer, PII removed, in the workspace (for `tunewright monitor`)."""
     vllm: VllmConfig = Field(default_factory=VllmConfig)
     """Settings for engine: vllm."""
 

@@ -1,8 +1,9 @@
 """Prometheus metrics of the server (prometheus-client), labelled by served model name.
 
 Latency histograms (time to first token, inter-token latency, end to end), token and
-request counters, and running / waiting gauges read from the engine at scrape time. Each
-app has its own registry, so two servers in one process (tests) do not mix their counts.
+request counters, and running / waiting gauges read from the engine at scrape time; with
+capture, its state, record outcomes and PII findings. Each app has its own registry, so two
+servers in one process (tests) do not mix their counts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3
 
 
 class ServeMetrics:
-    def __init__(self, load: Callable[[], dict[str, dict[str, int]]]) -> None:
+    def __init__(self, load: Callable[[], dict[str, dict[str, int]]], capture: bool = False) -> None:
         self.load = load  # {"running": {model: n}, "waiting": {model: n}} at scrape time
         self.registry = CollectorRegistry()
         r = self.registry
@@ -44,6 +45,24 @@ class ServeMetrics:
         )
         self.running = Gauge("tunewright_num_requests_running", "Requests decoding.", ["model"], registry=r)
         self.waiting = Gauge("tunewright_num_requests_waiting", "Requests waiting for a slot.", ["model"], registry=r)
+        if capture:  # only where capture is configured, so `tunewright_capture_enabled 0` means it turned off
+            self.capture_enabled = Gauge("tunewright_capture_enabled", "1 while requests are captured.", registry=r)
+            self.capture_records = Counter(
+                "tunewright_capture_records",
+                "Captured requests by outcome (stored, dropped_queue_full, dropped_error) and feedback stored.",
+                ["outcome"],
+                registry=r,
+            )
+            self.capture_pii = Counter(
+                "tunewright_capture_pii", "PII findings handled before capture stored them.", ["kind"], registry=r
+            )
+
+    def count_capture(self, key: str, n: int) -> None:
+        """A capture event (`Capture.on_count`): `pii_<kind>` findings or a record outcome."""
+        if key.startswith("pii_"):
+            self.capture_pii.labels(key.removeprefix("pii_")).inc(n)
+        else:
+            self.capture_records.labels(key).inc(n)
 
     def render(self) -> bytes:
         """The exposition text, with the gauges refreshed from the engine."""

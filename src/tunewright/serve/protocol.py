@@ -7,6 +7,7 @@ OpenAI does, so clients sending newer options keep working. Validation failures 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -297,6 +298,33 @@ class LoadAdapterRequest(BaseModel):
 class UnloadAdapterRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     lora_name: str
+
+
+MAX_FEEDBACK_CHARS = 32768
+
+
+class FeedbackRequest(BaseModel):
+    """`POST /v1/feedback`: a user's judgement of one captured response."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128)
+    score: float | None = Field(None, allow_inf_nan=False)
+    comment: str | None = Field(None, max_length=4096)
+    correction: str | dict[str, Any] | list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> FeedbackRequest:
+        if self.score is None and self.comment is None and self.correction is None:
+            raise ValueError("feedback needs a score, a comment or a correction")
+        if self.correction is not None and len(json.dumps(self.correction)) > MAX_FEEDBACK_CHARS:
+            raise ValueError(f"correction: at most {MAX_FEEDBACK_CHARS} characters of JSON")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    id: str
+    object: Literal["feedback"] = "feedback"
+    stored: bool = True
 
 
 class ErrorBody(BaseModel):

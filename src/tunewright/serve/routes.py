@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,18 @@ from tunewright.serve.protocol import (
     CompletionResponse,
     ErrorBody,
     ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     LoadAdapterRequest,
     ModelCard,
     ModelList,
+    SamplingRequest,
     UnloadAdapterRequest,
     Usage,
     new_id,
     now,
 )
+from tunewright.serve.recording import Recorder
 from tunewright.serve.service import RequestStream, Service, finish_reason
 
 router = APIRouter()
@@ -79,9 +83,7 @@ def ready(request: Request) -> dict[str, str] | JSONResponse:
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    service = request.app.state.service
-    body = service.metrics.render() if service is not None else b""
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models")
@@ -118,6 +120,17 @@ async def unload_adapter(body: UnloadAdapterRequest, request: Request) -> Respon
     ):
         return error(404, f"no loaded adapter {body.lora_name!r}", param="lora_name", code="model_not_found")
     return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
+
+
+@router.post("/v1/feedback", response_model=None)
+async def feedback(body: FeedbackRequest, request: Request) -> Response | FeedbackResponse:
+    """A score, comment or correction for a captured response, joined to it in the capture store."""
+    capture = request.app.state.capture
+    if capture is None:
+        return error(404, "this server does not capture requests (capture.enabled), so it takes no feedback")
+    if not await capture.feedback(body.id, body.model_dump(exclude={"id"}, exclude_none=True)):
+        return error(404, f"no captured response has the id {body.id!r}", param="id", code="response_not_found")
+    return FeedbackResponse(id=body.id)
 
 
 # ---- generation -----------------------------------------------------------------------------------------------
@@ -195,13 +208,17 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     ]
     streams = service.start([prompt] * body.n, params, adapter, request)
     calls = body.calls_tools()
+    response_id = new_id("chatcmpl")
+    recorder = _recorder(service, request, "chat.completions", response_id, body)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _chat_events(service, body.model, streams, usage, calls)
+        events = _chat_events(service, body.model, response_id, streams, usage, calls, recorder)
         return StreamingResponse(events, media_type="text/event-stream")
     results = await asyncio.gather(*(s.result() for s in streams))
     failed = _failed(results)
     if failed is not None:
+        if recorder is not None:
+            recorder.done(streams, results, [], failed.status_code)
         return failed
     choices = []
     for i, r in enumerate(results):
@@ -214,15 +231,81 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                 logprobs=service.chat_logprobs(r.logprobs) if top is not None else None,
             )
         )
-    return ChatCompletionResponse(model=body.model, choices=choices, usage=_usage(results))
+    if recorder is not None:
+        recorder.done(streams, results, [_captured_choice(c) for c in choices], 200)
+    return ChatCompletionResponse(id=response_id, model=body.model, choices=choices, usage=_usage(results))
 
 
-async def _chat_events(
-    service: Service, model: str, streams: list[RequestStream], include_usage: bool, calls: bool = False
+def _recorder(service: Service, http: Request, route: str, response_id: str, body: SamplingRequest) -> Recorder | None:
+    """A recorder for this request if capture is on and samples it."""
+    capture = service.capture
+    if capture is None or not capture.sampled():
+        return None
+    return Recorder(capture, http, route, response_id, body, bool(body.stream))
+
+
+def _captured_choice(choice: ChatChoice) -> dict[str, Any]:
+    return {**choice.message.model_dump(exclude_none=True), "finish_reason": choice.finish_reason}
+
+
+def _chat_choice(total: Completion, calls: bool) -> dict[str, Any]:
+    """A streamed choice as capture keeps it (the message as the non-streamed response would hold it)."""
+    content, made = parse_calls(total.text) if calls else (total.text, [])
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if made:
+        message["tool_calls"] = [c.as_message_part() for c in made]
+    called = bool(made) and total.finish_reason == "stop"
+    return {**message, "finish_reason": "tool_calls" if called else finish_reason(total.finish_reason)}
+
+
+def _chat_events(
+    service: Service,
+    model: str,
+    response_id: str,
+    streams: list[RequestStream],
+    include_usage: bool,
+    calls: bool = False,
+    recorder: Recorder | None = None,
+) -> AsyncIterator[str]:
+    """OpenAI's chat stream (`_chat_chunks`); then, once it ends or the client goes, the `recorder` gets it."""
+    head = {"id": response_id, "object": "chat.completion.chunk", "created": now(), "model": model}
+    totals = [Completion() for _ in streams]
+    events = _chat_chunks(service, head, streams, totals, include_usage, calls)
+    if recorder is None:
+        return events
+    return _recorded(
+        events, lambda: recorder.done(streams, totals, [_chat_choice(t, calls) for t in totals], _stream_status(totals))
+    )
+
+
+async def _recorded(events: AsyncIterator[str], done: Callable[[], None]) -> AsyncIterator[str]:
+    """`events`, then `done()` however the stream ends (a client that goes away closes it at a yield)."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        done()
+
+
+def _stream_status(totals: list[Completion]) -> int:
+    """The status a streamed request would have had unstreamed (the stream itself always starts with 200)."""
+    reasons = {t.finish_reason for t in totals}
+    if None in reasons:
+        return CLIENT_GONE
+    return 504 if "timeout" in reasons else 500 if "error" in reasons else 200
+
+
+async def _chat_chunks(
+    service: Service,
+    head: dict[str, Any],
+    streams: list[RequestStream],
+    totals: list[Completion],
+    include_usage: bool,
+    calls: bool,
 ) -> AsyncIterator[str]:
     """OpenAI's chat stream: a role chunk per choice, content deltas (with `calls`, tool calls as OpenAI streams
-    them: the id and name, then argument deltas), a finish chunk, usage, [DONE]."""
-    head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(), "model": model}
+    them: the id and name, then argument deltas), a finish chunk, usage, [DONE]; each output folded into
+    `totals`."""
 
     def chunk(index: int, delta: dict, finish: str | None = None, logprobs: object = None) -> str:
         choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
@@ -231,7 +314,6 @@ async def _chat_events(
 
     for i in range(len(streams)):
         yield chunk(i, {"role": "assistant", "content": ""})
-    totals = [Completion() for _ in streams]
     readers = [CallStream() for _ in streams] if calls else []
     async for i, out in _merged(streams) if len(streams) > 1 else ((0, out) async for out in streams[0]):
         totals[i].add(out)
@@ -303,13 +385,16 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
     ]
     pairs = [(i, k) for i in range(len(prompts)) for k in range(body.n)]
     streams = service.start([prompts[i] for i, _ in pairs], [params[k] for _, k in pairs], adapter, request)
+    response_id = new_id("cmpl")
+    recorder = _recorder(service, request, "completions", response_id, body)
     if body.stream:
-        return StreamingResponse(
-            _completion_events(body, streams, [texts[i] for i, _ in pairs]), media_type="text/event-stream"
-        )
+        events = _completion_events(body, response_id, streams, [texts[i] for i, _ in pairs], recorder)
+        return StreamingResponse(events, media_type="text/event-stream")
     results = await asyncio.gather(*(s.result() for s in streams))
     failed = _failed(results)
     if failed is not None:
+        if recorder is not None:
+            recorder.done(streams, results, [], failed.status_code)
         return failed
     choices = []
     for index, ((i, _), r) in enumerate(zip(pairs, results, strict=True)):
@@ -329,20 +414,41 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
     usage = Usage(
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
     )
-    return CompletionResponse(model=body.model, choices=choices, usage=usage)
+    if recorder is not None:
+        recorder.done(streams, results, _text_choices(results), 200)
+    return CompletionResponse(id=response_id, model=body.model, choices=choices, usage=usage)
 
 
-async def _completion_events(
-    body: CompletionRequest, streams: list[RequestStream], texts: list[str]
+def _completion_events(
+    body: CompletionRequest,
+    response_id: str,
+    streams: list[RequestStream],
+    texts: list[str],
+    recorder: Recorder | None = None,
+) -> AsyncIterator[str]:
+    """The legacy completions stream (`_completion_chunks`); then the `recorder` gets it."""
+    totals = [Completion() for _ in streams]
+    events = _completion_chunks(body, response_id, streams, texts, totals)
+    if recorder is None:
+        return events
+    return _recorded(events, lambda: recorder.done(streams, totals, _text_choices(totals), _stream_status(totals)))
+
+
+def _text_choices(results: list[Completion | None]) -> list[dict[str, Any]]:
+    """Completion choices as capture keeps them."""
+    return [{"text": r.text, "finish_reason": finish_reason(r.finish_reason)} for r in results if r is not None]
+
+
+async def _completion_chunks(
+    body: CompletionRequest, response_id: str, streams: list[RequestStream], texts: list[str], totals: list[Completion]
 ) -> AsyncIterator[str]:
     """The legacy completions stream: text deltas per choice (the echoed prompt first), usage, [DONE]."""
-    head = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": body.model}
+    head = {"id": response_id, "object": "text_completion", "created": now(), "model": body.model}
 
     def chunk(index: int, text: str, finish: str | None = None) -> str:
         return _sse({**head, "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    totals = [Completion() for _ in streams]
     if body.echo:
         for i, text in enumerate(texts):
             yield chunk(i, text)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from tunewright.core.tools import ToolError, check_tools
 from tunewright.engine import Completion, Engine, Output, SamplingParams, TokenLogprob, grammar
 from tunewright.engine.grammar import GrammarError
+from tunewright.serve.capture import Capture
 from tunewright.serve.metrics import ServeMetrics
 from tunewright.serve.protocol import (
     ChatCompletionRequest,
@@ -103,6 +104,7 @@ class Service:
     ) -> None:
         self.engine, self.served, self.cap = engine, served, max_new_tokens
         self.timeout, self.metrics = request_timeout_s, metrics
+        self.capture: Capture | None = None
         self.token_text = lru_cache(maxsize=65536)(self._token_text)
 
     # ---- names ---------------------------------------------------------------------------------------------
@@ -239,8 +241,11 @@ class RequestStream:
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Output] = asyncio.Queue()
         self.service, self.http, self.prompt = service, http, prompt
-        self.model = service.model_name(adapter)
-        self.started = time.perf_counter()
+        self.model, self.adapter = service.model_name(adapter), adapter
+        self.arrived, self.started = time.time(), time.perf_counter()
+        self.ttft: float | None = None  # seconds, for capture
+        self.queued: float | None = None
+        self.total: float | None = None
         self.handle = service.engine.submit(
             prompt, params, lambda out: loop.call_soon_threadsafe(self.queue.put_nowait, out), adapter
         )
@@ -260,9 +265,11 @@ class RequestStream:
                 now = time.perf_counter()
                 if out.token_ids:
                     (metrics.ttft if first else metrics.itl).labels(model).observe(now - last)
+                    if first:
+                        self.ttft, self.queued = now - self.started, out.queued_s
                     first, last = False, now
                 if out.finish_reason is not None:
-                    finished = True
+                    finished, self.total = True, now - self.started
                     self.service._count(model, out, now - self.started)
                 yield out
                 if finished:

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, Field
 from transformers import AutoModelForCausalLM
 
+from conftest import concurrently
 from tunewright.core.modeling import load_tokenizer
 from tunewright.engine import Engine, EngineConfig, SamplingParams
 from tunewright.serve.app import BackgroundServer, create_app
@@ -455,11 +456,7 @@ def test_concurrent_streams_over_three_models_equal_their_sequential_answers(cli
         except Exception as exc:  # collected for the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    concurrently(ask, 32)
     assert errors == []
     assert answers == [expected[models[i % 3]] for i in range(32)]
 
