@@ -104,3 +104,16 @@ def latest_train(ws: Path) -> tuple[list[dict], dict]:
     run = sorted((ws / "runs").glob("train-*"))[-1]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return rows, json.loads((run / "manifest.json").read_text())["results"]
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (the architecture where it does not)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()

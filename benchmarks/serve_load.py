@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -141,7 +143,14 @@ async def one_request(
 
 
 async def load_level(
-    url: str, model: str, concurrency: int, requests: int, tokens: int, exact: bool, fmt: dict | None = None
+    url: str,
+    model: str,
+    concurrency: int,
+    requests: int,
+    tokens: int,
+    exact: bool,
+    fmt: dict | None = None,
+    prompts: list[str] = PROMPTS,
 ) -> dict:
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     async with httpx.AsyncClient(limits=limits) as client:
@@ -149,7 +158,7 @@ async def load_level(
 
         async def bounded(i: int) -> dict:
             async with gate:
-                prompt = f"Request {i}. {PROMPTS[i % len(PROMPTS)]}"  # distinct: only the template is shared
+                prompt = f"Request {i}. {prompts[i % len(prompts)]}"  # distinct: only the template is shared
                 return await one_request(client, url, model, prompt, tokens, exact, fmt)
 
         start = time.perf_counter()
@@ -169,16 +178,10 @@ async def load_level(
     }
 
 
-def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[tuple[str, int], dict]:
-    port = free_port()
-    cmd, name, ready = server_command(tool, model, port, args.vllm_python, args.dtype)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB of KV cache for vLLM's CPU backend
-    }
-    log = open(Path(tempfile.gettempdir()) / f"serve-bench-{tool}.log", "w")  # noqa: SIM115 - closed below
+@contextmanager
+def running(cmd: list[str], ready: str, name: str, env: dict[str, str]) -> Iterator[None]:
+    """A server process started from `cmd`, its output in a log, until `ready` answers 200; stopped on exit."""
+    log = open(Path(tempfile.gettempdir()) / f"serve-bench-{name}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 600
@@ -189,8 +192,24 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[tuple[str
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{tool} did not start; see {log.name}")
+                raise RuntimeError(f"{name} did not start; see {log.name}")
             time.sleep(1)
+        yield
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[tuple[str, int], dict]:
+    port = free_port()
+    cmd, name, ready = server_command(tool, model, port, args.vllm_python, args.dtype)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB of KV cache for vLLM's CPU backend
+    }
+    with running(cmd, ready, tool, env):
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         exact = tool != "transformers"
         results = {}
@@ -201,9 +220,6 @@ def run_tool(tool: str, model: Path, args: argparse.Namespace) -> dict[tuple[str
                     load_level(url, name, c, max(4, 2 * c), args.tokens, exact, FORMATS[fmt])
                 )
         return results
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 def generate_reference(model: Path, tokens: int, threads: int, dtype: str) -> float:

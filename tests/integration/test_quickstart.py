@@ -255,3 +255,61 @@ def test_the_export_serves_in_bfloat16_when_asked(quickstart, launch, tmp_path):
     assert resp.choices[0].message.content.startswith("First step: ")
     assert all(t.logprob <= 0 for t in resp.choices[0].logprobs.content)
     assert "serving support-assistant (bfloat16, " in (tmp_path / "server-0.log").read_text()
+
+
+def test_the_quickstart_captures_its_requests_takes_feedback_and_reports(quickstart):
+    from tunewright.core import capture_store as store
+
+    ws, stdout = quickstart
+    assert "feedback on the first: 200" in stdout and "monitor:" in stdout
+    rows = list(store.read_requests(store.connect(ws / "monitor/capture.sqlite", readonly=True)))
+    assert len(rows) == 3 and {r["version"] for r in rows} == {"exports/support-assistant/v1"}
+    assert [f["score"] for f in rows[0]["feedback"]] == [1.0]
+    calls = rows[1]["response"]["choices"][0]["tool_calls"]
+    assert calls[0]["function"]["name"] == "open_incident" and rows[1]["request"]["tools"] == domain.TOOLS
+    ms = manifests(ws)
+    capture, monitor = by_stage(ms, "capture"), by_stage(ms, "monitor")
+    assert capture["parents"] == [by_stage(ms, "export")["run_id"]]
+    assert monitor["parents"] == [capture["run_id"]] and capture["results"]["stored"] == 3
+    report = (ws / "reports/monitor-report.md").read_text()
+    assert "## support-assistant — exports/support-assistant/v1" in report and "No breaches." in report
+    row = next(line for line in report.splitlines() if line.startswith("| 20"))
+    assert row.split(" | ")[9:11] == ["100.0%", "100.0%"]  # the JSON answer and the tool call are valid
+    assert "<svg" in (ws / "reports/monitor-report.html").read_text()
+
+
+def test_monitor_check_flags_a_new_topic_and_fails(quickstart_copy, launch, capsys):
+    import random
+
+    import yaml
+
+    from tunewright.core import capture_store as store
+
+    ws = quickstart_copy
+    store_path = ws / "monitor/capture.sqlite"
+    store_path.unlink()  # only this test's traffic
+    port = free_port()
+    launch(
+        [*CLI, "serve", "support-assistant@production", "-w", str(ws), "--port", str(port), "capture.enabled=true"],
+        f"http://127.0.0.1:{port}/v1/health/ready",
+    )
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    trained = [json.loads(line) for line in (ws / "data/splits/train.jsonl").read_text().splitlines()]
+    rng = random.Random(0)  # the training distribution (the test split is grouped by table: a drift of its own)
+    prompts = [
+        next(m["content"] for m in reversed(t["messages"]) if m["role"] == "user") for t in rng.sample(trained, 42)
+    ]
+    prompts += domain.off_topic_questions(rng, 18)  # 30% from a topic the training data lacks
+    for prompt in prompts:
+        client.chat.completions.create(
+            model="support-assistant", messages=[{"role": "user", "content": prompt}], max_tokens=48, temperature=0
+        )
+    assert main(["monitor", "-w", str(ws), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "BREACH" in out and "input_drift_p_value" in out
+    assert len(list(store.read_requests(store.connect(store_path, readonly=True)))) == 60
+    report = (ws / "reports/monitor-report.md").read_text()
+    grew = [line for line in report.splitlines() if "a cluster grew" in line]  # the top 3 that grew, with examples
+    assert any(word in line for line in grew for word in ("vacation", "expense", "parental", "laptop", "discount"))
+    rules = yaml.safe_load((ws / "reports/monitor-alerts.yml").read_text())["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} >= {"TunewrightErrorRate", "TunewrightSlowRequests", "TunewrightCaptureOff"}

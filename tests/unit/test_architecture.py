@@ -19,9 +19,22 @@ ALLOWED = {
     "export": {"core", "engine", "runtimes"},
     "serve": {"core", "engine", "runtimes"},
     "release": {"core"},
+    "monitor": {"core"},
     "demo": {"core", "train"},
     "__main__": {"cli"},
-    "cli": {"core", "runtimes", "engine", "curate", "train", "evaluate", "export", "serve", "release", "demo"},
+    "cli": {
+        "core",
+        "runtimes",
+        "engine",
+        "curate",
+        "train",
+        "evaluate",
+        "export",
+        "serve",
+        "release",
+        "monitor",
+        "demo",
+    },
 }
 
 

@@ -25,6 +25,7 @@ STAGES = {
     "train": ("sft-lora.yaml", "tunewright.train.config", "TrainConfig"),
     "eval": ("eval.yaml", "tunewright.evaluate.config", "EvalConfig"),
     "serve": ("serve.yaml", "tunewright.serve.config", "ServeConfig"),
+    "monitor": ("monitor.yaml", "tunewright.monitor.config", "MonitorConfig"),
 }
 
 config_app = typer.Typer(help="Discover the config keys of each stage.", no_args_is_help=True)

@@ -24,6 +24,7 @@ from tunewright.cli import (
     eval_cmd,
     export,
     init,
+    monitor,
     promote,
     quickstart,
     registry,
@@ -41,7 +42,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (init, curate, train, eval_cmd, export, promote, card, serve, runs, registry, config_cmd, quickstart):
+for module in (
+    init,
+    curate,
+    train,
+    eval_cmd,
+    export,
+    promote,
+    card,
+    serve,
+    monitor,
+    runs,
+    registry,
+    config_cmd,
+    quickstart,
+):
     module.register(app)
 
 

@@ -3,9 +3,10 @@
 It calls the library functions the verbs call (init, curate, train, eval, export, promote, card,
 serve), with the workspace's own configs, and prints what each verb prints, so the workspace it
 leaves behind has the same runs, manifests (each with the command that would repeat it) and
-reports; then it serves the promoted version and asks it, through the OpenAI-compatible API,
-one support question, one request it should answer with a tool call, and one alert to read
-into JSON under a `json_schema` response format.
+reports; then it serves the promoted version with capture on and asks it, through the
+OpenAI-compatible API, one support question, one request it should answer with a tool call, and
+one alert to read into JSON under a `json_schema` response format; sends feedback on the first
+answer; and writes the monitor report of what was captured.
 """
 
 from __future__ import annotations
@@ -49,18 +50,27 @@ def register(app: typer.Typer) -> None:
     app.command("quickstart")(quickstart_cmd)
 
 
-def ask(base_url: str, model: str, request: dict[str, Any]) -> str:
-    """One greedy chat completion over HTTP, as any OpenAI client would send it: the answer's text, or its tool
-    calls as `name({arguments})` lines."""
+def ask(base_url: str, model: str, request: dict[str, Any]) -> tuple[str, str]:
+    """One greedy chat completion over HTTP, as any OpenAI client would send it: the response id, and the
+    answer's text or its tool calls as `name({arguments})` lines."""
     from tunewright.runtimes.openai_client import OpenAIClient
 
     client = OpenAIClient(base_url, timeout_s=60)
     try:
-        message = client.chat({"model": model, "temperature": 0, **request})["choices"][0]["message"]
+        response = client.chat({"model": model, "temperature": 0, **request})
     finally:
         client.close()
+    message = response["choices"][0]["message"]
     calls = [f"{c['function']['name']}({c['function']['arguments']})" for c in message.get("tool_calls") or []]
-    return "\n".join(calls) if calls else message["content"]
+    return response["id"], "\n".join(calls) if calls else message["content"]
+
+
+def send_feedback(base_url: str, response_id: str) -> int:
+    """Rate one captured answer through `POST /v1/feedback`; the HTTP status."""
+    import httpx
+
+    body = {"id": response_id, "score": 1, "comment": "right first step"}
+    return httpx.post(f"{base_url}/feedback", json=body, timeout=30).status_code
 
 
 class Steps:
@@ -145,24 +155,49 @@ class Steps:
         ref = f"{EXPORT_NAME}@production"
         self.step(["card", ref, "-w", str(self.ws)], lambda cmd: card.report(self.ws, *write_card(self.ws, ref, cmd)))
 
+    def monitor(self) -> None:
+        from tunewright.monitor.config import MonitorConfig
+        from tunewright.monitor.stage import monitor
+
+        def body(cmd: list[str]) -> None:
+            run, summary = monitor(self.ws, self._config("monitor.yaml", MonitorConfig), cmd)
+            requests = summary["requests"]
+            typer.echo(f"{requests} captured requests; {len(summary['breaches'])} breaches; run {run.run_id}")
+
+        self.step(["monitor", "-w", str(self.ws)], body)
+
     def _config(self, name: str, model: type[M], overrides: tuple[str, ...] = ()) -> M:
         return workspace_config(self.ws, name, model, list(overrides))
 
 
-def serve_and_ask(ws: Path) -> tuple[str, str, list[str]]:
-    """Serve `support-assistant@production` as `tunewright serve` would (the workspace's serve config), send it
-    the `REQUESTS`, stop; the export's directory, the server's URL and the answers."""
+def serve_and_ask(ws: Path) -> tuple[str, str, list[str], int]:
+    """Serve `support-assistant@production` as `tunewright serve ... capture.enabled=true` would (the workspace's
+    serve config), send it the `REQUESTS` and feedback on the first answer, stop; the export's directory, the
+    server's URL, the answers and the feedback's HTTP status."""
     from tunewright.core.model_source import resolve_model
     from tunewright.engine import Engine
     from tunewright.serve.app import BackgroundServer, create_app
+    from tunewright.serve.capture import capture_window, served_lineage
     from tunewright.serve.config import load_serve_config
     from tunewright.serve.service import Served
 
     cfg = load_serve_config(ws)
-    source = cfg.served(resolve_model(ws, f"{EXPORT_NAME}@production"))
-    app = create_app(lambda: (Engine.from_source(source, cfg.engine_config()), Served(EXPORT_NAME, source.base)), cfg)
-    with BackgroundServer(app) as server:
-        return source.base, server.base_url, [ask(server.base_url, EXPORT_NAME, r) for _, r in REQUESTS]
+    cfg.capture.enabled = True
+    ref = f"{EXPORT_NAME}@production"
+    source = cfg.served(resolve_model(ws, ref))
+    versions, parents = served_lineage(ws, EXPORT_NAME, source, cfg.adapters)
+    command = ["tunewright", "serve", ref, "-w", str(ws), "capture.enabled=true"]
+
+    def load() -> tuple[Engine, Served]:
+        return Engine.from_source(source, cfg.engine_config()), Served(EXPORT_NAME, source.base)
+
+    with (
+        capture_window(ws, cfg.capture, versions, parents, command) as capture,
+        BackgroundServer(create_app(load, cfg, capture=capture)) as server,
+    ):
+        replies = [ask(server.base_url, EXPORT_NAME, r) for _, r in REQUESTS]
+        status = send_feedback(server.base_url, replies[0][0])
+    return source.base, server.base_url, [text for _, text in replies], status
 
 
 def quickstart_cmd(
@@ -172,12 +207,13 @@ def quickstart_cmd(
     ),
 ) -> None:
     """Init, curate, train (LoRA), eval vs base, export (merged), promote to production, write the model card
-    and release notes, serve, ask one question. With --with-dpo, DPO continues the SFT run and is evaluated
+    and release notes, serve with capture on, ask three requests, send feedback, write the monitor report. With
+    --with-dpo, DPO continues the SFT run and is evaluated
     on the SFT gates (against base) and on held-out preference pairs (against the SFT model)."""
     from tunewright.core.runs import find_run
 
     ws = workspace.resolve()
-    steps = Steps(ws, 8 + (3 if with_dpo else 0))
+    steps = Steps(ws, 9 + (3 if with_dpo else 0))
     steps.init()
     steps.curate()
     steps.train()
@@ -190,8 +226,11 @@ def quickstart_cmd(
         steps.train("dpo-lora.yaml", (f"model.init_from={sft}",))
         steps.eval("latest:train", "base", overrides=("report=reports/eval-dpo.md",))
         steps.eval("latest:train", sft, config="eval-preferences.yaml")
-    console.rule(f"[bold]{steps.total}/{steps.total}  tunewright serve {EXPORT_NAME}@production")
-    export_dir, url, answers = serve_and_ask(ws)
+    steps.done += 1
+    console.rule(f"[bold]{steps.done}/{steps.total}  tunewright serve {EXPORT_NAME}@production capture.enabled=true")
+    export_dir, url, answers, feedback = serve_and_ask(ws)
+    typer.echo(f"captured the requests below in {ws / 'monitor/capture.sqlite'}; feedback on the first: {feedback}")
+    steps.monitor()
     typer.echo("")
     typer.echo(f"data card:   {ws / 'reports/data-card.md'}")
     typer.echo(f"eval report: {ws / 'reports/eval-report.md'}")
@@ -200,6 +239,7 @@ def quickstart_cmd(
     if with_dpo:
         typer.echo(f"DPO evals:   {ws / 'reports/eval-dpo.md'} (SFT gates), {ws / 'reports/eval-preferences.md'}")
     typer.echo(f"export:      {export_dir} ({EXPORT_NAME}@production)")
+    typer.echo(f"monitor:     {ws / 'reports/monitor-report.md'} (and .html; alert rules reports/monitor-alerts.yml)")
     typer.echo(f"served at {url} (stopped)")
     for (asked, _), answer in zip(REQUESTS, answers, strict=True):
         typer.echo(f"\nasked: {asked}\n{answer}")

@@ -32,6 +32,7 @@ CONFIG_NAMES = (
     "eval.yaml",
     "eval-preferences.yaml",
     "serve.yaml",
+    "monitor.yaml",
     "policy.yaml",
     "card.yaml",
 )

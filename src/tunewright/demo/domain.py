@@ -332,3 +332,28 @@ def no_call_cases() -> list[tuple[Incident, str, str]]:
         for inc in INCIDENTS
         for t in GOVERNED_TABLES + SANDBOX_TABLES
     ]
+
+
+OFF_TOPIC = (
+    "How many vacation days do I get after {n} years in the {city} office?",
+    "Can I expense a {item} I bought during the trip to {city}?",
+    "What is the parental leave policy for employees in {city}?",
+    "My laptop {item} stopped working, who replaces it?",
+    "Is there a discount on the {item} for staff in {city}?",
+)
+OFF_TOPIC_FILL = {
+    "n": ("two", "three", "five", "ten"),
+    "city": ("Berlin", "Lisbon", "Austin", "Osaka", "Nairobi", "Toronto"),
+    "item": ("charger", "keyboard", "train ticket", "dinner", "monitor", "headset"),
+}
+
+
+def off_topic_questions(rng: random.Random, n: int) -> list[str]:
+    """`n` workplace questions (leave, expenses, equipment) that the data-platform assistant never saw: traffic
+    from a topic its training data lacks, for input-drift checks."""
+    out = []
+    for _ in range(n):
+        template = rng.choice(OFF_TOPIC)
+        fill = {k: rng.choice(v) for k, v in OFF_TOPIC_FILL.items() if "{" + k + "}" in template}
+        out.append(template.format(**fill))
+    return out

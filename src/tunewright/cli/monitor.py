@@ -1,0 +1,54 @@
+"""`tunewright monitor`: what production asked and answered, per served version; `monitor check` exits 1 on a
+breach (for cron or CI). `check` is dispatched from here because the verb's positional arguments are config
+overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tunewright.cli.common import OVERRIDES, WORKSPACE, command_line, config_option, config_path, workspace_path
+from tunewright.core.config import load_config
+from tunewright.core.errors import CheckFailed, UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("monitor", context_settings={"allow_interspersed_args": False})(monitor_cmd)
+
+
+def monitor_cmd(
+    config: Path = config_option("monitor.yaml"),
+    workspace: Path = WORKSPACE,
+    overrides: list[str] = OVERRIDES,
+) -> None:
+    """Report traffic, latency, quality, feedback and drift of what `serve` captured, per served version, and
+    write Prometheus alerting rules. `tunewright monitor check` does the same and exits 1 on any breach."""
+    args = list(overrides or [])
+    check = bool(args) and args[0] == "check"
+    args = args[1:] if check else args
+    misplaced = [o for o in args if o.startswith("-")]
+    if misplaced:
+        raise UserError(f"options go before the key=value overrides: move {' '.join(misplaced)} before them")
+    from tunewright.monitor.config import MonitorConfig
+    from tunewright.monitor.stage import monitor
+
+    ws = workspace_path(workspace)
+    path = config_path(ws, config, "monitor.yaml")
+    cfg = load_config(path if config or path.is_file() else None, MonitorConfig, args)
+    run, summary = monitor(ws, cfg, command_line())
+    for v in summary["versions"]:
+        last = v["windows"][-1]["stats"]
+        drift = v["input_drift"]["training"]
+        said = f"p = {drift['p_value']:.3g}" if drift.get("tested") else "not tested"
+        typer.echo(
+            f"{v['model']} ({v['version']}): {sum(w['stats']['requests'] for w in v['windows'])} requests in "
+            f"{len(v['windows'])} windows; latest: error rate {last['error_rate']:.1%}, "
+            f"feedback {last['feedback']}; input drift vs training {said}"
+        )
+    for b in summary["breaches"]:
+        typer.echo(f"BREACH {b['message']}")
+    report = Path(cfg.report)
+    typer.echo(f"report {report} and {report.with_suffix('.html')}; alert rules {cfg.alert_rules}; run {run.run_id}")
+    if check and summary["breaches"]:
+        raise CheckFailed(f"{len(summary['breaches'])} breach(es)")

@@ -1,0 +1,1 @@
+"""The monitor lane: capture of production requests and feedback, and what is learned from them."""
