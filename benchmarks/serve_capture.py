@@ -1,4 +1,4 @@
-"""What production capture costs: tunewright serve at concurrency 32 with `capture.enabled` off and on.
+"""What production capture costs: `tunewright serve` at concurrency 32 with `capture.enabled` off and on.
 
 The same model is served twice from one workspace, once without capture and once with it (every
 request captured, PII redaction on: each prompt carries an email, a card number and a phone
@@ -8,7 +8,11 @@ hits both alike. Each round sends `--requests` streaming chat requests of `--tok
 time to first token (p50, p95). The ratios on/off are printed, with the number of rows the store
 holds at the end (every request of the capture rounds must be there).
 
+`--engine vllm` measures the same for `serve --engine vllm`: off is vLLM alone, on is vLLM behind
+the capturing proxy (vLLM from `--vllm-python`, default .venv-vllm/bin/python).
+
     python benchmarks/serve_capture.py --model smollm2 --repeats 3
+    python benchmarks/serve_capture.py --model smollm2 --repeats 3 --engine vllm
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ def serve_round(model: Path, ws: Path, capture: bool, args: argparse.Namespace) 
     cmd += ["model_name=bench", f"max_new_tokens={args.tokens}", "access_log=false", "batching.max_num_seqs=32"]
     cmd += [f"dtype={args.dtype}", f"capture.enabled={'true' if capture else 'false'}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-    with running(cmd, f"http://127.0.0.1:{port}/v1/health/ready", f"capture-{int(capture)}", env):
+    if args.engine == "vllm":  # vLLM in its default precision; on CPUs, a RAM share for its KV cache
+        cmd += ["--engine", "vllm", f"vllm.python={args.vllm_python}", "batching.max_model_len=2048"]
+        cmd += ["vllm.extra_args=[--gpu-memory-utilization, '0.5']"]
+        env["VLLM_CPU_KVCACHE_SPACE"] = "2"
+    with running(cmd, f"http://127.0.0.1:{port}/health", f"capture-{int(capture)}", env):
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         prompts = [p + PII for p in PROMPTS]
         asyncio.run(load_level(url, "bench", 4, 4, 8, True, prompts=prompts))  # warm-up
@@ -52,6 +60,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 where the CPU computes it fast)")
+    ap.add_argument("--engine", default="tunewright", choices=("tunewright", "vllm"))
+    ap.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").absolute()))
     args = ap.parse_args()
     args.dtype = args.dtype or ("bfloat16" if "bfloat16" in fast_dtypes("cpu") else "float32")
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,8 +79,9 @@ def main() -> None:
         stored = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
         leaked = conn.execute("SELECT count(*) FROM requests WHERE request LIKE '%dana.smith%'").fetchone()[0]
     cpu = cpu_name()
+    precision = args.dtype if args.engine == "tunewright" else "vLLM's default dtype"
     print(
-        f"\nmodel {args.model}, {args.dtype}, {args.threads} threads, CPU {cpu}; concurrency 32, "
+        f"\nengine {args.engine}, model {args.model}, {precision}, {args.threads} threads, CPU {cpu}; concurrency 32, "
         f"{args.requests} requests x {args.tokens} tokens, {args.repeats} rounds each"
     )
     med = {

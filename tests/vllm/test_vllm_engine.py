@@ -1,7 +1,8 @@
 """`tunewright serve --engine vllm` (make test-vllm): vLLM's CPU build from its own environment.
 
 The same model directory and a LoRA adapter, served under tunewright's names, answered through
-the official openai client; vLLM's greedy answers match tunewright's own engine.
+the official openai client; vLLM's greedy answers match tunewright's own engine. The server captures
+(the capturing proxy in front of vLLM), so every answer here has passed through it.
 """
 
 from __future__ import annotations
@@ -46,14 +47,19 @@ def smol_adapter(smollm2, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(smollm2, smol_adapter):
+def captured_workspace(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("vllm-capture")
+
+
+@pytest.fixture(scope="module")
+def vllm_server(smollm2, smol_adapter, captured_workspace):
     python = os.environ.get("TUNEWRIGHT_VLLM")
     if not python or not Path(python).exists():
         pytest.skip("TUNEWRIGHT_VLLM names no vLLM environment: run make test-vllm")
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("tunewright")), "serve", str(smollm2), "--engine", "vllm"]
     cmd += ["--port", str(port), "--adapter", f"smol-lora={smol_adapter}", "model_name=smol"]
-    cmd += ["batching.max_model_len=1024"]
+    cmd += ["-w", str(captured_workspace), "batching.max_model_len=1024", "capture.enabled=true"]
     cmd += ["vllm.dtype=float32", "vllm.extra_args=[--gpu-memory-utilization, '0.5']"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -72,6 +78,9 @@ def vllm_server(smollm2, smol_adapter):
     finally:
         proc.terminate()
         proc.wait(120)
+    (window,) = (captured_workspace / "runs").glob("capture-*")  # SIGTERM ends the capture window, recorded
+    results = json.loads((window / "manifest.json").read_text())["results"]
+    assert results["stored"] > 0 and results["versions"]["smol-lora"] == str(smol_adapter)
 
 
 def test_vllm_serves_the_model_and_the_adapter_under_tunewright_names(vllm_server):
@@ -105,6 +114,38 @@ def test_vllm_and_the_tunewright_engine_answer_alike_with_and_without_the_adapte
             )
             assert theirs.choices[0].message.content == ours.text, (name, q)
     engine.shutdown()
+
+
+def test_vllm_traffic_is_captured_without_pii_and_takes_feedback(vllm_server, captured_workspace, smol_adapter):
+    from tunewright.core import capture_store as store
+
+    client = openai.OpenAI(base_url=vllm_server, api_key="unused", max_retries=0)
+    ask = [{"role": "user", "content": "My email is dana.smith@example.com. What is the capital of France?"}]
+    whole = client.chat.completions.create(model="smol", messages=ask, temperature=0, max_tokens=16)
+    chunks = list(
+        client.chat.completions.create(
+            model="smol-lora", messages=ask, temperature=0, max_tokens=16, stream=True, user="team-a"
+        )
+    )
+    assert all(c.choices for c in chunks)  # the usage chunk capture asked vLLM for is not passed on
+    done = httpx.post(f"{vllm_server}/feedback", json={"id": whole.id, "score": 1, "comment": "right"}, timeout=30)
+    assert done.status_code == 200, done.text
+    assert httpx.post(f"{vllm_server}/feedback", json={"id": "chatcmpl-0", "score": 1}).status_code == 404
+    metrics = httpx.get(vllm_server.removesuffix("/v1") + "/metrics").text
+    assert "vllm:" in metrics and "tunewright_capture_enabled 1.0" in metrics
+
+    conn = store.connect(captured_workspace / "monitor/capture.sqlite", readonly=True)
+    rows = {r["id"]: r for r in store.read_requests(conn)}
+    plain, streamed = rows[whole.id], rows[chunks[0].id]
+    assert plain["response"]["choices"][0]["content"] == whole.choices[0].message.content
+    assert plain["feedback"][0]["score"] == 1 and plain["completion_tokens"] == whole.usage.completion_tokens
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert streamed["response"]["choices"][0]["content"] == text and streamed["completion_tokens"] > 0
+    assert streamed["adapter"] == "smol-lora" and streamed["version"] == str(smol_adapter)
+    assert streamed["workload"] == "team-a" and streamed["ttft_s"] > 0
+    for path in captured_workspace.rglob("*"):
+        if path.is_file():
+            assert b"dana.smith@example.com" not in path.read_bytes(), path
 
 
 def vllm_on_cpu(ws: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,6 +16,10 @@ from tunewright.cli.common import OVERRIDES, WORKSPACE, config_option, config_pa
 from tunewright.core.config import load_config
 from tunewright.core.errors import UserError
 from tunewright.core.export_versions import export_name
+
+if TYPE_CHECKING:
+    from tunewright.core.model_source import ModelSource
+    from tunewright.serve.config import ServeConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -39,6 +44,7 @@ def serve_cmd(
     from tunewright.core.model_source import resolve_model
     from tunewright.core.workspace import resolve
     from tunewright.runtimes.net import free_port
+    from tunewright.serve.capture import capture_window, served_lineage
     from tunewright.serve.config import ServeConfig
 
     ws = workspace_path(workspace)
@@ -68,19 +74,13 @@ def serve_cmd(
     source = cfg.served(resolve_model(ws, model))
     name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
+    versions, parents = served_lineage(ws, name, source, cfg.adapters)
+    command = ["tunewright", "serve", model, *(overrides or []), *flags]
     if cfg.engine == "vllm":
-        if cfg.capture.enabled:
-            raise UserError("capture.enabled: capture works with engine: tunewright only, for now")
-        from tunewright.runtimes.vllm import VllmLaunch, run_vllm, vllm_command, vllm_python
-
-        launch = VllmLaunch(cfg.host, port, cfg.batching.max_model_len, cfg.batching.max_num_seqs)
-        vllm = cfg.vllm_settings()
-        cmd = vllm_command(vllm, vllm_python(vllm), source, name, adapters, launch)
-        typer.echo(f"starting vLLM for {name} on http://{cfg.host}:{port}/v1", err=True)
-        raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))
+        _serve_vllm(ws, cfg, source, name, adapters, port, api_key, (versions, parents, command))
+        return
     from tunewright.core.precision import slow_dtype_warning
     from tunewright.serve.app import serve_forever
-    from tunewright.serve.capture import capture_window, served_lineage
 
     slow = slow_dtype_warning(source.dtype, source.device)
     if slow:
@@ -90,9 +90,40 @@ def serve_cmd(
         "(loading; ready at /v1/health/ready; Ctrl-C to stop)",
         err=True,
     )
-    versions, parents = served_lineage(ws, name, source, cfg.adapters)
-    command = ["tunewright", "serve", model, *(overrides or []), *flags]
     with capture_window(ws, cfg.capture, versions, parents, command) as capture:
         if capture is not None:
             typer.echo(f"capturing requests in {ws / cfg.capture.path} (window {capture.window})", err=True)
         serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key, capture)
+
+
+def _serve_vllm(
+    ws: Path,
+    cfg: ServeConfig,
+    source: ModelSource,
+    name: str,
+    adapters: dict[str, str],
+    port: int,
+    api_key: str | None,
+    lineage: tuple[dict[str, str], list[str], list[str]],
+) -> None:
+    """vLLM in the foreground; with capture, on a private port behind the capturing proxy on `port`."""
+    from tunewright.runtimes.net import free_port
+    from tunewright.runtimes.vllm import VllmLaunch, run_vllm, vllm_command, vllm_python
+    from tunewright.serve.capture import capture_window
+
+    vllm = cfg.vllm_settings()
+    inner = free_port("127.0.0.1") if cfg.capture.enabled else port
+    host = "127.0.0.1" if cfg.capture.enabled else cfg.host
+    launch = VllmLaunch(host, inner, cfg.batching.max_model_len, cfg.batching.max_num_seqs)
+    cmd = vllm_command(vllm, vllm_python(vllm), source, name, adapters, launch)
+    typer.echo(f"starting vLLM for {name} on http://{cfg.host}:{port}/v1", err=True)
+    if not cfg.capture.enabled:
+        raise typer.Exit(run_vllm(cmd, cfg.host, port, api_key))
+    from tunewright.serve.proxy import serve_captured
+
+    served = set(adapters) | ({name} if source.adapter is not None else set())
+    with capture_window(ws, cfg.capture, *lineage) as capture:
+        assert capture is not None
+        typer.echo(f"capturing requests in {ws / cfg.capture.path} (window {capture.window})", err=True)
+        code = serve_captured(cmd, inner, cfg, port, api_key, capture, served)
+    raise typer.Exit(code)

@@ -63,6 +63,21 @@ def _load(app: FastAPI, load: Loader, cfg: ServeConfig) -> None:
             on_error(exc)
 
 
+async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body that fails validation: 400 naming the first bad parameter, as OpenAI does."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+    param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+    message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+    return error(400, f"{param}: {message}" if param else message, param=param)
+
+
+async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """Not ready, shutting down, or capture off: 503."""
+    return error(503, str(exc), "service_unavailable")
+
+
 def create_app(
     load: Loader, cfg: ServeConfig | None = None, api_key: str | None = None, capture: Capture | None = None
 ) -> FastAPI:
@@ -77,7 +92,7 @@ def create_app(
         # the pools hold more threads than there are cores, stops spin-waiting between parallel regions; a
         # long-lived executor thread that loaded the weights made every engine step 1.7x slower on 2 cores.
         if capture is not None:
-            capture.on_count, capture.on_state = metrics.count_capture, metrics.capture_enabled.set
+            metrics.capture.watch(capture)
             capture.start()
         loader = threading.Thread(target=_load, args=(app, load, cfg), name="tunewright-load", daemon=True)
         loader.start()
@@ -113,14 +128,7 @@ def create_app(
     app.include_router(router)
     app.add_middleware(Gate, api_key=api_key, max_body_bytes=cfg.max_body_bytes, log=cfg.access_log)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            return error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
-        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
-        return error(400, f"{param}: {message}" if param else message, param=param)
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
@@ -138,11 +146,8 @@ def create_app(
     async def _full(_: Request, exc: QueueFull) -> JSONResponse:
         return error(429, f"the server is at capacity ({exc}); retry later", "rate_limit_error", code="queue_full")
 
-    @app.exception_handler(NotReady)
-    @app.exception_handler(EngineClosed)
-    @app.exception_handler(CaptureOff)
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return error(503, str(exc), "service_unavailable")
+    for unready in (NotReady, EngineClosed, CaptureOff):
+        app.add_exception_handler(unready, unavailable)
 
     @app.exception_handler(BadConstraint)
     async def _bad_constraint(_: Request, exc: BadConstraint) -> JSONResponse:

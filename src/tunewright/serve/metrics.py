@@ -12,8 +12,38 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from tunewright.serve.capture import Capture
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)
 TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5)
+
+
+class CaptureMetrics:
+    """Capture's state, record outcomes and PII findings (`Capture.on_state` and `Capture.on_count`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.enabled = Gauge("tunewright_capture_enabled", "1 while requests are captured.", registry=registry)
+        self.records = Counter(
+            "tunewright_capture_records",
+            "Captured requests by outcome (stored, dropped_queue_full, dropped_error) and feedback stored.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.pii = Counter(
+            "tunewright_capture_pii", "PII findings handled before capture stored them.", ["kind"], registry=registry
+        )
+
+    def watch(self, capture: Capture) -> None:
+        """Follow `capture`: its state and its counts."""
+        capture.on_count, capture.on_state = self.count, self.enabled.set
+
+    def count(self, key: str, n: int) -> None:
+        """A capture event: `pii_<kind>` findings or a record outcome."""
+        if key.startswith("pii_"):
+            self.pii.labels(key.removeprefix("pii_")).inc(n)
+        else:
+            self.records.labels(key).inc(n)
 
 
 class ServeMetrics:
@@ -45,24 +75,8 @@ class ServeMetrics:
         )
         self.running = Gauge("tunewright_num_requests_running", "Requests decoding.", ["model"], registry=r)
         self.waiting = Gauge("tunewright_num_requests_waiting", "Requests waiting for a slot.", ["model"], registry=r)
-        if capture:  # only where capture is configured, so `tunewright_capture_enabled 0` means it turned off
-            self.capture_enabled = Gauge("tunewright_capture_enabled", "1 while requests are captured.", registry=r)
-            self.capture_records = Counter(
-                "tunewright_capture_records",
-                "Captured requests by outcome (stored, dropped_queue_full, dropped_error) and feedback stored.",
-                ["outcome"],
-                registry=r,
-            )
-            self.capture_pii = Counter(
-                "tunewright_capture_pii", "PII findings handled before capture stored them.", ["kind"], registry=r
-            )
-
-    def count_capture(self, key: str, n: int) -> None:
-        """A capture event (`Capture.on_count`): `pii_<kind>` findings or a record outcome."""
-        if key.startswith("pii_"):
-            self.capture_pii.labels(key.removeprefix("pii_")).inc(n)
-        else:
-            self.capture_records.labels(key).inc(n)
+        # only where capture is configured, so `tunewright_capture_enabled 0` means it turned off
+        self.capture = CaptureMetrics(r) if capture else None
 
     def render(self) -> bytes:
         """The exposition text, with the gauges refreshed from the engine."""
