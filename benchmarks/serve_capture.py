@@ -41,11 +41,13 @@ def serve_round(model: Path, ws: Path, capture: bool, args: argparse.Namespace) 
     cmd += ["model_name=bench", f"max_new_tokens={args.tokens}", "access_log=false", "batching.max_num_seqs=32"]
     cmd += [f"dtype={args.dtype}", f"capture.enabled={'true' if capture else 'false'}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-    if args.engine == "vllm":  # vLLM in its default precision; on CPUs, a RAM share for its KV cache
+    ready = f"http://127.0.0.1:{port}/v1/health/ready"  # ours: 503 until the model is loaded and warm
+    if args.engine == "vllm":  # `dtype` is vLLM's --dtype too; on CPUs vLLM takes a RAM share for its KV cache
         cmd += ["--engine", "vllm", f"vllm.python={args.vllm_python}", "batching.max_model_len=2048"]
         cmd += ["vllm.extra_args=[--gpu-memory-utilization, '0.5']"]
         env["VLLM_CPU_KVCACHE_SPACE"] = "2"
-    with running(cmd, f"http://127.0.0.1:{port}/health", f"capture-{int(capture)}", env):
+        ready = f"http://127.0.0.1:{port}/health"  # vLLM's, alone or through the proxy
+    with running(cmd, ready, f"capture-{int(capture)}", env):
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         prompts = [p + PII for p in PROMPTS]
         asyncio.run(load_level(url, "bench", 4, 4, 8, True, prompts=prompts))  # warm-up
@@ -79,9 +81,8 @@ def main() -> None:
         stored = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
         leaked = conn.execute("SELECT count(*) FROM requests WHERE request LIKE '%dana.smith%'").fetchone()[0]
     cpu = cpu_name()
-    precision = args.dtype if args.engine == "tunewright" else "vLLM's default dtype"
     print(
-        f"\nengine {args.engine}, model {args.model}, {precision}, {args.threads} threads, CPU {cpu}; concurrency 32, "
+        f"\nengine {args.engine}, model {args.model}, {args.dtype}, {args.threads} threads, CPU {cpu}; concurrency 32, "
         f"{args.requests} requests x {args.tokens} tokens, {args.repeats} rounds each"
     )
     med = {

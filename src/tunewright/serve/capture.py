@@ -2,15 +2,21 @@
 
 A route hands its finished request to `Capture.record`, which only puts it on a bounded queue
 (a full queue drops the record and counts it; a request never waits for the store). One writer
-thread takes records in batches, runs curation's PII detectors over every string in them
-(messages, tool arguments and results, answers) and applies the configured action before
-anything is written, then inserts the batch in one transaction (`core/capture_store.py`). Feedback
-goes through the same queue, so it is joined after the answer it names has been written.
+thread wakes every `FLUSH_S` (sooner when a batch is waiting or feedback is asked for), not for
+every record: on a few cores each wake-up of another thread stalls the engine's OpenMP workers,
+and per-record wake-ups cost a few percent of throughput. It takes the records in batches,
+runs curation's PII detectors over every string in them (messages, tool arguments and results,
+answers) and applies the configured action before anything is written, then inserts the batch
+in one transaction (`core/capture_store.py`). Feedback goes through the same queue, so it is
+joined after the answer it names has been written.
 
 If the store cannot be opened or written (a full disk, a read-only directory), capture turns
 itself off with one log line and `tunewright_capture_enabled 0`; serving goes on. A server
 killed outright loses at most the records still on the queue (`queue_size` at the most);
 what was committed stays readable.
+
+With `otlp_endpoint` set, each stored row is also sent as an OpenTelemetry GenAI span
+(`serve/spans.py`), built from the row after PII removal.
 
 A capture window is a run: `capture_window` records `runs/capture-*` with the served export
 version as its parent when the server stops, and every captured row carries the window's id.
@@ -43,9 +49,11 @@ from tunewright.core.pii import handle_text
 from tunewright.core.runs import start_run
 from tunewright.core.workspace import resolve
 from tunewright.serve.config import CaptureConfig
+from tunewright.serve.spans import GenAiSpans
 
 log = logging.getLogger("tunewright.serve")
 BATCH = 256
+FLUSH_S = 0.5
 PRUNE_EVERY_S = 60.0
 
 
@@ -89,8 +97,10 @@ class Capture:
         self.counts: Counter = Counter()  # stored, dropped_queue_full, dropped_error, feedback, pii_<kind>
         self.on_count: Callable[[str, int], None] = lambda key, n: None
         self.on_state: Callable[[bool], None] = lambda enabled: None
+        self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.conn: sqlite3.Connection | None = None
+        self.spans = GenAiSpans(cfg.otlp_endpoint, cfg.otlp_content) if cfg.otlp_endpoint else None
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -110,12 +120,16 @@ class Capture:
         """Write what is queued, then stop the writer."""
         if self.thread is not None:
             self.queue.put(_STOP)
+            self.wake.set()
             self.thread.join(timeout)
             self.thread = None
         self.enabled = False
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self.spans is not None:
+            self.spans.close()
+            self.spans = None
 
     # ---- the request path (no I/O) -------------------------------------------------------------------------
 
@@ -132,6 +146,9 @@ class Capture:
             self.queue.put_nowait(row)
         except queue.Full:
             self._count("dropped_queue_full")
+            return
+        if self.queue.qsize() >= BATCH:
+            self.wake.set()
 
     async def feedback(self, response_id: str, body: dict[str, Any]) -> bool:
         """Store feedback on a captured response once everything queued before it is written; False if no
@@ -143,6 +160,7 @@ class Capture:
             self.queue.put_nowait(_Feedback(response_id, body, done))
         except queue.Full:
             raise CaptureOff("the capture queue is full; retry later") from None
+        self.wake.set()
         return await asyncio.wrap_future(done)
 
     # ---- the writer thread ---------------------------------------------------------------------------------
@@ -150,7 +168,10 @@ class Capture:
     def _run(self) -> None:
         last_prune, stopping = 0.0, False
         while not stopping:
-            batch = [self.queue.get()]
+            if self.queue.empty():
+                self.wake.wait(FLUSH_S)
+                self.wake.clear()
+            batch = []
             while len(batch) < BATCH:
                 try:
                     batch.append(self.queue.get_nowait())
@@ -163,6 +184,8 @@ class Capture:
                 if rows:
                     store.insert_requests(self.conn, rows)
                     self._count("stored", len(rows))
+                    for row in rows if self.spans is not None else []:
+                        self.spans.emit(row)
                 for job in jobs:
                     self._feedback(job)
                 if time.monotonic() - last_prune > PRUNE_EVERY_S:

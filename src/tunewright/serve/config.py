@@ -51,6 +51,11 @@ class CaptureConfig(StrictModel):
     """Size cap of the store; beyond it the oldest records go."""
     max_age_days: float = Field(30, gt=0)
     """Records older than this go."""
+    otlp_endpoint: str | None = None
+    """An OTLP/HTTP traces URL (e.g. http://127.0.0.1:4318/v1/traces): each captured request is also sent as an
+    OpenTelemetry GenAI span (needs `pip install 'tunewright[otel]'`)."""
+    otlp_content: bool = False
+    """Put the messages and answers (PII removed as in the store) on the spans too."""
 
     @field_validator("pii_types")
     @classmethod

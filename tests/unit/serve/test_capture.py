@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import closing
 
 import httpx
 import openai
@@ -188,10 +189,15 @@ def test_capture_window_is_a_run_and_sigkill_leaves_a_readable_store(model_works
     threads = [threading.Thread(target=load_it) for _ in range(8)]
     for t in threads:
         t.start()
+
+    def stored() -> int:  # rows the writer has committed so far (it writes in batches, every half second)
+        with closing(store.connect(ws / "monitor" / "capture.sqlite", readonly=True)) as conn:
+            return conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+
     deadline = time.monotonic() + 60
-    while len(answered) < 40 and time.monotonic() < deadline:
+    while (len(answered) < 40 or stored() < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # under load, with the writer at work
     proc.wait(30)
     for t in threads:
         t.join(60)
