@@ -26,6 +26,7 @@ STAGES = {
     "eval": ("eval.yaml", "tunewright.evaluate.config", "EvalConfig"),
     "serve": ("serve.yaml", "tunewright.serve.config", "ServeConfig"),
     "monitor": ("monitor.yaml", "tunewright.monitor.config", "MonitorConfig"),
+    "pipeline": ("pipeline.yaml", "tunewright.cli.pipeline", "PipelineConfig"),
 }
 
 config_app = typer.Typer(help="Discover the config keys of each stage.", no_args_is_help=True)

@@ -35,6 +35,7 @@ CONFIG_NAMES = (
     "monitor.yaml",
     "policy.yaml",
     "card.yaml",
+    "pipeline.yaml",
 )
 
 
