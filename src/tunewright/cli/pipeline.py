@@ -72,9 +72,11 @@ def pipeline_cmd(
     if start is not None and start not in names:
         raise UserError(f"--from {start!r}: the pipeline's stages are {names}")
     first_forced = names.index(start) if start is not None else (0 if force else len(names))
-    outcome, upstream = [], []
+    from tunewright.core.completions import code_version
+
+    outcome, upstream, code = [], [], code_version()
     for i, spec in enumerate(cfg.stages):
-        key = _key(ws, spec, upstream)
+        key = _key(ws, spec, code, upstream)
         label = f"stage {i + 1}/{len(names)} {spec.stage}"
         reused = None if i >= first_forced else _reusable(ws, key)
         if reused is None and start is not None and i < first_forced:
@@ -103,12 +105,12 @@ def _config_file(ws: Path, spec: StageSpec) -> Path | None:
     return ws / "configs" / default if default else None
 
 
-def _key(ws: Path, spec: StageSpec, upstream: list[str]) -> str:
-    from tunewright.core.completions import code_version, file_digest, work_key
+def _key(ws: Path, spec: StageSpec, code: str, upstream: list[str]) -> str:
+    from tunewright.core.completions import file_digest, work_key
 
     config = _config_file(ws, spec)
     config_digest = file_digest(config) if config is not None else None
-    return work_key(spec.model_dump(), config_digest, code_version(), upstream)
+    return work_key(spec.model_dump(), config_digest, code, upstream)
 
 
 def _reusable(ws: Path, key: str) -> str | None:
