@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from tunewright.cli.common import WORKSPACE, command_line, workspace_path
-from tunewright.runtimes.vllm import VllmConfig
 
 if TYPE_CHECKING:
     from tunewright.core.runs import Run
@@ -42,6 +41,7 @@ def export_cmd(
     """Export a trained model; refuses a run whose latest eval failed, and fails (exit 1) on a parity mismatch."""
     from tunewright.export.config import ExportConfig
     from tunewright.export.stage import export_version
+    from tunewright.runtimes.vllm import VllmConfig
     from tunewright.serve.config import load_serve_config
 
     ws = workspace_path(workspace)

@@ -40,3 +40,7 @@ def describe_os_error(exc: OSError) -> str:
     if not paths:
         return reason
     return f"cannot use {' -> '.join(str(p) for p in paths)}: {reason}"
+
+
+class WorkFailed(CheckFailed):
+    """A piece of distributed work failed (a task raised, or its worker died); what finished is kept."""

@@ -42,31 +42,39 @@ class Line:
     raw: str | None = None
 
 
-def iter_jsonl(path: Path) -> Iterator[Line]:
-    """Parse a JSONL file line by line; malformed, empty or non-UTF-8 lines carry an error."""
+def iter_jsonl(path: Path, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[Line]:
+    """Parse a JSONL file line by line; malformed, empty or non-UTF-8 lines carry an error.
+
+    `start` / `end` read only the lines that begin in that byte range (a shard of a large
+    file: `start` is a line start, line `first_line`).
+    """
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Line(
-                    str(path),
-                    lineno,
-                    error=f"invalid UTF-8 at byte {exc.start}",
-                    raw=raw.decode("utf-8", "replace").rstrip("\n"),
-                )
-                continue
-            text = text.rstrip("\r\n")
-            if not text.strip():
-                yield Line(str(path), lineno, error="empty line", raw=text)
-                continue
-            try:
-                yield Line(str(path), lineno, value=json.loads(text))
-            except json.JSONDecodeError as exc:
-                where = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
-                yield Line(str(path), lineno, error=f"malformed JSON: {where}", raw=text)
+        fh.seek(start)
+        pos = start
+        for lineno, raw in enumerate(fh, start=first_line):
+            if end is not None and pos >= end:
+                return
+            pos += len(raw)
+            yield _jsonl_line(str(path), lineno, raw)
+
+
+def _jsonl_line(path: str, lineno: int, raw: bytes) -> Line:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Line(
+            path, lineno, error=f"invalid UTF-8 at byte {exc.start}", raw=raw.decode("utf-8", "replace").rstrip("\n")
+        )
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return Line(path, lineno, error="empty line", raw=text)
+    try:
+        return Line(path, lineno, value=json.loads(text))
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+        return Line(path, lineno, error=f"malformed JSON: {where}", raw=text)
 
 
 def iter_parquet(path: Path) -> Iterator[Line]:

@@ -33,6 +33,7 @@ from tunewright.core.config import dump_yaml
 from tunewright.core.errors import UserError
 from tunewright.core.io import OutputSet, sha256_file, write_json, write_text
 from tunewright.core.manifest import MANIFEST, Manifest, list_manifests, load_manifest, newest, run_order
+from tunewright.core.workspace import workspace_relative
 
 
 def _now() -> str:
@@ -139,10 +140,7 @@ class Run:
 
     def rel(self, path: Path) -> str:
         """A path relative to the workspace where possible (manifests survive moves)."""
-        try:
-            return str(path.resolve().relative_to(self.workspace.resolve()))
-        except ValueError:
-            return str(path.resolve())
+        return workspace_relative(self.workspace, path)
 
 
 def _files(path: Path) -> list[Path]:

@@ -67,3 +67,11 @@ def init_workspace(root: Path, force: bool = False) -> list[Path]:
         write_text(target, example_config(name))
         written.append(target)
     return written
+
+
+def workspace_relative(workspace: Path, path: Path) -> str:
+    """`path` relative to the workspace where possible (manifests survive moves), else absolute."""
+    try:
+        return str(path.resolve().relative_to(workspace.resolve()))
+    except ValueError:
+        return str(path.resolve())

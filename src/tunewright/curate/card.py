@@ -43,7 +43,7 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         st = step.stats
         steps.append([st.name, st.records_in, st.records_out, st.records_in - st.records_out, modified.get(st.name, 0)])
     lines += markdown_table(["step", "in", "out", "removed", "modified"], steps)
-    changed_then_removed = len(quarantine.modified_ids) - result.kept_records.modified
+    changed_then_removed = quarantine.modified() - result.kept_records.modified
     lines += [
         "",
         f"Every input line is accounted for: {result.lines_read} read = {result.kept} kept + "

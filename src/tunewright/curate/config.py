@@ -181,6 +181,46 @@ class OutputConfig(StrictModel):
     """The data card (Markdown)."""
 
 
+class SlurmArrayConfig(StrictModel):
+    """How `executor: slurm` submits each stage (a job array, one task per shard or partition)."""
+
+    partition: str | None = None
+    """Slurm partition (null: the cluster's default)."""
+    time: str | None = None
+    """Wall-clock limit per task (HH:MM:SS)."""
+    account: str | None = None
+    """Account to charge."""
+    cpus_per_task: int = Field(1, gt=0)
+    """CPUs of each array task."""
+    mem: str | None = None
+    """Memory of each array task, e.g. 8G (null: the partition's default)."""
+    max_parallel: int | None = Field(None, gt=0)
+    """At most this many tasks of a stage at once (the array's %N)."""
+    setup: list[str] = Field(default_factory=list)
+    """Shell lines run before each task, e.g. [source .venv/bin/activate]."""
+    sbatch_args: list[str] = Field(default_factory=list)
+    """Other #SBATCH options, e.g. [--qos=batch]."""
+
+
+class ScaleConfig(StrictModel):
+    """Sharded curation (executor ray or slurm): shards, partitions, the work folder, the cluster."""
+
+    world_size: int | None = Field(None, ge=1)
+    """Shards and partitions at least this many (null: the Ray cluster's CPUs; slurm: 8)."""
+    shard_mb: float = Field(64, gt=0)
+    """Largest shard of a JSONL file, in MB (CSV and Parquet files are one shard each)."""
+    work_dir: str = "data/.curate-work"
+    """Intermediates and per-shard completion records (on a shared filesystem for slurm)."""
+    ray_address: str | None = None
+    """Ray cluster to use: host:port, ray://host:10001 or auto (null: start a local one)."""
+    ray_workers: int | None = Field(None, ge=1)
+    """CPUs of the local Ray cluster (null: all of this machine's)."""
+    retries: int = Field(1, ge=0)
+    """Times Ray retries a task whose worker died (0: the run stops; a rerun does only unfinished shards)."""
+    slurm: SlurmArrayConfig = Field(default_factory=SlurmArrayConfig)
+    """Job-array settings for executor slurm."""
+
+
 class CurateConfig(StrictModel):
     sources: list[SourceConfig] = Field(min_length=1)
     """The raw sources."""
@@ -204,9 +244,19 @@ class CurateConfig(StrictModel):
     """Meaning-level duplicate removal (SemDeDup)."""
     workers: int = Field(1, ge=1)
     """Processes for the per-record steps (also: curate --workers N)."""
+    executor: Literal["local", "ray", "slurm"] = "local"
+    """local (this machine, with workers) | ray (sharded over a Ray cluster) | slurm (sharded, job arrays)."""
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    """Sharded curation: shards, work folder, Ray and Slurm settings."""
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     """Eval contamination removal."""
     split: SplitConfig = Field(default_factory=SplitConfig)
     """Train / validation / test splits."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where the outputs go."""
+
+    @model_validator(mode="after")
+    def _sharded_steps(self) -> CurateConfig:
+        if self.executor != "local" and self.semantic_dedup.enabled:
+            raise ValueError("semantic_dedup.enabled: semantic dedup runs on executor local only")
+        return self

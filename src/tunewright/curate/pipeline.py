@@ -57,6 +57,7 @@ class Quarantine:
         self.entries: dict[str, list[dict[str, Any]]] = {}
         self.tally: Counter[tuple[str, str]] = Counter()
         self.modified_ids: set[str] = set()  # records some step changed (kept or removed later)
+        self.modified_elsewhere = 0  # changed records counted by the shards of a sharded run
         self._files: dict[str, IO[str]] = {}
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -93,6 +94,10 @@ class Quarantine:
         kept = self.entries.setdefault(step, [])
         if self.keep is None or len(kept) < self.keep:
             kept.append(entry)
+
+    def modified(self) -> int:
+        """How many distinct records some step changed."""
+        return len(self.modified_ids) + self.modified_elsewhere
 
     def count(self, action: str = "removed") -> int:
         return sum(n for (_, act), n in self.tally.items() if act == action)

@@ -21,44 +21,69 @@ class KeptRecords:
     answer_words: array = field(default_factory=lambda: array("I"))
     tools: Counter[str] = field(default_factory=Counter)  # tool name -> kept records that declare it
     calls: Counter[str] = field(default_factory=Counter)  # tool name -> calls to it in kept records
-    calls_per_record: array = field(default_factory=lambda: array("I"))  # over records that declare tools
+    calls_per_record: Counter[int] = field(default_factory=Counter)  # calls -> records (that declare tools)
 
     def add(self, record: Conversation, key: str, was_modified: bool) -> None:
         self.keys.append(key)
+        prompt, answer = word_lengths(record)
+        self.prompt_words.append(prompt)
+        self.answer_words.append(answer)
+        self.count(record, was_modified)
+
+    def count(self, record: Conversation, was_modified: bool) -> None:
+        """Tally a kept record's source, modification and tool use (not its lengths or key)."""
         self.by_source[record.source] += 1
         self.modified += was_modified
-        self.prompt_words.append(sum(len(m.content.split()) for m in record.prompt_messages()))
-        self.answer_words.append(len(record.final_answer().split()))
         if record.tools:
             self.tools.update(t["function"]["name"] for t in record.tools)
             called = [c["function"]["name"] for m in record.messages for c in m.tool_calls or []]
             self.calls.update(called)
-            self.calls_per_record.append(len(called))
+            self.calls_per_record[len(called)] += 1
+
+    def merge(self, other: KeptRecords) -> None:
+        """Add the counted tallies of another part of the kept records (a shard's)."""
+        self.by_source += other.by_source
+        self.modified += other.modified
+        self.tools += other.tools
+        self.calls += other.calls
+        self.calls_per_record += other.calls_per_record
 
     def tool_use(self) -> dict[str, object]:
         """Tool use among the kept records: how many declare tools, each tool's records and calls, calls per record."""
         return {
-            "records_with_tools": len(self.calls_per_record),
-            "calls_per_record": length_summary(list(self.calls_per_record)),
+            "records_with_tools": sum(self.calls_per_record.values()),
+            "calls_per_record": length_summary(self.calls_per_record),
             "tools": {name: {"records": n, "calls": self.calls.get(name, 0)} for name, n in sorted(self.tools.items())},
         }
 
 
-def length_summary(values: list[int]) -> dict[str, float]:
-    """min / median / mean / p95 / max of a list of lengths (zeros for an empty list)."""
-    if not values:
+def word_lengths(record: Conversation) -> tuple[int, int]:
+    """(prompt words, answer words) of a record, as the data card counts them."""
+    return sum(len(m.content.split()) for m in record.prompt_messages()), len(record.final_answer().split())
+
+
+def length_summary(values: list[int] | Counter[int]) -> dict[str, float]:
+    """min / median / mean / p95 / max of lengths, given as a list or a histogram (zeros when there are none)."""
+    hist = values if isinstance(values, Counter) else Counter(values)
+    n = sum(hist.values())
+    if not n:
         return {"min": 0, "median": 0, "mean": 0.0, "p95": 0, "max": 0}
-    ordered = sorted(values)
+    ordered = sorted(hist.items())
 
     def rank(q: float) -> int:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        target, seen = min(n - 1, int(q * n)), 0
+        for value, count in ordered:
+            seen += count
+            if seen > target:
+                return value
+        return ordered[-1][0]
 
     return {
-        "min": ordered[0],
+        "min": ordered[0][0],
         "median": rank(0.5),
-        "mean": round(sum(ordered) / len(ordered), 1),
+        "mean": round(sum(v * c for v, c in ordered) / n, 1),
         "p95": rank(0.95),
-        "max": ordered[-1],
+        "max": ordered[-1][0],
     }
 
 
@@ -72,6 +97,7 @@ class CurationResult:
     kept_records: KeptRecords
     split_names: list[str]
     split_hashes: dict[str, str] = field(default_factory=dict)
+    length_hists: dict[str, dict[str, Counter[int]]] | None = None  # per split, when counted as histograms
 
     @property
     def lines_read(self) -> int:
@@ -83,6 +109,11 @@ class CurationResult:
 
     def lengths(self) -> dict[str, dict[str, dict[str, float]]]:
         """Per split: prompt and answer length statistics in words."""
+        if self.length_hists is not None:
+            return {
+                split: {k: length_summary(h) for k, h in self.length_hists[split].items()}
+                for split in self.split_counts
+            }
         out = {}
         for split in self.split_counts:
             rows = [i for i, name in enumerate(self.split_names) if name == split]

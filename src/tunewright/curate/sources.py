@@ -7,11 +7,11 @@ shape go to the quarantine with their file and line number.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tunewright.core.errors import DataError, UserError
-from tunewright.core.io import columns_of, iter_records_file
+from tunewright.core.io import Line, columns_of, iter_records_file
 from tunewright.core.records import Conversation, PairRecord, RecordError, to_conversation, to_preference_pair
 from tunewright.curate.config import SourceConfig
 from tunewright.curate.pipeline import Quarantine
@@ -54,14 +54,20 @@ def check_columns(source: SourceConfig, path: Path) -> None:
 
 
 def read_source(
-    source: SourceConfig, path: Path, quarantine: Quarantine, counts: dict[str, int], seen_ids: set[str]
+    source: SourceConfig,
+    path: Path,
+    quarantine: Quarantine,
+    counts: dict[str, int],
+    seen_ids: set[str] | None,
+    lines: Iterable[Line] | None = None,
 ) -> Iterator[Conversation]:
-    """Yield normalised Conversations from one source; count lines read into `counts`.
+    """Yield normalised Conversations from one source (or `lines` of it); count lines read into `counts`.
 
     Ids are made unique across the run (a repeated id gets `@<source>:<line>`), so every
-    record in the splits and the quarantine can be told apart.
+    record in the splits and the quarantine can be told apart. Without `seen_ids` (a shard
+    of a sharded run) that is left to the run's `ids` stage, which applies the same rule.
     """
-    for line in iter_records_file(path, source.format):
+    for line in iter_records_file(path, source.format) if lines is None else lines:
         counts[source.name] = counts.get(source.name, 0) + 1
         origin = {"source": source.name, "path": source.path, "line": line.lineno}
         if line.error:
@@ -77,8 +83,9 @@ def read_source(
             quarantine.add("normalise", str(exc), raw=line.value, **origin)
             continue
         conv.source = source.name
-        if conv.id in seen_ids:
-            conv.id = f"{conv.id}@{source.name}:{line.lineno}"
-        seen_ids.add(conv.id)
+        if seen_ids is not None:
+            if conv.id in seen_ids:
+                conv.id = f"{conv.id}@{source.name}:{line.lineno}"
+            seen_ids.add(conv.id)
         conv.meta.update(path=source.path, line=line.lineno, license=source.license)
         yield conv

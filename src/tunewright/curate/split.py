@@ -13,8 +13,9 @@ import hashlib
 from tunewright.core.records import Conversation
 
 
-def _rank(seed: int, record_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
+def rank_digest(seed: int, key: str) -> bytes:
+    """A group's place in the fill order: the seeded sha256 of its key."""
+    return hashlib.sha256(f"{seed}:{key}".encode()).digest()
 
 
 def group_key(record: Conversation) -> str:
@@ -30,7 +31,7 @@ def assign_splits(keys: list[str], validation: float, test: float, seed: int) ->
     targets = {"test": round(len(keys) * test), "validation": round(len(keys) * validation)}
     assigned = ["train"] * len(keys)
     filled = {"test": 0, "validation": 0}
-    for key in sorted(groups, key=lambda k: _rank(seed, k)):
+    for key in sorted(groups, key=lambda k: rank_digest(seed, k)):
         members = groups[key]
         name = next((s for s in ("test", "validation") if filled[s] + len(members) <= targets[s]), "train")
         if name != "train":

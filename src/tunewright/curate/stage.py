@@ -14,6 +14,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from tunewright.curate.parallel import stream_steps
 from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine, Step
 from tunewright.curate.result import CurationResult, KeptRecords
+from tunewright.curate.shards.driver import sharded_pass
+from tunewright.curate.shards.executors import InProcess, RayTasks, executor_for
 from tunewright.curate.sources import admit_sources, check_columns, read_source
 from tunewright.curate.split import assign_splits, group_key
 
@@ -88,8 +91,8 @@ def build_pair_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = 
     return steps
 
 
-def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
-    """Run the curation pipeline and write splits, quarantine and data card atomically."""
+def admitted_sources(cfg: CurateConfig, workspace: Path, run: Run | None) -> tuple[list[SourceConfig], dict[str, str]]:
+    """The sources that may be trained on, checked and recorded as the run's inputs; and the skipped ones."""
     skipped = admit_sources(cfg.sources, cfg.allowed_licenses, cfg.on_disallowed)
     sources = [s for s in cfg.sources if s.name not in skipped]
     paths = {s.name: resolve(workspace, s.path) for s in sources}
@@ -101,9 +104,17 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
             raise DataError(f"source {source.name!r}: {path} is empty")
         if source.kind == "chat":
             check_columns(source, path)
-        run.add_input(path)
-    for p in cfg.decontaminate.eval_sets if cfg.decontaminate.enabled else []:
-        run.add_input(resolve(workspace, p))
+    if run is not None:
+        evals = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets] if cfg.decontaminate.enabled else []
+        for path in [*paths.values(), *evals]:
+            run.add_input(path)
+    return sources, skipped
+
+
+def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
+    """Run the curation pipeline and write splits, quarantine and data card atomically."""
+    sources, skipped = admitted_sources(cfg, workspace, run)
+    paths = {s.name: resolve(workspace, s.path) for s in sources}
     out = cfg.output
     staged = {
         "splits": run.output_dir(resolve(workspace, out.splits_dir)),
@@ -113,18 +124,35 @@ def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:
     chat = [s for s in sources if s.kind == "chat"]
     pairs = [s for s in sources if s.kind == "preference"]
     result = pair_result = None
-    with tempfile.TemporaryDirectory(prefix=".curate-", dir=run.dir.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".curate-", dir=run.dir.parent) as tmp, _tasks(cfg) as tasks:
+
+        def one_pass(part: list[SourceConfig], steps: list[Step], outputs: tuple, skip: dict, what: str):
+            if tasks is None:
+                return _pass(cfg, part, paths, steps, outputs[0], outputs[1], skip, what)
+            outs = (outputs[0], outputs[1], staged["splits"], outputs[2])
+            return sharded_pass(cfg, workspace, run, tasks, part, steps, outs, skip, what)
+
         if chat or not pairs:
             staged["curated"] = run.output_file(resolve(workspace, out.curated))
             steps = build_steps(cfg, workspace, Path(tmp))
-            result = _pass(cfg, chat, paths, steps, staged["quarantine"], staged["curated"], skipped, "records")
+            result = one_pass(chat, steps, (staged["quarantine"], staged["curated"], ""), skipped, "records")
         if pairs:
             staged["pairs"] = run.output_file(resolve(workspace, out.curated).with_name(PAIRS_CURATED))
             steps = build_pair_steps(cfg, workspace, Path(tmp))
-            quarantine_dir = staged["quarantine"] / "pairs"
-            pair_result = _pass(cfg, pairs, paths, steps, quarantine_dir, staged["pairs"], {}, "preference pairs")
+            outputs = (staged["quarantine"] / "pairs", staged["pairs"], PAIRS_PREFIX)
+            pair_result = one_pass(pairs, steps, outputs, {}, "preference pairs")
     _write(cfg, run, staged, result, pair_result)
     return result or pair_result  # type: ignore[return-value]
+
+
+@contextmanager
+def _tasks(cfg: CurateConfig) -> Iterator[InProcess | RayTasks | None]:
+    """Where a sharded curation's tasks run; None for the local (streaming) engine."""
+    if cfg.executor == "local":
+        yield None
+        return
+    with executor_for(cfg.executor, cfg.scale) as tasks:
+        yield tasks
 
 
 def _pass(
@@ -154,12 +182,8 @@ def _pass(
         kept = _drain(stream_steps(records(), steps, quarantine, cfg.workers), curated, quarantine)
     finally:
         quarantine.close()
-    if not kept.keys:
-        raise DataError(f"no {what} left after curation; see the quarantine reasons")
     names = assign_splits(kept.keys, cfg.split.validation, cfg.split.test, cfg.split.seed)
     sizes = Counter(names)
-    if not sizes["train"]:
-        raise DataError(f"the train split of the {what} is empty; lower split.validation / split.test")
     return CurationResult({s: sizes[s] for s in SPLITS}, quarantine, steps, counts, skipped, kept, names)
 
 
@@ -209,13 +233,20 @@ def _write(
     result: CurationResult | None,
     pairs: CurationResult | None,
 ) -> None:
+    for what, res in (("records", result), ("preference pairs", pairs)):
+        if res is not None and not res.kept:
+            raise DataError(f"no {what} left after curation; see the quarantine reasons")
+        if res is not None and not res.split_counts["train"]:
+            raise DataError(f"the train split of the {what} is empty; lower split.validation / split.test")
     card = ""
     if result is not None:
-        _split_files(staged["curated"], staged["splits"], "", result)
+        if not result.split_hashes:
+            _split_files(staged["curated"], staged["splits"], "", result)
         card = render_card(cfg, result)
         run.results.update(_summary(result))
-    if pairs is not None:
+    if pairs is not None and not pairs.split_hashes:
         _split_files(staged["pairs"], staged["splits"], PAIRS_PREFIX, pairs)
+    if pairs is not None:
         card = (card or "# Data card\n") + render_pairs_section(cfg, pairs)
         run.results["preference_pairs"] = _summary(pairs)
     staged["card"].write_text(card, encoding="utf-8")

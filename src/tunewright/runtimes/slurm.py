@@ -111,9 +111,10 @@ def _run(cmd: list[str], check: bool = True) -> str:
     return res.stdout.strip() if res.returncode == 0 else ""
 
 
-def submit(script: Path) -> str:
-    """Submit `script` with sbatch; the job id."""
-    out = _run([_tool("sbatch"), "--parsable", str(script)])
+def submit(script: Path, after: str | None = None) -> str:
+    """Submit `script` with sbatch (to start once job `after` has succeeded); the job id."""
+    dependency = [f"--dependency=afterok:{after}"] if after else []
+    out = _run([_tool("sbatch"), "--parsable", *dependency, str(script)])
     job = out.splitlines()[-1].split(";")[0] if out else ""
     if not job.isdigit():
         raise UserError(f"sbatch answered {out!r}, not a job id")
