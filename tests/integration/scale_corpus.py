@@ -2,7 +2,8 @@
 
 Planted: exact duplicates (also across sources), near duplicates (a word changed), personal
 data, copies of eval prompts, French and German records, junk lines (malformed JSON, empty
-lines, a non-object), records carrying their own ids with repeats, and tool calls.
+lines, a non-object), records carrying their own ids with repeats, tool calls, and a phrase
+of an eval prompt so common in the corpus that decontamination must ignore it.
 """
 
 import json
@@ -16,6 +17,7 @@ EVAL_PROMPTS = [
     "Explain in plain words why the sky looks blue on a clear afternoon near the sea.",
     "Describe how a lighthouse keeper kept the lamp burning through a long winter storm.",
 ]
+COMMON = "Please answer briefly and clearly in a few plain sentences for a curious reader."  # eval and many records
 
 
 def _answer(rng: random.Random, topic: str, i: int) -> str:
@@ -39,6 +41,8 @@ def write_corpus(root: Path, n: int = 600, seed: int = 7) -> dict[str, str]:
             rec["id"] = "shared-id"
         if i % 41 == 0:
             rec["prompt"] = EVAL_PROMPTS[i % 2]
+        if i % 13 == 0:
+            rec["prompt"] = f"{COMMON} {rec['prompt']}"
         if i % 29 == 0:
             rec["response"] = FRENCH if i % 2 else GERMAN
         records.append(rec)
@@ -70,7 +74,7 @@ def write_corpus(root: Path, n: int = 600, seed: int = 7) -> dict[str, str]:
         ]
         b.append(json.dumps({"id": "shared-id" if i % 9 == 0 else f"b{i}", "messages": messages, "tools": [tool]}))
     (root / "raw" / "b.jsonl").write_text("\n".join(b) + "\n", encoding="utf-8")
-    evals = [json.dumps({"prompt": p, "response": "An answer."}) for p in EVAL_PROMPTS]
+    evals = [json.dumps({"prompt": p, "response": "An answer."}) for p in [*EVAL_PROMPTS, COMMON]]
     (root / "eval" / "prompts.jsonl").write_text("\n".join(evals) + "\n", encoding="utf-8")
     return {"a": "raw/a.jsonl", "b": "raw/b.jsonl", "eval": "eval/prompts.jsonl"}
 

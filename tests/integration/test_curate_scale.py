@@ -79,6 +79,12 @@ def test_splits_and_quarantine_identical_single_pool_and_ray(tmp_path, corpus, b
     for step in ("read", "normalise", "language", "pii", "exact_dedup", "fuzzy_dedup", "decontaminate"):
         assert f"quarantine/{step}.jsonl" in quarantined, step  # every planted fault was caught
     assert b"shared-id@a:" in baseline["splits/train.jsonl"]  # repeated ids got their suffix
+    assert b"Please answer briefly" in baseline["splits/train.jsonl"]  # common phrasing is not contamination
+    for name in ("train", "validation", "test"):  # every split keeps input order
+        origins = [
+            (r["source"], r["meta"]["line"]) for r in map(json.loads, baseline[f"splits/{name}.jsonl"].splitlines())
+        ]
+        assert origins == sorted(origins)
 
     pool = _workspace(tmp_path, corpus, "pool")
     _curate(pool, corpus[1], workers=3)

@@ -10,8 +10,8 @@ whole corpus, how many training records contain each matched n-gram: one found i
 than `max_matches` records (NeMo Curator's guard, default 10) is common phrasing shared by
 templated data and the eval prompts, not a leaked eval item, and is ignored. A record is
 removed when it contains an n-gram that is not ignored; its quarantine reason names the
-eval items it matched. Records without any match pass straight through; the others wait
-on disk until the counts are complete.
+eval items it matched. Records pass straight through until the first match; from there on
+every record waits on disk until the counts are complete, so the output keeps input order.
 """
 
 from __future__ import annotations
@@ -135,15 +135,15 @@ class Decontaminate(Step):
         with Spill(self.scratch) as parked:
             for record in records:
                 hits = record.meta.get(HITS)
-                if not hits:
+                if not hits and not parked.count:
                     yield record
                     continue
-                self.frequency.update(hits)
+                self.frequency.update(hits or [])
                 parked.add(record)
             limit = self.max_matches
             self.ignored = {g: n for g, n in self.frequency.items() if limit is not None and n > limit}
             for record in parked:
-                distinctive = [g for g in record.meta.pop(HITS) if g not in self.ignored]
+                distinctive = [g for g in record.meta.pop(HITS, None) or [] if g not in self.ignored]
                 if not distinctive:
                     yield record
                     continue
