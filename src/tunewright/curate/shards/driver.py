@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tunewright.core.completions import code_version
 from tunewright.core.io import sha256_file
 from tunewright.core.runs import Run
@@ -108,11 +110,7 @@ def gather(
             step.frequency, step.ignored = Counter(job.frequency()), job.ignored() or {}
     _concat_quarantine(parts, quarantine_dir, quarantine)
     _concat([d / "curated.jsonl" for d in parts], curated)
-    hashes = {}
-    for name in SPLITS:
-        target = splits / f"{prefix}{name}.jsonl"
-        _concat([d / f"{name}.jsonl" for d in parts], target)
-        hashes[name] = sha256_file(target)
+    hashes = _split(parts, splits, prefix)
     sizes = {name: sum(hists[name]["prompt_words"].values()) for name in SPLITS}
     return CurationResult(sizes, quarantine, steps, dict(lines), skipped, kept, [], hashes, hists)
 
@@ -123,6 +121,20 @@ def _concat(parts: list[Path], target: Path) -> None:
         for part in parts:
             with part.open("rb") as fh:
                 shutil.copyfileobj(fh, out)
+
+
+def _split(parts: list[Path], splits: Path, prefix: str) -> dict[str, str]:
+    """Each split's file: the shards' kept lines in order, each to the split its shard gave it; their sha256."""
+    files = {name: (splits / f"{prefix}{name}.jsonl").open("wb") for name in SPLITS}
+    try:
+        for d in parts:
+            with (d / "curated.jsonl").open("rb") as fh:
+                for line, split in zip(fh, np.load(d / "splits.npy").tolist(), strict=True):
+                    files[SPLITS[split]].write(line)
+    finally:
+        for fh in files.values():
+            fh.close()
+    return {name: sha256_file(splits / f"{prefix}{name}.jsonl") for name in SPLITS}
 
 
 def _concat_quarantine(parts: list[Path], target: Path, quarantine: Quarantine) -> None:

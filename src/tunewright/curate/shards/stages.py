@@ -172,43 +172,47 @@ def _decisions(job: Job, stage: str, shard: int) -> dict[int, int]:
 
 
 def fuzzy_bands(job: Job, index: int, out: Path) -> None:
-    """LSH band keys of the shard's records that survived exact dedup, bucketed by key."""
+    """LSH band keys of the shard's records that survived exact dedup, bucketed by key, a batch at a time."""
     params = job.fuzzy_params()
     removed = _decisions(job, "exact", index)
-    keys: list[np.ndarray] = []
     orders: list[int] = []
     texts: list[str] = []
+    batch = 0
     for order, rec, _ in read_records(job.task_dir("map", index)):
         if order in removed:
             continue
         orders.append(order)
         texts.append(rec.text())
         if len(texts) == BATCH:
-            keys.append(band_keys_for(texts, params))
-            texts = []
-    if texts:
-        keys.append(band_keys_for(texts, params))
-    matrix = np.concatenate(keys) if keys else np.zeros((0, params.bands), dtype=np.uint64)
-    order_arr = np.array(orders, dtype=np.int64)
-    part = matrix % np.uint64(job.partitions)
+            _write_bands(job, out, batch, band_keys_for(texts, params), np.array(orders, dtype=np.int64))
+            orders, texts, batch = [], [], batch + 1
+    if texts or not batch:
+        keys = band_keys_for(texts, params) if texts else np.zeros((0, params.bands), dtype=np.uint64)
+        _write_bands(job, out, batch, keys, np.array(orders, dtype=np.int64))
+
+
+def _write_bands(job: Job, out: Path, batch: int, keys: np.ndarray, orders: np.ndarray) -> None:
+    """One batch's (key, order) rows per partition, band after band, with where each band starts."""
+    part = keys % np.uint64(job.partitions)
     for p in range(job.partitions):
         chunks, starts = [], [0]
-        for band in range(params.bands):
+        for band in range(keys.shape[1]):
             sel = part[:, band] == p
             rows = np.zeros(int(sel.sum()), dtype=KEYED)
-            rows["key"], rows["order"] = matrix[sel, band], order_arr[sel]
+            rows["key"], rows["order"] = keys[sel, band], orders[sel]
             chunks.append(rows)
             starts.append(starts[-1] + len(rows))
-        np.save(out / f"bands.p{p}.npy", np.concatenate(chunks))
-        np.save(out / f"starts.p{p}.npy", np.array(starts, dtype=np.int64))
+        np.save(out / f"bands.p{p}.k{batch}.npy", np.concatenate(chunks))
+        np.save(out / f"starts.p{p}.k{batch}.npy", np.array(starts, dtype=np.int64))
 
 
 def fuzzy_pairs(job: Job, index: int, out: Path) -> None:
     """Candidate pairs of one partition's band buckets, one band at a time (a star on each bucket's first record)."""
     params = job.fuzzy_params()
     parts = [
-        (np.load(d / f"bands.p{index}.npy", mmap_mode="r"), np.load(d / f"starts.p{index}.npy"))
+        (np.load(f, mmap_mode="r"), np.load(f.with_name(f.name.replace("bands.", "starts.", 1))))
         for d in job.task_dirs("fuzzy_bands")
+        for f in sorted(d.glob(f"bands.p{index}.k*.npy"), key=lambda f: int(f.name.split(".k")[1].split(".")[0]))
     ]
     pairs: list[np.ndarray] = []
     for band in range(params.bands):
@@ -360,7 +364,7 @@ STAT_REASONS = {"fuzzy_dedup": "near duplicate", "decontaminate": "eval n-gram"}
 
 
 def assemble(job: Job, index: int, out: Path) -> None:
-    """The shard's part of the outputs: kept records (all, and per split), quarantine entries, tallies."""
+    """The shard's part of the outputs: kept records with each one's split, quarantine entries, tallies."""
     quarantine = Quarantine(out / "quarantine", keep=0, scrub=job.scrub())
     survivors = Survivors(job, index, job.ignored() if job.has("decontam_ignored") else None)
     _requarantine(job, index, survivors.renames, out / "quarantine")
@@ -377,7 +381,8 @@ def assemble(job: Job, index: int, out: Path) -> None:
     lengths = {name: {"prompt_words": Counter(), "answer_words": Counter()} for name in SPLITS}
     stats = {step: {"in": 0, "out": 0, "reasons": Counter()} for step in job.global_steps()}
     matches: dict[str, list[str]] = {}
-    files = {name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in ("curated", *SPLITS)}
+    curated = (out / "curated.jsonl").open("w", encoding="utf-8")
+    split_of: list[int] = []
     try:
         for _, rec, modified, removed, head in survivors.records():
             for step in stats:
@@ -397,16 +402,16 @@ def assemble(job: Job, index: int, out: Path) -> None:
             line = json.dumps(rec.to_dict(), ensure_ascii=False) + "\n"
             digest = rank_digest(job.cfg.split.seed, group_key(rec))
             name = next((n for n in ("test", "validation") if _member(assigned[n], digest)), "train")
-            files["curated"].write(line)
-            files[name].write(line)
+            curated.write(line)
+            split_of.append(SPLITS.index(name))
             kept.count(rec, modified)
             prompt, answer = word_lengths(rec)
             lengths[name]["prompt_words"][prompt] += 1
             lengths[name]["answer_words"][answer] += 1
     finally:
         quarantine.close()
-        for fh in files.values():
-            fh.close()
+        curated.close()
+    np.save(out / "splits.npy", np.array(split_of, dtype=np.uint8))
     _dump(
         out / "tally.pkl",
         {"kept": kept, "lengths": lengths, "steps": stats, "quarantine": quarantine.tally, "matches": matches},
