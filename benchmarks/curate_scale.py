@@ -36,9 +36,11 @@ from tunewright.core.workspace import init_workspace
 from tunewright.curate.config import CurateConfig
 from tunewright.curate.pipeline import Quarantine, chain
 from tunewright.curate.shards.executors import InProcess
-from tunewright.curate.shards.job import Job, run_task
+from tunewright.curate.shards.job import Job
+from tunewright.curate.shards.tasks import run_task
 from tunewright.curate.sources import read_source
-from tunewright.curate.stage import build_steps, run_curate
+from tunewright.curate.stage import run_curate
+from tunewright.curate.steps import build_steps
 from tunewright.demo.sample_data import write_sample_data
 
 DEDUP = ("ids", "exact", "fuzzy_bands", "fuzzy_pairs", "fuzzy_components")

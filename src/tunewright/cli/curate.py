@@ -91,7 +91,8 @@ def curate_task_cmd(
     index: int = typer.Argument(..., help="The task (shard or partition) index."),
 ) -> None:
     """One task of a sharded curation (what each Slurm array task runs)."""
-    from tunewright.curate.shards.job import FUNCTIONS, load_job, run_task
+    from tunewright.curate.shards.job import load_job
+    from tunewright.curate.shards.tasks import FUNCTIONS, run_task
 
     if stage not in FUNCTIONS:
         raise UserError(f"unknown stage {stage!r}; stages: {', '.join(FUNCTIONS)}")

@@ -1,5 +1,6 @@
 """`tunewright monitor`: what production asked and answered, per served version; `monitor check` exits 1 on a
-breach (for cron or CI). `check` is dispatched from here because the verb's positional arguments are config
+breach (for cron or CI); `monitor export WINDOW` turns a capture window's conversations chosen by feedback into a
+curation source. `check` and `export` are dispatched from here because the verb's positional arguments are config
 overrides."""
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def monitor_cmd(
     """Report traffic, latency, quality, feedback and drift of what `serve` captured, per served version, and
     write Prometheus alerting rules. `tunewright monitor check` does the same and exits 1 on any breach."""
     args = list(overrides or [])
+    if args and args[0] == "export":
+        export = typer.main.get_command(export_app)
+        export.main(args=args[1:], prog_name="tunewright monitor export", standalone_mode=False, obj=workspace)
+        return
     check = bool(args) and args[0] == "check"
     args = args[1:] if check else args
     misplaced = [o for o in args if o.startswith("-")]
@@ -52,3 +57,31 @@ def monitor_cmd(
     typer.echo(f"report {report} and {report.with_suffix('.html')}; alert rules {cfg.alert_rules}; run {run.run_id}")
     if check and summary["breaches"]:
         raise CheckFailed(f"{len(summary['breaches'])} breach(es)")
+
+
+export_app = typer.Typer(add_completion=False)
+
+
+@export_app.command()
+def export_cmd(
+    ctx: typer.Context,
+    window: str = typer.Argument(..., help="A capture window (its capture run id), or latest."),
+    kind: str = typer.Option("chat", "--kind", help="chat (conversations) | preference (corrected answers as pairs)."),
+    min_score: float = typer.Option(1.0, "--min-score", help="Feedback score that makes a conversation a good one."),
+    out: str = typer.Option(None, "--out", help="File to write (default data/raw/production-WINDOW-KIND.jsonl)."),
+    store: str = typer.Option("monitor/capture.sqlite", "--store", help="The capture store."),
+    workspace: Path = typer.Option(None, "--workspace", "-w", help="Workspace (default: the current directory)."),
+) -> None:
+    """Write a capture window's conversations chosen by feedback as a curation source (a `monitor-export` run)."""
+    from tunewright.core.workspace import resolve
+    from tunewright.monitor.export import export_window
+
+    if kind not in ("chat", "preference"):
+        raise UserError(f"--kind {kind!r}: expected chat or preference")
+    ws = workspace_path(workspace or ctx.obj)
+    run = export_window(ws, resolve(ws, store), window, kind, min_score, out, command_line())
+    r = run.results
+    typer.echo(
+        f"exported {r['exported']} of {r['captured']} captured conversations of window {r['window']} as {r['kind']}"
+    )
+    typer.echo(f"-> {r['out']}; run {run.run_id}. To train on it, list it in configs/curate.yaml with a usage_note")

@@ -29,6 +29,8 @@ class SourceConfig(StrictModel):
     """Our field -> the input's column, e.g. {prompt: question, response: answer}."""
     kind: Literal["chat", "preference"] = "chat"
     """chat (conversations) | preference ({prompt, chosen, rejected} pairs, for objective: dpo)."""
+    usage_note: str | None = None
+    """Why the team may train on this data; required for production captures (`monitor export`)."""
 
 
 FUZZY_PRESETS = {

@@ -18,25 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tunewright.core.errors import DataError
+from tunewright.core.errors import DataError, UserError
 from tunewright.core.io import sha256_file
+from tunewright.core.manifest import load_manifest
 from tunewright.core.pii import scrubber
 from tunewright.core.progress import progress_bar
 from tunewright.core.records import Conversation
 from tunewright.core.runs import Run, start_run
 from tunewright.core.workspace import resolve
 from tunewright.curate.card import EXAMPLES_PER_STEP, render_card, render_pairs_section
-from tunewright.curate.clean import Clean
 from tunewright.curate.config import CurateConfig, SourceConfig
-from tunewright.curate.decontaminate import Decontaminate, EvalNgramScan, load_eval_index
-from tunewright.curate.dedup.exact import ExactDedup
-from tunewright.curate.dedup.fuzzy import FuzzyDedup
-from tunewright.curate.dedup.minhash import FuzzyParams
-from tunewright.curate.dedup.semantic import SemanticDedup
-from tunewright.curate.filters.empty import DistinctAnswers, DropEmpty
-from tunewright.curate.filters.heuristic import build_filters
-from tunewright.curate.filters.language import LanguageFilter
-from tunewright.curate.filters.quality import QualityFilter
 from tunewright.curate.parallel import stream_steps
 from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine, Step
@@ -45,50 +36,11 @@ from tunewright.curate.shards.driver import sharded_pass
 from tunewright.curate.shards.executors import InProcess, RayTasks, executor_for
 from tunewright.curate.sources import admit_sources, check_columns, read_source
 from tunewright.curate.split import assign_splits, group_key
+from tunewright.curate.steps import build_pair_steps, build_steps
 
 SPLITS = ("train", "validation", "test")
 PAIRS_PREFIX = "pairs-"  # data/splits/pairs-train.jsonl ...: the preference pairs (objective: dpo)
 PAIRS_CURATED = "pairs.jsonl"
-
-
-def build_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None) -> list[Step]:
-    """The configured steps, in the default order; `scratch` is where dedup parks records."""
-    steps: list[Step] = []
-    if cfg.clean.enabled:
-        steps.append(Clean(cfg.clean.fix_unicode, cfg.clean.strip_html))
-    steps.append(DropEmpty())
-    if cfg.quality.enabled:
-        q = cfg.quality
-        steps.append(QualityFilter(build_filters(q.preset, q.thresholds, q.disable), q.text))
-    if cfg.language.enabled:
-        lang = cfg.language
-        steps.append(LanguageFilter(lang.languages, lang.min_score, lang.text))
-    if cfg.pii.enabled:
-        steps.append(PiiStep(cfg.pii.mode, cfg.pii.types, cfg.pii.salt))
-    if cfg.exact_dedup:
-        steps.append(ExactDedup())
-    if cfg.fuzzy_dedup.enabled:
-        steps.append(FuzzyDedup(FuzzyParams(**cfg.fuzzy_dedup.resolved()), cfg.workers, scratch))
-    if cfg.semantic_dedup.enabled:
-        sd = cfg.semantic_dedup
-        steps.append(SemanticDedup(sd.threshold, sd.clusters, sd.seed, sd.model, scratch))
-    if cfg.decontaminate.enabled and cfg.decontaminate.eval_sets:
-        paths = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets]
-        d = cfg.decontaminate
-        index = load_eval_index(paths, d.ngram, d.min_words)
-        steps += [EvalNgramScan(index), Decontaminate(index, d.max_matches, scratch)]
-    return steps
-
-
-def build_pair_steps(cfg: CurateConfig, workspace: Path, scratch: Path | None = None) -> list[Step]:
-    """The steps that make sense for preference pairs: cleaning, empty or identical answers, PII, exact and
-    fuzzy dedup on prompt + chosen, decontamination. Quality and language filters judge answers a pair
-    may deliberately make bad, so they are left out."""
-    keep = (Clean, DropEmpty, PiiStep, ExactDedup, FuzzyDedup, EvalNgramScan, Decontaminate)
-    steps = [s for s in build_steps(cfg, workspace, scratch) if isinstance(s, keep)]
-    after_empty = next((i + 1 for i, s in enumerate(steps) if isinstance(s, DropEmpty)), 0)
-    steps.insert(after_empty, DistinctAnswers())
-    return steps
 
 
 def admitted_sources(cfg: CurateConfig, workspace: Path, run: Run | None) -> tuple[list[SourceConfig], dict[str, str]]:
@@ -108,7 +60,22 @@ def admitted_sources(cfg: CurateConfig, workspace: Path, run: Run | None) -> tup
         evals = [resolve(workspace, p) for p in cfg.decontaminate.eval_sets] if cfg.decontaminate.enabled else []
         for path in [*paths.values(), *evals]:
             run.add_input(path)
+        _production_policy(sources, paths, run)
     return sources, skipped
+
+
+def _production_policy(sources: list[SourceConfig], paths: dict[str, Path], run: Run) -> None:
+    """Production traffic (a `monitor export` file) is trained on only when its source says why it may be."""
+    producers = {e["path"]: e.get("run") for e in run.inputs}
+    for i, source in enumerate(sources):
+        producer = producers.get(run.rel(paths[source.name]))
+        if not producer or source.usage_note:
+            continue
+        if load_manifest(run.workspace / "runs" / producer)["stage"] == "monitor-export":
+            raise UserError(
+                f"sources[{i}].usage_note: source {source.name!r} is production traffic exported by run {producer}; "
+                "say why the team may train on it (consent, terms of use) in usage_note, and check its license"
+            )
 
 
 def curate(cfg: CurateConfig, workspace: Path, run: Run) -> CurationResult:

@@ -9,7 +9,7 @@ from tunewright.curate.parallel import segments, stream_steps
 from tunewright.curate.pii import PiiStep
 from tunewright.curate.pipeline import Quarantine
 from tunewright.curate.spill import Spill
-from tunewright.curate.stage import build_steps
+from tunewright.curate.steps import build_steps
 
 
 def conv(i, response):

@@ -28,7 +28,8 @@ from tunewright.curate.result import CurationResult, KeptRecords
 from tunewright.curate.shards.executors import InProcess, RayTasks
 from tunewright.curate.shards.job import Job, assign_keys, job_root, prepare, prune
 from tunewright.curate.shards.plan import plan_shards
-from tunewright.curate.shards.stages import SPLITS, _load
+from tunewright.curate.shards.stages import SPLITS
+from tunewright.curate.shards.store import load_pickle
 
 MB = 2**20
 
@@ -79,7 +80,7 @@ def gather(
     lines: Counter[str] = Counter()
     per_record = [s for s in steps if s.per_record]
     for d in job.task_dirs("map"):
-        tally = _load(d / "tally.pkl")
+        tally = load_pickle(d / "tally.pkl")
         lines.update(tally["lines"])
         for step, tallies in zip(per_record, tally["steps"], strict=True):
             step.absorb(tallies)
@@ -92,7 +93,7 @@ def gather(
     by_name = {s.name: s for s in steps}
     parts = job.task_dirs("assemble")
     for d in parts:
-        tally = _load(d / "tally.pkl")
+        tally = load_pickle(d / "tally.pkl")
         kept.merge(tally["kept"])
         for name in SPLITS:
             for side, hist in tally["lengths"][name].items():

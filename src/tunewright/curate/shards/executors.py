@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 from tunewright.core.errors import UserError, WorkFailed
 from tunewright.core.progress import progress_bar
 from tunewright.curate.config import ScaleConfig
-from tunewright.curate.shards.job import Job, run_task
+from tunewright.curate.shards.job import Job
+from tunewright.curate.shards.tasks import run_task
 
 RAY_HINT = "executor ray needs Ray, an optional extra: pip install 'tunewright[ray]'"
 SLURM_WORLD = 8

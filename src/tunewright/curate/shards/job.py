@@ -12,11 +12,7 @@ earlier stages keep theirs and are reused shard by shard.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,32 +23,30 @@ import numpy as np
 
 from tunewright.core.completions import work_key
 from tunewright.core.errors import UserError
-from tunewright.core.io import write_json
 from tunewright.core.pii import scrubber
 from tunewright.core.workspace import resolve
 from tunewright.curate.config import CurateConfig, SourceConfig
 from tunewright.curate.decontaminate import NgramIndex
 from tunewright.curate.dedup.minhash import FuzzyParams
 from tunewright.curate.pipeline import Step
-from tunewright.curate.shards import stages
 from tunewright.curate.shards.plan import Shard, ShardIndex
-from tunewright.curate.shards.store import RecordLookup
+from tunewright.curate.shards.store import RecordLookup, load_pickle
+from tunewright.curate.steps import build_pair_steps, build_steps
 
-# name, function, how many tasks ("shards" | "partitions" | "one"), the step it needs (None: always)
-STAGES: list[tuple[str, Callable[..., None], str, str | None]] = [
-    ("map", stages.map_shard, "shards", None),
-    ("ids", stages.ids_partition, "partitions", None),
-    ("exact", stages.exact_partition, "partitions", "exact_dedup"),
-    ("fuzzy_bands", stages.fuzzy_bands, "shards", "fuzzy_dedup"),
-    ("fuzzy_pairs", stages.fuzzy_pairs, "partitions", "fuzzy_dedup"),
-    ("fuzzy_components", stages.fuzzy_components, "one", "fuzzy_dedup"),
-    ("decontam_count", stages.decontam_count, "shards", "decontaminate"),
-    ("decontam_ignored", stages.decontam_ignored, "one", "decontaminate"),
-    ("rank", stages.rank, "shards", None),
-    ("bounds", stages.bounds, "one", None),
-    ("assemble", stages.assemble, "shards", None),
+# name, how many tasks ("shards" | "partitions" | "one"), the step it needs (None: always); in order
+STAGES: list[tuple[str, str, str | None]] = [
+    ("map", "shards", None),
+    ("ids", "partitions", None),
+    ("exact", "partitions", "exact_dedup"),
+    ("fuzzy_bands", "shards", "fuzzy_dedup"),
+    ("fuzzy_pairs", "partitions", "fuzzy_dedup"),
+    ("fuzzy_components", "one", "fuzzy_dedup"),
+    ("decontam_count", "shards", "decontaminate"),
+    ("decontam_ignored", "one", "decontaminate"),
+    ("rank", "shards", None),
+    ("bounds", "one", None),
+    ("assemble", "shards", None),
 ]
-FUNCTIONS = {name: fn for name, fn, _, _ in STAGES}
 
 
 @dataclass
@@ -75,8 +69,6 @@ class Job:
 
     @cached_property
     def _steps(self) -> list[Step]:
-        from tunewright.curate.stage import build_pair_steps, build_steps
-
         build = build_pair_steps if self.pairs else build_steps
         return build(self.cfg, Path(self.workspace))
 
@@ -105,7 +97,7 @@ class Job:
     def stages(self) -> list[tuple[str, int]]:
         """(stage, number of tasks) of the stages this pass runs, in order."""
         counts = {"shards": len(self.shards), "partitions": self.partitions, "one": 1}
-        return [(name, counts[n]) for name, _, n, needs in STAGES if needs is None or needs in self.step_names]
+        return [(name, counts[n]) for name, n, needs in STAGES if needs is None or needs in self.step_names]
 
     def has(self, stage: str) -> bool:
         return stage in self.keys
@@ -138,7 +130,7 @@ class Job:
     def _renames(self) -> dict[int, str]:
         out: dict[int, str] = {}
         for d in self.task_dirs("ids"):
-            out.update(stages._load(d / "renames.pkl"))
+            out.update(load_pickle(d / "renames.pkl"))
         return out
 
     def renames(self) -> dict[int, str]:
@@ -149,7 +141,7 @@ class Job:
     def _ignored(self) -> dict[str, Any] | None:
         if not self.has("decontam_ignored"):
             return None
-        return stages._load(self.task_dir("decontam_ignored", 0) / "ignored.pkl")
+        return load_pickle(self.task_dir("decontam_ignored", 0) / "ignored.pkl")
 
     def ignored(self) -> dict[str, int] | None:
         """Matched eval n-grams too common in the corpus to count (None: no decontamination)."""
@@ -205,31 +197,6 @@ def prune(job: Job) -> None:
     for d in Path(job.root).iterdir():
         if d.is_dir() and (d / "KEY").is_file() and d.name not in current:
             shutil.rmtree(d, ignore_errors=True)
-
-
-def is_done(job: Job, stage: str, index: int) -> bool:
-    record = job.stage_dir(stage) / f"t{index}.done.json"
-    return record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == job.keys[stage]
-
-
-def run_task(job: Job, stage: str, index: int) -> str:
-    """Run one task unless its completion record exists: "ran" or "reused"."""
-    if is_done(job, stage, index):
-        return "reused"
-    d, host, pid = job.stage_dir(stage), socket.gethostname(), os.getpid()
-    tmp = d / f".t{index}.{host}.{pid}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write_json(d / f"t{index}.started.json", {"host": host, "pid": pid, "started": time.time()})
-    began = time.monotonic()
-    FUNCTIONS[stage](job, index, tmp)
-    final = job.task_dir(stage, index)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    done = {"key": job.keys[stage], "stage": stage, "task": index, "host": host, "pid": pid}
-    write_json(d / f"t{index}.done.json", {**done, "seconds": round(time.monotonic() - began, 3)})
-    return "ran"
 
 
 def load_job(path: Path) -> Job:

@@ -64,7 +64,8 @@ def finish_script(s: SlurmArrayConfig, workspace: Path, config: Path, overrides:
 
 def plan_jobs(cfg: CurateConfig, workspace: Path, run: Run) -> list[Job]:
     """Each pass's job, planned and keyed as the finishing run will plan and key it."""
-    from tunewright.curate.stage import admitted_sources, build_pair_steps, build_steps
+    from tunewright.curate.stage import admitted_sources
+    from tunewright.curate.steps import build_pair_steps, build_steps
 
     sources, _ = admitted_sources(cfg, workspace, run)
     chat = [s for s in sources if s.kind == "chat"]

@@ -18,11 +18,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import pickle
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,7 +33,7 @@ from tunewright.curate.dedup.minhash import band_keys_for, verify_pairs
 from tunewright.curate.pipeline import Quarantine, chain
 from tunewright.curate.result import KeptRecords, word_lengths
 from tunewright.curate.shards.plan import order_key, split_order
-from tunewright.curate.shards.store import RecordWriter, read_records
+from tunewright.curate.shards.store import RecordWriter, dump_pickle, load_pickle, read_records
 from tunewright.curate.sources import read_source
 from tunewright.curate.split import group_key, rank_digest
 
@@ -50,16 +49,6 @@ EXACT = np.dtype([("key", "S16"), ("order", "<i8")])
 def _save_partitioned(out: Path, name: str, rows: np.ndarray, part: np.ndarray, partitions: int) -> None:
     for p in range(partitions):
         np.save(out / f"{name}.p{p}.npy", rows[part == p])
-
-
-def _dump(path: Path, value: Any) -> None:
-    with path.open("wb") as fh:
-        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _load(path: Path) -> Any:
-    with path.open("rb") as fh:
-        return pickle.load(fh)
 
 
 def _id_hash(rid: str) -> int:
@@ -104,7 +93,7 @@ def map_shard(job: Job, index: int, out: Path) -> None:
         "quarantine": quarantine.tally,
         "modified": len(quarantine.modified_ids),
     }
-    _dump(out / "tally.pkl", tally)
+    dump_pickle(out / "tally.pkl", tally)
 
 
 def ids_partition(job: Job, index: int, out: Path) -> None:
@@ -126,7 +115,7 @@ def ids_partition(job: Job, index: int, out: Path) -> None:
             source_index, line = split_order(order)
             renames[order] = f"{rid}@{job.sources[source_index].name}:{line}"
         seen.add(rid)
-    _dump(out / "renames.pkl", renames)
+    dump_pickle(out / "renames.pkl", renames)
 
 
 def _ids_of(job: Job, orders: list[int]) -> dict[int, str]:
@@ -289,17 +278,17 @@ def decontam_count(job: Job, index: int, out: Path) -> None:
     for _, rec, _, removed, _ in Survivors(job, index).records():
         if removed is None:
             counts.update(rec.meta.get(HITS) or [])
-    _dump(out / "counts.pkl", counts)
+    dump_pickle(out / "counts.pkl", counts)
 
 
 def decontam_ignored(job: Job, index: int, out: Path) -> None:
     """Matched n-grams over all shards; those in more than max_matches records are common phrasing, ignored."""
     frequency: Counter[str] = Counter()
     for d in job.task_dirs("decontam_count"):
-        frequency.update(_load(d / "counts.pkl"))
+        frequency.update(load_pickle(d / "counts.pkl"))
     limit = job.cfg.decontaminate.max_matches
     ignored = {g: n for g, n in frequency.items() if limit is not None and n > limit}
-    _dump(out / "ignored.pkl", {"frequency": frequency, "ignored": ignored})
+    dump_pickle(out / "ignored.pkl", {"frequency": frequency, "ignored": ignored})
 
 
 def rank(job: Job, index: int, out: Path) -> None:
@@ -412,7 +401,7 @@ def assemble(job: Job, index: int, out: Path) -> None:
         quarantine.close()
         curated.close()
     np.save(out / "splits.npy", np.array(split_of, dtype=np.uint8))
-    _dump(
+    dump_pickle(
         out / "tally.pkl",
         {"kept": kept, "lengths": lengths, "steps": stats, "quarantine": quarantine.tally, "matches": matches},
     )

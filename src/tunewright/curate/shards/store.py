@@ -14,6 +14,7 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -90,3 +91,14 @@ class RecordLookup:
             d = self.dirs[shard]
             self._index[shard] = (np.load(d / ORDERS, mmap_mode="r"), np.load(d / OFFSETS, mmap_mode="r"))
         return self._index[shard]
+
+
+def dump_pickle(path: Path, value: object) -> None:
+    """A task's small result (tallies, decisions) as a pickle."""
+    with path.open("wb") as fh:
+        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_pickle(path: Path) -> Any:
+    with path.open("rb") as fh:
+        return pickle.load(fh)
