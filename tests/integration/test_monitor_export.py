@@ -99,5 +99,5 @@ def test_feedback_becomes_chat_and_preference_sources_with_lineage(workspace, ti
 
 def test_export_refuses_an_unknown_window_and_a_window_without_feedback(workspace, capsys):
     assert main(["monitor", "export", "latest", "-w", str(workspace)]) == 2
-    assert "no capture store" in capsys.readouterr().err
+    assert "no capture window is recorded" in capsys.readouterr().err
     assert main(["monitor", "export", "--kind", "bogus", "latest", "-w", str(workspace)]) == 2

@@ -34,6 +34,9 @@ def eval_cmd(
     endpoint_model: str = typer.Option(None, "--endpoint-model", help="The model name to ask --endpoint for."),
     baseline_endpoint: str = typer.Option(None, "--baseline-endpoint", help="A server (…/v1) as the baseline."),
     baseline_endpoint_model: str = typer.Option(None, "--baseline-endpoint-model", help="Its model name."),
+    replay: str = typer.Option(
+        None, "--replay", help="Replay a capture window's production prompts (its run id, or latest) as the suite."
+    ),
     workspace: Path = WORKSPACE,
     overrides: list[str] = OVERRIDES,
 ) -> None:
@@ -58,7 +61,14 @@ def eval_cmd(
     other = None
     if baseline or baseline_endpoint:
         other = TargetSpec(baseline, baseline_endpoint, baseline_endpoint_model)
-    run, summary = evaluate(ws, cfg, target, other, command_line())
+    replayed = None
+    if replay:
+        from tunewright.evaluate.replay import prepare_replay
+
+        window, production, cfg, items = prepare_replay(ws, cfg, replay)
+        other = other or TargetSpec(production, None, None)
+        replayed = {"window": window, "production": production, "items": items}
+    run, summary = evaluate(ws, cfg, target, other, command_line(), replayed)
     report(run, summary, cfg.report)
 
 

@@ -35,6 +35,9 @@ def promote_cmd(
     license_reviewed: bool = typer.Option(
         False, "--license-reviewed", help="Licenses the policy marks for review were reviewed (recorded)."
     ),
+    require_replay: bool = typer.Option(
+        False, "--require-replay", help="Also require a GO on a replay of production traffic (eval --replay)."
+    ),
     workspace: Path = WORKSPACE,
 ) -> None:
     """Point NAME@ALIAS at a version: refused (exit 1, every reason listed) unless its parity passed and its
@@ -42,7 +45,7 @@ def promote_cmd(
     from tunewright.release.promote import PromoteConfig, promote_version
 
     _check_alias(to)
-    cfg = PromoteConfig(ref=ref, to=to, reason=reason, license_reviewed=license_reviewed)
+    cfg = PromoteConfig(ref=ref, to=to, reason=reason, license_reviewed=license_reviewed, require_replay=require_replay)
     report(promote_version(workspace_path(workspace), cfg))
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tunewright.core.errors import UserError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
@@ -165,3 +167,29 @@ def read_requests(conn: sqlite3.Connection, since: float | None = None, until: f
             item[column] = None if item[column] is None else json.loads(item[column])
         item["feedback"] = feedback.get(item["id"], [])
         yield item
+
+
+def resolve_window(workspace: Path, ref: str, option: str) -> str:
+    """A capture window's id (its capture run) from `latest` or an id; `option` names where it was given."""
+    from tunewright.core.manifest import list_manifests, newest
+
+    if ref != "latest":
+        return ref
+    found = newest([m for m in list_manifests(workspace) if m.get("stage") == "capture"])
+    if found is None:
+        raise UserError(f"{option} latest: no capture window is recorded; serve with capture.enabled=true first")
+    return found["run_id"]
+
+
+def window_rows(path: Path, window: str, option: str) -> list[dict]:
+    """The requests captured in one window (time order, with feedback); a usage error when there are none."""
+    if not path.is_file():
+        raise UserError(f"no capture store at {path}; serve with capture.enabled=true first")
+    conn = connect(path, readonly=True)
+    try:
+        rows = [r for r in read_requests(conn) if r["window_id"] == window]
+    finally:
+        conn.close()
+    if not rows:
+        raise UserError(f"{option} {window}: no requests captured in that window in {path}")
+    return rows

@@ -179,14 +179,21 @@ class Registry:
         return self._evals
 
     def newest_eval(
-        self, model_path: str | None = None, model_run: str | None = None, baseline: object = ANY
+        self,
+        model_path: str | None = None,
+        model_run: str | None = None,
+        baseline: object = ANY,
+        replay: bool = False,
     ) -> tuple[EvalResult, Manifest] | None:
         """The newest eval whose model was the one at `model_path` or trained by `model_run`; only those
-        against `baseline` (`base`, or the baseline's files' path) unless it is `ANY`."""
+        against `baseline` (`base`, or the baseline's files' path) unless it is `ANY`. Evals of the suite, or
+        with `replay`, replays of production traffic (`eval --replay`)."""
         found = [
             (r, m)
             for r, m in self.evals()
-            if r.evaluated(model_path, model_run) and (baseline is ANY or r.against == baseline)
+            if r.evaluated(model_path, model_run)
+            and (baseline is ANY or r.against == baseline)
+            and bool((m.get("results") or {}).get("replay")) == replay
         ]
         return max(found, key=lambda rm: run_order(rm[1])) if found else None
 

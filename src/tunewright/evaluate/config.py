@@ -322,6 +322,30 @@ class GateConfig(StrictModel):
         return self.threshold is None
 
 
+def _replay_gates() -> list[GateConfig]:
+    return [
+        GateConfig(metric="replay.over_refusal_rate", max_drop=0.05),
+        GateConfig(metric="replay_json.json_valid", max_drop=0.02),
+        GateConfig(metric="replay_tools.tool_name_accuracy", max_drop=0.05),
+        GateConfig(metric="replay_tools.no_call_accuracy", max_drop=0.05),
+        GateConfig(metric="replay.judge_score", max_drop=0.25, tier="supporting"),
+        GateConfig(metric="replay.similar", max_drop=0.2, tier="advisory"),
+    ]
+
+
+class ReplayConfig(StrictModel):
+    """`tunewright eval --replay WINDOW`: production's captured prompts as the suite (evaluate/replay.py)."""
+
+    store: str = "monitor/capture.sqlite"
+    """The capture store the window is read from."""
+    max_items: int | None = Field(500, gt=0)
+    """Replay at most this many of the window's requests, oldest first (null: all)."""
+    similar_threshold: float = Field(0.8, ge=-1, le=1)
+    """Cosine similarity to production's answer that counts as agreeing with it (metric replay.similar)."""
+    gates: list[GateConfig] = Field(default_factory=_replay_gates)
+    """Gates of a replay (tasks replay, replay_json, replay_tools); those whose task a window lacks are left out."""
+
+
 class EvalConfig(StrictModel):
     tasks: list[TaskConfig] = Field(min_length=1)
     """The evaluation tasks."""
@@ -339,6 +363,8 @@ class EvalConfig(StrictModel):
     """Seed of the bootstrap and of the blind-review shuffle."""
     report: str = "reports/eval-report.md"
     """Where the Markdown report is written; the HTML report goes beside it (copies stay in the run)."""
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    """Replays of captured production traffic (eval --replay WINDOW)."""
 
     @model_validator(mode="after")
     def _unique_tasks(self) -> EvalConfig:

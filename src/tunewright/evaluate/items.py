@@ -35,6 +35,7 @@ class Item:
     label: str | None = None
     rejected: str | None = None  # a preference pair's rejected answer (`reference` holds the chosen one)
     tools: list[dict[str, Any]] = field(default_factory=list)  # the tools the model may call (OpenAI's shape)
+    response_format: dict[str, Any] | None = None  # json_schema / json_object: the answer is constrained to it
 
     @property
     def question(self) -> str:
@@ -96,6 +97,10 @@ def parse_item(obj: Any, task: TaskConfig, default_id: str) -> Item:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RecordError(f"assert[{where}]: {first['msg']}") from None
+    fmt = obj.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object", "text")):
+        raise RecordError("response_format must be an object of type json_schema, json_object or text")
+    item.response_format = fmt if fmt and fmt.get("type") != "text" else None
     expect = obj.get("expect")
     if expect is not None and expect not in ("refuse", "answer"):
         raise RecordError(f"expect must be 'refuse' or 'answer', found {expect!r}")

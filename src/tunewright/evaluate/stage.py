@@ -16,6 +16,7 @@ from typing import Any
 
 from tunewright.core.errors import UserError
 from tunewright.core.io import write_json, write_jsonl, write_text
+from tunewright.core.manifest import MANIFEST
 from tunewright.core.model_source import resolve_model
 from tunewright.core.progress import progress_bar
 from tunewright.core.runs import Run, lineage, start_run
@@ -126,8 +127,9 @@ def _generate(target: Target, cfg: EvalConfig, tasks: dict[str, Task]) -> dict[s
     if not chats:
         return {}
     tools = [it.tools for t in wanted for it in t.items]
+    formats = [it.response_format for t in wanted for it in t.items]
     with progress_bar(f"generating with {target.label}", total=len(chats)) as advance:
-        answers = iter(target.generate(chats, cfg.generation.max_new_tokens, advance, tools))
+        answers = iter(target.generate(chats, cfg.generation.max_new_tokens, advance, tools, formats))
     return {t.name: [next(answers) for _ in t.items] for t in wanted}
 
 
@@ -356,10 +358,20 @@ def run_eval(cfg: EvalConfig, workspace: Path, model: TargetSpec, baseline: Targ
 
 
 def evaluate(
-    workspace: Path, cfg: EvalConfig, model: TargetSpec, baseline: TargetSpec | None, command: list[str]
+    workspace: Path,
+    cfg: EvalConfig,
+    model: TargetSpec,
+    baseline: TargetSpec | None,
+    command: list[str],
+    replay: dict[str, Any] | None = None,
 ) -> tuple[Run, dict[str, Any]]:
     """`tunewright eval` as a library call: the evaluation, recorded as a run; the run and its summary.
-    The verdict is in the summary; a NO-GO is not an exception here (the CLI makes it exit 1)."""
+    The verdict is in the summary; a NO-GO is not an exception here (the CLI makes it exit 1). A replay
+    (`evaluate/replay.py`) is recorded in the results, with its capture window as the run's parent."""
     with start_run(workspace, "eval", command, cfg.model_dump()) as run:
+        if replay is not None:
+            if (workspace / "runs" / replay["window"] / MANIFEST).is_file():
+                run.add_parent(replay["window"])
+            run.results["replay"] = replay
         summary = run_eval(cfg, workspace, model, baseline, run)
     return run, summary

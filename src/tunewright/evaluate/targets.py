@@ -30,6 +30,7 @@ from tunewright.runtimes.openai_client import EndpointError, OpenAIClient
 Advance = Callable[[int], None] | None
 Chat = list[dict[str, Any]]
 Tools = list[dict[str, Any]]
+Format = dict[str, Any] | None
 
 
 @dataclass
@@ -98,20 +99,32 @@ class LocalTarget:
         return self._engine
 
     def generate(
-        self, chats: list[Chat], max_tokens: int, advance: Advance = None, tools: list[Tools] | None = None
+        self,
+        chats: list[Chat],
+        max_tokens: int,
+        advance: Advance = None,
+        tools: list[Tools] | None = None,
+        formats: list[Format] | None = None,
     ) -> list[str]:
         """Greedy answers. A chat with tools is answered as the server answers it under `tool_choice: auto`:
-        text, or calls constrained to those tools and written as the model writes them."""
+        text, or calls constrained to those tools and written as the model writes them; a chat with a JSON
+        response format, constrained to it as the server constrains it."""
         tools = tools or [[] for _ in chats]
+        formats = formats or [None for _ in chats]
         prompts = [chat.prompt_ids(self.tokenizer, c, t or None) for c, t in zip(chats, tools, strict=True)]
         engine = self.engine(max(map(len, prompts)) + max_tokens)
         groups: dict[str, list[int]] = {}
-        for i, t in enumerate(tools):
-            groups.setdefault(json.dumps(t, sort_keys=True), []).append(i)
+        for i, (t, f) in enumerate(zip(tools, formats, strict=True)):
+            groups.setdefault(json.dumps([t, f], sort_keys=True), []).append(i)
         answers = [""] * len(chats)
         for rows in groups.values():
-            offered = tools[rows[0]]
-            constraint = grammar.tool_calls(check_tools(offered), False, True) if offered else None
+            offered, fmt = tools[rows[0]], formats[rows[0]]
+            if offered:
+                constraint = grammar.tool_calls(check_tools(offered), False, True)
+            elif fmt is not None and fmt.get("type") == "json_schema":
+                constraint = grammar.json_schema((fmt.get("json_schema") or {}).get("schema") or {})
+            else:
+                constraint = grammar.json_object() if fmt is not None else None
             params = SamplingParams(max_tokens=max_tokens, grammar=constraint)
             for i, out in zip(rows, engine.generate([prompts[i] for i in rows], params, advance=advance), strict=True):
                 answers[i] = out.text
@@ -166,16 +179,23 @@ class EndpointTarget:
             raise UserError(f"endpoint {self.url} does not serve {self.model!r}; it serves: {', '.join(served)}")
 
     def generate(
-        self, chats: list[Chat], max_tokens: int, advance: Advance = None, tools: list[Tools] | None = None
+        self,
+        chats: list[Chat],
+        max_tokens: int,
+        advance: Advance = None,
+        tools: list[Tools] | None = None,
+        formats: list[Format] | None = None,
     ) -> list[str]:
         """Greedy answers; a reply's `tool_calls` are written after its content as a local model writes calls
-        (`core/tools.call_text`), so the same scorers read both."""
+        (`core/tools.call_text`), so the same scorers read both. A response format is sent as given."""
 
-        def one(job: tuple[Chat, Tools]) -> str:
-            messages, offered = job
+        def one(job: tuple[Chat, Tools, Format]) -> str:
+            messages, offered, fmt = job
             body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
             if offered:
                 body["tools"] = offered
+            if fmt is not None:
+                body["response_format"] = fmt
             reply = self.client.chat(body)
             try:
                 message = reply["choices"][0]["message"]
@@ -183,7 +203,8 @@ class EndpointTarget:
                 raise EndpointError(f"{self.url}: a chat completion without choices[0].message: {reply}") from None
             return written_reply(message)
 
-        return self.client.map(one, list(zip(chats, tools or [[] for _ in chats], strict=True)), advance)
+        jobs = zip(chats, tools or [[] for _ in chats], formats or [None for _ in chats], strict=True)
+        return self.client.map(one, list(jobs), advance)
 
     def reference_nll(self, chats: list[list[dict[str, str]]], answers: list[str], advance: Advance = None) -> Any:
         raise UserError("reference NLL needs the model's own chat template and tokenizer: evaluate a local model")

@@ -25,21 +25,11 @@ from typing import Any
 
 from tunewright.core import capture_store as store
 from tunewright.core.errors import UserError
-from tunewright.core.manifest import MANIFEST, list_manifests, newest
+from tunewright.core.manifest import MANIFEST
 from tunewright.core.runs import Run, start_run
 from tunewright.core.workspace import resolve
 
 STAGE = "monitor-export"
-
-
-def resolve_window(workspace: Path, ref: str) -> str:
-    """A capture window's id from `latest` or an id."""
-    if ref != "latest":
-        return ref
-    found = newest([m for m in list_manifests(workspace) if m.get("stage") == "capture"])
-    if found is None:
-        raise UserError("WINDOW latest: no capture window is recorded; serve with capture.enabled=true first")
-    return found["run_id"]
 
 
 def _answer(choice: dict[str, Any]) -> dict[str, Any]:
@@ -103,16 +93,8 @@ def export_window(
     workspace: Path, store_path: Path, ref: str, kind: str, min_score: float, out: str | None, command: list[str]
 ) -> Run:
     """Write the window's chosen conversations as a curation source; recorded as a `monitor-export` run."""
-    if not store_path.is_file():
-        raise UserError(f"no capture store at {store_path}; serve with capture.enabled=true first")
-    window = resolve_window(workspace, ref)
-    conn = store.connect(store_path, readonly=True)
-    try:
-        rows = [r for r in store.read_requests(conn) if r["window_id"] == window]
-    finally:
-        conn.close()
-    if not rows:
-        raise UserError(f"WINDOW {window}: no captured requests in {store_path}")
+    window = store.resolve_window(workspace, ref, "WINDOW")
+    rows = store.window_rows(store_path, window, "WINDOW")
     records, why = select(rows, kind, min_score)
     if not records:
         wanted = "a correction" if kind == "preference" else f"a correction or a feedback score >= {min_score:g}"

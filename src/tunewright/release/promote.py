@@ -39,6 +39,8 @@ class PromoteConfig(StrictModel):
     """Why (recorded with who and when)."""
     license_reviewed: bool = False
     """Licenses the policy marks for review were reviewed (recorded)."""
+    require_replay: bool = False
+    """Also require a GO on a replay of production traffic against the alias's current version."""
 
     @field_validator("to")
     @classmethod
@@ -74,7 +76,9 @@ def _target(workspace: Path, ref: str) -> VersionRef:
     return parsed
 
 
-def decide(workspace: Path, ref: str, alias: str, license_reviewed: bool = False) -> Decision:
+def decide(
+    workspace: Path, ref: str, alias: str, license_reviewed: bool = False, require_replay: bool = False
+) -> Decision:
     """Whether `ref` may become `alias`, with every reason it may not."""
     target = _target(workspace, ref)
     name = target.name
@@ -110,8 +114,36 @@ def decide(workspace: Path, ref: str, alias: str, license_reviewed: bool = False
                     f"the newest evaluation of v{version} against {label} ({newest.run_id}) is {newest.verdict}: "
                     f"gate(s) {newest.failing()}"
                 )
+        if require_replay:
+            _check_replay(registry, name, version, version_path, row["source_run"], current, against, decision)
         _check_licenses(workspace, registry, row, decision, license_reviewed)
     return decision
+
+
+def _check_replay(
+    registry: Registry,
+    name: str,
+    version: int,
+    version_path: str,
+    source_run: str | None,
+    current: int | None,
+    against: str,
+    decision: Decision,
+) -> None:
+    """The newest replay of production traffic against the alias's current version must be GO."""
+    if current is None:
+        decision.reasons.append(f"nothing serves {name}@{decision.alias} yet, so there is no traffic to replay")
+        return
+    found = registry.newest_eval(version_path, source_run, against, replay=True)
+    if found is None:
+        decision.reasons.append(
+            f"v{version} has no replay of production traffic against v{current}: "
+            f"tunewright eval --replay latest --model {name}@v{version}"
+        )
+    elif not found[0].passed:
+        decision.reasons.append(
+            f"the newest replay of v{version} ({found[0].run_id}) is {found[0].verdict}: gate(s) {found[0].failing()}"
+        )
 
 
 def _check_licenses(
@@ -135,7 +167,7 @@ def _check_licenses(
 def promote_version(workspace: Path, cfg: PromoteConfig) -> Decision:
     """`tunewright promote` as a library call: decide, and move the alias only if nothing stands against it
     (a CheckFailed listing every reason otherwise)."""
-    decision = decide(workspace, cfg.ref, cfg.to, cfg.license_reviewed)
+    decision = decide(workspace, cfg.ref, cfg.to, cfg.license_reviewed, cfg.require_replay)
     if decision.reasons:
         raise CheckFailed(
             f"{decision.name}@v{decision.version} not promoted to {cfg.to}:\n"

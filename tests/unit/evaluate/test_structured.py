@@ -136,6 +136,34 @@ def test_local_and_endpoint_targets_answer_tool_items_alike(tiny_base):
             endpoint.close()
 
 
+def test_items_with_a_json_response_format_are_answered_under_it_locally_and_through_a_server(tiny_base):
+    """A replayed request that asked for JSON is answered under its schema, by the local engine and by the server
+    (the endpoint target sends the format), with the same greedy answers."""
+    schema = {"type": "object", "properties": {"severity": {"enum": ["low", "high"]}}, "required": ["severity"]}
+    schema["additionalProperties"] = False
+    fmt = {"type": "json_schema", "json_schema": {"name": "alert", "schema": schema}}
+    task = TaskConfig(name="j", data="x.jsonl", scorers=[JsonScorer(type="json", json_schema=schema)])
+    item = parse_item({"prompt": "Read the alert: disk full.", "response_format": fmt}, task, "j:1")
+    assert item.response_format == fmt
+    with pytest.raises(RecordError, match="response_format"):
+        parse_item({"prompt": "q", "response_format": {"type": "yaml"}}, task, "j:2")
+    chats = [[{"role": "user", "content": f"Read the alert: disk {i} full."}] for i in range(2)]
+    local = LocalTarget(ModelSource(label="tiny", base=str(tiny_base)))
+    try:
+        answers = local.generate(chats, 40, formats=[fmt, {"type": "json_object"}])
+    finally:
+        local.close()
+    assert json.loads(answers[0])["severity"] in ("low", "high")
+    assert answers[1].startswith("{")  # any JSON object; the tiny model may not close it within 40 tokens
+    app = create_app(lambda: _engine(tiny_base), ServeConfig(max_new_tokens=256))
+    with BackgroundServer(app) as server:
+        endpoint = EndpointTarget(server.base_url, "tiny", EndpointConfig())
+        try:
+            assert endpoint.generate(chats, 40, formats=[fmt, {"type": "json_object"}]) == answers
+        finally:
+            endpoint.close()
+
+
 def _engine(tiny_base):
     model = AutoModelForCausalLM.from_pretrained(tiny_base)
     return Engine(model, load_tokenizer(tiny_base), EngineConfig(max_num_seqs=4, max_model_len=1024)), Served(

@@ -322,7 +322,8 @@ def test_an_unenforceable_constraint_is_a_400_and_the_server_goes_on(server, cli
     r = httpx.post(f"{server[0].base_url}/chat/completions", json=request, timeout=60)
     assert r.status_code == 400, r.text
     assert says in r.json()["error"]["message"]
-    assert client.chat.completions.create(model="tiny", messages=QUESTION, max_tokens=4).choices[0].message.content
+    after = client.chat.completions.create(model="tiny", messages=QUESTION, max_tokens=4).choices[0]
+    assert after.finish_reason in ("stop", "length")  # the server still answers (the text may be empty)
 
 
 def test_completions_echo_logprobs_as_lm_evaluation_harness_asks(server, tiny_base):
