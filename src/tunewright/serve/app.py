@@ -34,6 +34,7 @@ from tunewright.serve.gate import Gate
 from tunewright.serve.metrics import ServeMetrics
 from tunewright.serve.routes import NotReady, error, router
 from tunewright.serve.service import BadConstraint, ModelNotFound, Served, Service
+from tunewright.serve.shadow import Shadow
 
 log = logging.getLogger("tunewright.serve")
 Loader = Callable[[], tuple[Engine, Served]]
@@ -50,6 +51,8 @@ def _load(app: FastAPI, load: Loader, cfg: ServeConfig) -> None:
         _warm_up(engine)
         service = Service(engine, served, cfg.max_new_tokens, cfg.request_timeout_s, app.state.metrics)
         service.capture = app.state.capture
+        if cfg.shadow.candidate is not None:
+            service.shadow = Shadow(cfg.shadow, served.name)
         if cfg.adapters_dir:
             app.state.adapter_dir = AdapterDirectory(engine, Path(cfg.adapters_dir), set(cfg.adapters) | {served.name})
             app.state.adapter_dir.sync()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tunewright.core.config import StrictModel, workspace_config
 from tunewright.core.model_source import ModelSource
@@ -66,6 +66,21 @@ class CaptureConfig(StrictModel):
         return kinds
 
 
+class ShadowConfig(StrictModel):
+    """Mirror a share of one served name's chat requests to a candidate adapter: its answer is captured beside
+    production's (`shadow_of` in the captured request) and never returned."""
+
+    candidate: str | None = None
+    """The adapter that answers in the shadow: a name in `adapters` (null: no shadow)."""
+    name: str | None = None
+    """The served name whose traffic is mirrored (null: the model's own name)."""
+    share: float = Field(0.1, ge=0, le=1)
+    """Share of that name's chat requests mirrored (chosen at random per request)."""
+    max_inflight: int = Field(1, ge=1)
+    """Shadow requests generating at once; a request that finds them all busy is not mirrored (counted), so the
+    shadow's extra load is bounded whatever production's traffic."""
+
+
 def load_serve_config(workspace: Path) -> ServeConfig:
     """The workspace's `configs/serve.yaml` (the defaults where it has none)."""
     return workspace_config(workspace, "serve.yaml", ServeConfig)
@@ -110,6 +125,23 @@ class ServeConfig(StrictModel):
     """Production capture: each request and answer, PII removed, in the workspace (for `tunewright monitor`)."""
     vllm: VllmConfig = Field(default_factory=VllmConfig)
     """Settings for engine: vllm."""
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    """Shadow traffic: a candidate adapter answers a share of requests unseen, for comparison in the capture."""
+
+    @model_validator(mode="after")
+    def _shadow_needs(self) -> ServeConfig:
+        candidate = self.shadow.candidate
+        if candidate is None:
+            return self
+        if candidate not in self.adapters:
+            raise ValueError(
+                f"shadow.candidate {candidate!r}: not one of the served adapters ({', '.join(self.adapters)})"
+            )
+        if not self.capture.enabled:
+            raise ValueError("shadow.candidate: shadow answers are only kept in the capture; set capture.enabled=true")
+        if self.engine != "tunewright":
+            raise ValueError("shadow.candidate: shadow traffic runs on the tunewright engine")
+        return self
 
     def served(self, source: ModelSource) -> ModelSource:
         """`source` in the dtype and on the device this config asks for (`auto` resolved for this machine; vLLM

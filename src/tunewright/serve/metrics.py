@@ -75,6 +75,12 @@ class ServeMetrics:
         )
         self.running = Gauge("tunewright_num_requests_running", "Requests decoding.", ["model"], registry=r)
         self.waiting = Gauge("tunewright_num_requests_waiting", "Requests waiting for a slot.", ["model"], registry=r)
+        self.shadow = Counter(
+            "tunewright_shadow_requests",
+            "Requests mirrored to the shadow candidate: answered, failed, or not mirrored because it was busy.",
+            ["outcome"],
+            registry=r,
+        )
         # only where capture is configured, so `tunewright_capture_enabled 0` means it turned off
         self.capture = CaptureMetrics(r) if capture else None
 

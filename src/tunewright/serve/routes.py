@@ -210,6 +210,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     calls = body.calls_tools()
     response_id = new_id("chatcmpl")
     recorder = _recorder(service, request, "chat.completions", response_id, body)
+    if service.shadow is not None:
+        service.shadow.mirror(service, request, body, prompt, params[0], response_id, lambda t: _chat_choice(t, calls))
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _chat_events(service, body.model, response_id, streams, usage, calls, recorder)

@@ -105,6 +105,7 @@ class Service:
         self.engine, self.served, self.cap = engine, served, max_new_tokens
         self.timeout, self.metrics = request_timeout_s, metrics
         self.capture: Capture | None = None
+        self.shadow: Any = None  # a serve.shadow.Shadow when shadow.candidate is set
         self.token_text = lru_cache(maxsize=65536)(self._token_text)
 
     # ---- names ---------------------------------------------------------------------------------------------
