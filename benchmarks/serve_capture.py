@@ -35,11 +35,12 @@ from tunewright.runtimes.net import free_port
 PII = " I am dana.smith@example.com, card 4111 1111 1111 1111, phone +1 415 555 0133."
 
 
-def serve_round(model: Path, ws: Path, capture: bool, args: argparse.Namespace) -> dict:
+def serve_round(model: Path, ws: Path, capture: bool, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
+    """One server up, warmed and loaded at concurrency 32 (`extra`: more `serve` arguments); its load figures."""
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "tunewright"), "serve", str(model), "--port", str(port), "-w", str(ws)]
     cmd += ["model_name=bench", f"max_new_tokens={args.tokens}", "access_log=false", "batching.max_num_seqs=32"]
-    cmd += [f"dtype={args.dtype}", f"capture.enabled={'true' if capture else 'false'}"]
+    cmd += [f"dtype={args.dtype}", f"capture.enabled={'true' if capture else 'false'}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     ready = f"http://127.0.0.1:{port}/v1/health/ready"  # ours: 503 until the model is loaded and warm
     if args.engine == "vllm":  # `dtype` is vLLM's --dtype too; on CPUs vLLM takes a RAM share for its KV cache
