@@ -95,6 +95,9 @@ def test_feedback_becomes_chat_and_preference_sources_with_lineage(workspace, ti
     assert chat_run["run_id"] in curated["parents"]
     assert _latest(workspace, "monitor-export")["run_id"] in curated["parents"]
     assert curated["results"]["kept_by_source"].get("production", 0) >= 1
+    card = (workspace / "reports" / "data-card.md").read_text()
+    assert "`production` may be trained on because: users agreed" in card
+    assert "`prod_pairs` may be trained on because: users agreed" in card
 
 
 def test_export_refuses_an_unknown_window_and_a_window_without_feedback(workspace, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tunewright.core.tables import markdown_table
-from tunewright.curate.config import CurateConfig
+from tunewright.curate.config import CurateConfig, SourceConfig
 from tunewright.curate.decontaminate import Decontaminate
 from tunewright.curate.result import CurationResult
 
@@ -33,6 +33,7 @@ def render_card(cfg: CurateConfig, result: CurationResult) -> str:
         for s in cfg.sources if s.kind == "chat"
     ]  # fmt: skip
     lines += markdown_table(["source", "path", "license", "training allowed", "lines read", "kept"], sources)
+    lines += _usage_notes([s for s in cfg.sources if s.kind == "chat"])
     lines += ["", "## What each step did", ""]
     quarantine = result.quarantine
     per_step = quarantine.by_step()
@@ -183,6 +184,8 @@ def render_pairs_section(cfg: CurateConfig, result: CurationResult) -> str:
         if s.kind == "preference"
     ]
     lines += [*markdown_table(["source", "path", "license", "lines read", "kept"], sources), ""]
+    notes = _usage_notes([s for s in cfg.sources if s.kind == "preference"])
+    lines += [*notes[1:], ""] if notes else []
     removed = result.quarantine.by_step_action("removed")
     read_removed = removed.get("read", 0) + removed.get("normalise", 0)
     steps = [["read + normalise", result.lines_read, result.lines_read - read_removed, read_removed]]
@@ -194,6 +197,12 @@ def render_pairs_section(cfg: CurateConfig, result: CurationResult) -> str:
     ]
     lines += markdown_table(["split", "pairs", "sha256"], splits)
     return "\n".join(lines) + "\n"
+
+
+def _usage_notes(sources: list[SourceConfig]) -> list[str]:
+    """Why the team may train on the sources that say so (production captures must), as card lines."""
+    notes = [f"- `{s.name}` may be trained on because: {s.usage_note}" for s in sources if s.usage_note]
+    return ["", *notes] if notes else []
 
 
 def _read(result: CurationResult, source: str) -> int | str:
