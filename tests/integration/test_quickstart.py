@@ -3,6 +3,7 @@
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -304,6 +305,10 @@ def test_monitor_check_flags_a_new_topic_and_fails(quickstart_copy, launch, caps
         client.chat.completions.create(
             model="support-assistant", messages=[{"role": "user", "content": prompt}], max_tokens=48, temperature=0
         )
+    deadline = time.monotonic() + 30  # the capture writer stores rows in batches, twice a second
+    while len(list(store.read_requests(store.connect(store_path, readonly=True)))) < 60:
+        assert time.monotonic() < deadline, "the server did not store every captured request"
+        time.sleep(0.2)
     assert main(["monitor", "-w", str(ws), "check"]) == 1
     out = capsys.readouterr().out
     assert "BREACH" in out and "input_drift_p_value" in out
