@@ -72,6 +72,13 @@ def serve_cmd(
         if not api_key:
             raise UserError(f"api_key_env: the environment variable {cfg.api_key_env} is not set")
     source = cfg.served(resolve_model(ws, model))
+    canary = None
+    if cfg.canary.candidate is not None:
+        from tunewright.serve.canary import plan_canary
+
+        canary, candidate = plan_canary(ws, cfg.canary.candidate, model, source)
+        adapters[canary.adapter] = str(candidate)
+        cfg.adapters[canary.adapter] = str(candidate)
     name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
     versions, parents = served_lineage(ws, name, source, cfg.adapters)
@@ -93,7 +100,7 @@ def serve_cmd(
     with capture_window(ws, cfg.capture, versions, parents, command) as capture:
         if capture is not None:
             typer.echo(f"capturing requests in {ws / cfg.capture.path} (window {capture.window})", err=True)
-        serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key, capture)
+        serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key, capture, canary)
 
 
 def _serve_vllm(

@@ -33,8 +33,8 @@ class Thresholds(StrictModel):
     answer_length_change: float | None = Field(0.5, ge=0)
     """Mean answer length off the version's eval answers' by more than this share: output drift."""
     json_validity: float | None = Field(0.95, ge=0, le=1)
-    """Share of finished answers to JSON-format requests that parse (and match their schema) below which a
-    window breaches."""
+    """Share of answers to JSON-format requests (stopped, or cut at max_tokens) that parse and match their schema,
+    below which a window breaches."""
     tool_call_validity: float | None = Field(0.95, ge=0, le=1)
     """Share of tool calls naming a declared tool with schema-valid arguments below which a window breaches."""
     feedback_score: float | None = None

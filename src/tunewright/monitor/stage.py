@@ -26,6 +26,7 @@ from tunewright.core.manifest import MANIFEST
 from tunewright.core.runs import Run, start_run
 from tunewright.core.workspace import resolve
 from tunewright.monitor.alerts import alert_rules
+from tunewright.monitor.checks import drift_checks, stat_checks
 from tunewright.monitor.config import MonitorConfig
 from tunewright.monitor.drift import DriftTest, input_drift
 from tunewright.monitor.reference import Reference, reference_for
@@ -101,30 +102,16 @@ def _breaches(version: dict[str, Any], cfg: MonitorConfig) -> list[dict[str, Any
         )
 
     for w in version["windows"]:
-        s = w["stats"]
-        above = {"error_rate": t.error_rate, "latency_p95_s": t.p95_latency_s}
-        for key, limit in above.items():
-            if limit is not None and s[key] is not None and s[key] > limit:
-                breach(key, w["start_iso"], s[key], limit, "above")
-        below = {
-            "json_validity": t.json_validity,
-            "tool_call_validity": t.tool_call_validity,
-            "feedback_score_mean": t.feedback_score,
-        }
-        for key, limit in below.items():
-            if limit is not None and s[key] is not None and s[key] < limit:
-                breach(key, w["start_iso"], s[key], limit, "below")
+        for c in stat_checks(w["stats"], t):
+            breach(c.check, w["start_iso"], c.value, c.threshold, c.rule)
     latest = version["windows"][-1]["start_iso"]
     drift = version["input_drift"]["training"]
     if t.input_drift and drift.get("tested") and drift["drifted"]:
         breach("input_drift_p_value", latest, drift["p_value"], cfg.drift.alpha, "below alpha")
     out_drift = version["output_drift"]
     if out_drift.get("tested"):
-        change, rise = out_drift["answer_length_change"], out_drift["refusal_rate_increase"]
-        if t.answer_length_change is not None and change is not None and change > t.answer_length_change:
-            breach("answer_length_change", latest, change, t.answer_length_change, "above")
-        if t.refusal_rate_increase is not None and rise > t.refusal_rate_increase:
-            breach("refusal_rate_increase", latest, rise, t.refusal_rate_increase, "above")
+        for c in drift_checks(out_drift["answer_length_change"], out_drift["refusal_rate_increase"], t):
+            breach(c.check, latest, c.value, c.threshold, c.rule)
     return out
 
 

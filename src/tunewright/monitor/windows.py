@@ -1,10 +1,11 @@
 """Per served version and time window: traffic, latency, tokens, finish reasons, errors, refusals, answer
 length, JSON and tool-call validity where requests asked for them, feedback.
 
-Validity is judged as an eval scorer would: a JSON-format answer that finished by itself must parse
-(and match its `json_schema`); a tool call must name a declared tool and carry arguments that parse
-and match that tool's `parameters`. Refusals are answers that open with the phrases assistants
-refuse with ("I can't", "I'm sorry, but", "As an AI"...).
+Validity is judged as an eval scorer would: a JSON-format answer must parse (and match its
+`json_schema`), whether it stopped by itself or was cut at max_tokens (a client cannot use a cut
+object either; answers that failed or were abandoned are left out); a tool call must name a
+declared tool and carry arguments that parse and match that tool's `parameters`. Refusals are
+answers that open with the phrases assistants refuse with ("I can't", "I'm sorry, but", "As an AI"...).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def is_refusal(text: str) -> bool:
 
 
 def json_validity(row: dict[str, Any]) -> list[bool]:
-    """For a request that asked for JSON: whether each finished answer parses and matches its schema."""
+    """For a request that asked for JSON: whether each answer (stopped or cut at max_tokens) parses and matches
+    its schema."""
     request = row.get("request") or {}
     fmt = request.get("response_format") or {}
     structured = request.get("structured_outputs") or {}
@@ -67,7 +69,7 @@ def json_validity(row: dict[str, Any]) -> list[bool]:
         return []
     out = []
     for choice in (row.get("response") or {}).get("choices", []):
-        if choice.get("finish_reason") != "stop":
+        if choice.get("finish_reason") not in ("stop", "length"):
             continue
         out.append(_valid_json(choice.get("content") or choice.get("text") or "", schema))
     return out

@@ -186,8 +186,11 @@ def promote(workspace: Path, decision: Decision, reason: str) -> None:
         registry.move_alias(decision.name, decision.alias, decision.version, _user(), reason, "promote")
 
 
-def rollback(workspace: Path, name: str, alias: str, reason: str) -> tuple[int, int]:
-    """Return `name@alias` to the version it held before the current one was promoted; (from, to)."""
+def rollback(
+    workspace: Path, name: str, alias: str, reason: str, fallback: int | None = None, kind: str = "rollback"
+) -> tuple[int, int]:
+    """Return `name@alias` to the version it held before the current one was promoted (to `fallback` when it
+    held none, e.g. the version production serves); (from, to). `kind` is recorded with the move."""
     with open_registry(workspace) as registry:
         current = registry.alias_version(name, alias)
         if current is None:
@@ -195,7 +198,8 @@ def rollback(workspace: Path, name: str, alias: str, reason: str) -> tuple[int, 
         moves = registry.alias_moves(name, alias)
         promotions = [m for m in moves if m["kind"] == "promote" and m["to_version"] == current]
         previous = promotions[-1]["from_version"] if promotions else None
+        previous = fallback if previous is None else previous
         if previous is None:
             raise UserError(f"{name}@{alias} is v{current}, its first version; there is no earlier one to roll back to")
-        registry.move_alias(name, alias, previous, _user(), reason, "rollback")
+        registry.move_alias(name, alias, previous, _user(), reason, kind)
     return current, previous

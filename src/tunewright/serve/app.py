@@ -28,6 +28,7 @@ from tunewright.engine import Engine, SamplingParams
 from tunewright.engine.requests import EngineClosed, PromptTooLong, QueueFull, UnknownAdapter
 from tunewright.runtimes.net import free_port
 from tunewright.serve.adapters_dir import AdapterDirectory
+from tunewright.serve.canary import STATES, Canary, CanaryPlan
 from tunewright.serve.capture import Capture, CaptureOff
 from tunewright.serve.config import ServeConfig
 from tunewright.serve.gate import Gate
@@ -45,7 +46,7 @@ def _warm_up(engine: Engine) -> None:
     engine.generate([prompt], SamplingParams(max_tokens=2))
 
 
-def _load(app: FastAPI, load: Loader, cfg: ServeConfig) -> None:
+def _load(app: FastAPI, load: Loader, cfg: ServeConfig, plan: CanaryPlan | None) -> None:
     try:
         engine, served = load()
         _warm_up(engine)
@@ -53,6 +54,11 @@ def _load(app: FastAPI, load: Loader, cfg: ServeConfig) -> None:
         service.capture = app.state.capture
         if cfg.shadow.candidate is not None:
             service.shadow = Shadow(cfg.shadow, served.name)
+        if plan is not None:
+            capture = app.state.capture
+            if capture is None:
+                raise ValueError("canary.candidate: the canary is judged on the capture, and capture is off")
+            service.canary = Canary(cfg.canary, plan, served.name, capture.path, capture.window)
         if cfg.adapters_dir:
             app.state.adapter_dir = AdapterDirectory(engine, Path(cfg.adapters_dir), set(cfg.adapters) | {served.name})
             app.state.adapter_dir.sync()
@@ -81,11 +87,36 @@ async def unavailable(_: Request, exc: Exception) -> JSONResponse:
     return error(503, str(exc), "service_unavailable")
 
 
+async def _watch_canary(app: FastAPI, loading: asyncio.Task, every_s: float) -> None:
+    """Let the canary look at its requests every `every_s` until it has promoted or rolled back its candidate."""
+    await loading
+    service = app.state.service
+    canary = service.canary if service is not None else None
+    if canary is None:
+        return
+    gauge = app.state.metrics.canary_state
+    while True:
+        for state in STATES:
+            gauge.labels(state).set(float(state == canary.state))
+        if canary.state in ("promoted", "rolled_back"):
+            return
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(canary.check)
+        except Exception:
+            log.exception("the canary check failed; it is tried again in %g s", every_s)
+
+
 def create_app(
-    load: Loader, cfg: ServeConfig | None = None, api_key: str | None = None, capture: Capture | None = None
+    load: Loader,
+    cfg: ServeConfig | None = None,
+    api_key: str | None = None,
+    capture: Capture | None = None,
+    canary: CanaryPlan | None = None,
 ) -> FastAPI:
     """An app that loads its engine with `load` in the background and serves it (recording requests in
-    `capture`, which the app starts; its owner closes it after the server has stopped)."""
+    `capture`, which the app starts; its owner closes it after the server has stopped), routing a canary's
+    traffic by `canary` when given."""
     cfg = cfg or ServeConfig()
 
     @asynccontextmanager
@@ -97,7 +128,7 @@ def create_app(
         if capture is not None:
             metrics.capture.watch(capture)
             capture.start()
-        loader = threading.Thread(target=_load, args=(app, load, cfg), name="tunewright-load", daemon=True)
+        loader = threading.Thread(target=_load, args=(app, load, cfg, canary), name="tunewright-load", daemon=True)
         loader.start()
         loading = asyncio.create_task(asyncio.to_thread(loader.join))
         scanning: asyncio.Task | None = None
@@ -109,10 +140,12 @@ def create_app(
                     await app.state.adapter_dir.keep_in_sync(cfg.adapters_rescan_s)
 
             scanning = asyncio.create_task(rescan())
+        watching = asyncio.create_task(_watch_canary(app, loading, cfg.canary.check_every_s)) if canary else None
         yield
         app.state.closing = True
-        if scanning is not None:
-            scanning.cancel()
+        for task in (scanning, watching):
+            if task is not None:
+                task.cancel()
         await loading
         if app.state.service is not None:
             await asyncio.to_thread(app.state.service.engine.shutdown, True, cfg.shutdown_grace_s)
@@ -202,6 +235,7 @@ def serve_forever(
     port: int,
     api_key: str | None,
     capture: Capture | None = None,
+    canary: CanaryPlan | None = None,
 ) -> None:
     """`tunewright serve` with this engine as a library call: serve `source` as `name` (with `adapters`) on
     `port` until SIGTERM or Ctrl-C; a model that fails to load stops the server and is raised."""
@@ -210,6 +244,7 @@ def serve_forever(
         cfg,
         api_key,
         capture,
+        canary,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -11,10 +11,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tunewright.core.config import StrictModel, workspace_config
+from tunewright.core.export_versions import parse_ref
 from tunewright.core.model_source import ModelSource
 from tunewright.core.pii import PII_TYPES
 from tunewright.core.precision import DEVICE_PATTERN
+from tunewright.core.registry import ALIASES
 from tunewright.engine.requests import EngineConfig
+from tunewright.monitor.config import Thresholds
 from tunewright.runtimes.vllm import VllmConfig
 
 
@@ -81,6 +84,40 @@ class ShadowConfig(StrictModel):
     shadow's extra load is bounded whatever production's traffic."""
 
 
+class CanaryConfig(StrictModel):
+    """Route a weight of one served name's traffic to a candidate registry version and let the monitor's
+    thresholds decide: a breach rolls the candidate's alias back (a registry move with the reason) and stops
+    routing to it; a clean sample leaves it in place, or promotes it through `promote`'s gates."""
+
+    candidate: str | None = None
+    """The candidate: NAME@ALIAS of an adapter export of the model being served (e.g. support@staging; null: no
+    canary). Serve a version of the same export name (e.g. `serve support@production`)."""
+    name: str | None = None
+    """The served name whose traffic is split (null: the model's own name)."""
+    weight: float = Field(0.1, gt=0, le=1)
+    """Share of that name's requests the candidate answers (chosen at random per request)."""
+    min_requests: int = Field(50, ge=1)
+    """Candidate requests captured before the thresholds decide (no decision on fewer)."""
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    """What a breach is: the monitor's thresholds on the candidate's requests; answer length and refusal rate
+    are compared with production's answers in the same window (input_drift does not apply)."""
+    promote_to: Literal["staging", "production"] | None = None
+    """When the sample is clean, promote the candidate to this alias through promote's gates and send it all of
+    the name's traffic (null: leave it in place at its weight)."""
+    check_every_s: float = Field(5, gt=0)
+    """Seconds between looks at the candidate's captured requests."""
+
+    @field_validator("candidate")
+    @classmethod
+    def _alias_ref(cls, ref: str | None) -> str | None:
+        if ref is None:
+            return None
+        parsed = parse_ref(ref)
+        if parsed is None or parsed.selector not in ALIASES:
+            raise ValueError(f"{ref!r}: expected NAME@ALIAS, ALIAS in {', '.join(ALIASES)} (moved back on a breach)")
+        return ref
+
+
 def load_serve_config(workspace: Path) -> ServeConfig:
     """The workspace's `configs/serve.yaml` (the defaults where it has none)."""
     return workspace_config(workspace, "serve.yaml", ServeConfig)
@@ -127,6 +164,8 @@ class ServeConfig(StrictModel):
     """Settings for engine: vllm."""
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     """Shadow traffic: a candidate adapter answers a share of requests unseen, for comparison in the capture."""
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    """Canary release: a candidate version answers a weight of a name's traffic; the thresholds roll it back."""
 
     @model_validator(mode="after")
     def _shadow_needs(self) -> ServeConfig:
@@ -141,6 +180,16 @@ class ServeConfig(StrictModel):
             raise ValueError("shadow.candidate: shadow answers are only kept in the capture; set capture.enabled=true")
         if self.engine != "tunewright":
             raise ValueError("shadow.candidate: shadow traffic runs on the tunewright engine")
+        return self
+
+    @model_validator(mode="after")
+    def _canary_needs(self) -> ServeConfig:
+        if self.canary.candidate is None:
+            return self
+        if not self.capture.enabled:
+            raise ValueError("canary.candidate: the canary is judged on the capture; set capture.enabled=true")
+        if self.engine != "tunewright":
+            raise ValueError("canary.candidate: canary routing runs on the tunewright engine")
         return self
 
     def served(self, source: ModelSource) -> ModelSource:

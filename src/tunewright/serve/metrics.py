@@ -81,6 +81,18 @@ class ServeMetrics:
             ["outcome"],
             registry=r,
         )
+        self.canary = Counter(
+            "tunewright_canary_requests",
+            "Requests to the canaried name by the arm that answered them: candidate or production.",
+            ["arm"],
+            registry=r,
+        )
+        self.canary_state = Gauge(
+            "tunewright_canary_state",
+            "1 for the canary's state: observing, passed, promoted, rolled_back (or held, when promotion was refused).",
+            ["state"],
+            registry=r,
+        )
         # only where capture is configured, so `tunewright_capture_enabled 0` means it turned off
         self.capture = CaptureMetrics(r) if capture else None
 

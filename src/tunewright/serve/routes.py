@@ -185,7 +185,7 @@ def _sse(data: object) -> str:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response | ChatCompletionResponse:
     service = service_of(request)
-    adapter = service.adapter_for(body.model)
+    adapter, routing = service.route(body.model, service.adapter_for(body.model))
     constraint = await service.constraint(body)
     try:
         prompt = service.engine.chat_prompt([m.for_template() for m in body.messages], body.tools)
@@ -209,7 +209,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     streams = service.start([prompt] * body.n, params, adapter, request)
     calls = body.calls_tools()
     response_id = new_id("chatcmpl")
-    recorder = _recorder(service, request, "chat.completions", response_id, body)
+    recorder = _recorder(service, request, "chat.completions", response_id, body, routing)
     if service.shadow is not None:
         service.shadow.mirror(service, request, body, prompt, params[0], response_id, lambda t: _chat_choice(t, calls))
     if body.stream:
@@ -238,12 +238,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     return ChatCompletionResponse(id=response_id, model=body.model, choices=choices, usage=_usage(results))
 
 
-def _recorder(service: Service, http: Request, route: str, response_id: str, body: SamplingRequest) -> Recorder | None:
-    """A recorder for this request if capture is on and samples it."""
+def _recorder(
+    service: Service, http: Request, route: str, response_id: str, body: SamplingRequest, routing: dict | None
+) -> Recorder | None:
+    """A recorder for this request if capture is on and samples it; a canary's routing decision is always
+    captured, with the request."""
     capture = service.capture
-    if capture is None or not capture.sampled():
+    if capture is None or (routing is None and not capture.sampled()):
         return None
-    return Recorder(capture, http, route, response_id, body, bool(body.stream))
+    recorder = Recorder(capture, http, route, response_id, body, bool(body.stream))
+    if routing is not None:
+        recorder.request["canary"] = routing
+    return recorder
 
 
 def _captured_choice(choice: ChatChoice) -> dict[str, Any]:
@@ -356,7 +362,7 @@ def _call_deltas(events: list[tuple[str, Any]]) -> list[dict]:
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Response | CompletionResponse:
     service = service_of(request)
-    adapter = service.adapter_for(body.model)
+    adapter, routing = service.route(body.model, service.adapter_for(body.model))
     tokenizer = service.engine.tokenizer
     prompts, texts = [], []
     for p in body.prompts():
@@ -388,7 +394,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response | C
     pairs = [(i, k) for i in range(len(prompts)) for k in range(body.n)]
     streams = service.start([prompts[i] for i, _ in pairs], [params[k] for _, k in pairs], adapter, request)
     response_id = new_id("cmpl")
-    recorder = _recorder(service, request, "completions", response_id, body)
+    recorder = _recorder(service, request, "completions", response_id, body, routing)
     if body.stream:
         events = _completion_events(body, response_id, streams, [texts[i] for i, _ in pairs], recorder)
         return StreamingResponse(events, media_type="text/event-stream")

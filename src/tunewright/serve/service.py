@@ -106,6 +106,7 @@ class Service:
         self.timeout, self.metrics = request_timeout_s, metrics
         self.capture: Capture | None = None
         self.shadow: Any = None  # a serve.shadow.Shadow when shadow.candidate is set
+        self.canary: Any = None  # a serve.canary.Canary when canary.candidate is set
         self.token_text = lru_cache(maxsize=65536)(self._token_text)
 
     # ---- names ---------------------------------------------------------------------------------------------
@@ -117,6 +118,16 @@ class Service:
         if model in self.engine.adapters and model != self.engine.default_adapter:
             return model
         raise ModelNotFound(model)
+
+    def route(self, model: str, adapter: str | None) -> tuple[str | None, dict[str, Any] | None]:
+        """The adapter that answers a request to `model` (the canary may send it to its candidate) and the routing
+        decision to capture with it (None where no canary routes `model`)."""
+        if self.canary is None:
+            return adapter, None
+        adapter, decision = self.canary.route(model, adapter)
+        if decision is not None:
+            self.metrics.canary.labels(decision["arm"]).inc()
+        return adapter, decision
 
     def model_name(self, adapter: str | None) -> str:
         """The served name of an engine adapter (metrics labels)."""

@@ -1,0 +1,53 @@
+"""The monitor's threshold checks on a group of captured requests, shared by `monitor check` and serve's canary.
+
+`stat_checks` compares one group's figures (`windows.window_stats`) with the absolute limits:
+error rate and p95 latency above, JSON / tool-call validity and mean feedback below.
+`drift_checks` compares answers with a reference set of answers (the version's eval answers for
+`monitor`, production's answers in the same window for a canary): answer length off by more
+than a share, refusal rate up by more than a margin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from tunewright.monitor.config import Thresholds
+
+
+class Check(NamedTuple):
+    """A failed check: which figure, its value, the limit and how it was crossed."""
+
+    check: str
+    value: float
+    threshold: float | bool
+    rule: str
+
+    def describe(self) -> str:
+        return f"{self.check} {self.value:.3g} {self.rule} {self.threshold}"
+
+
+def stat_checks(stats: dict[str, Any], t: Thresholds) -> list[Check]:
+    """The absolute thresholds `stats` (one group's `window_stats`) crosses."""
+    out = []
+    for key, limit in (("error_rate", t.error_rate), ("latency_p95_s", t.p95_latency_s)):
+        if limit is not None and stats[key] is not None and stats[key] > limit:
+            out.append(Check(key, stats[key], limit, "above"))
+    below = (
+        ("json_validity", t.json_validity),
+        ("tool_call_validity", t.tool_call_validity),
+        ("feedback_score_mean", t.feedback_score),
+    )
+    for key, limit in below:
+        if limit is not None and stats[key] is not None and stats[key] < limit:
+            out.append(Check(key, stats[key], limit, "below"))
+    return out
+
+
+def drift_checks(length_change: float | None, refusal_rise: float | None, t: Thresholds) -> list[Check]:
+    """The output-drift thresholds crossed by an answer-length change (a share) and a refusal-rate rise."""
+    out = []
+    if t.answer_length_change is not None and length_change is not None and length_change > t.answer_length_change:
+        out.append(Check("answer_length_change", length_change, t.answer_length_change, "above"))
+    if t.refusal_rate_increase is not None and refusal_rise is not None and refusal_rise > t.refusal_rate_increase:
+        out.append(Check("refusal_rate_increase", refusal_rise, t.refusal_rate_increase, "above"))
+    return out
