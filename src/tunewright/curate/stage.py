@@ -64,14 +64,27 @@ def admitted_sources(cfg: CurateConfig, workspace: Path, run: Run | None) -> tup
     return sources, skipped
 
 
+def _from_production(workspace: Path, producer: str) -> bool:
+    """Whether the run that wrote a source carried production traffic: a `monitor export`, or the review of a
+    replay (its prompts are captured requests)."""
+    manifest = load_manifest(workspace / "runs" / producer)
+    if manifest["stage"] == "monitor-export":
+        return True
+    reviewed = (manifest.get("results") or {}).get("eval_run")
+    if manifest["stage"] != "review" or not reviewed or not (workspace / "runs" / reviewed).is_dir():
+        return False
+    return bool(load_manifest(workspace / "runs" / reviewed).get("results", {}).get("replay"))
+
+
 def _production_policy(sources: list[SourceConfig], paths: dict[str, Path], run: Run) -> None:
-    """Production traffic (a `monitor export` file) is trained on only when its source says why it may be."""
+    """Production traffic (a `monitor export` file, a reviewed replay's pairs) is trained on only when its source
+    says why it may be."""
     producers = {e["path"]: e.get("run") for e in run.inputs}
     for i, source in enumerate(sources):
         producer = producers.get(run.rel(paths[source.name]))
         if not producer or source.usage_note:
             continue
-        if load_manifest(run.workspace / "runs" / producer)["stage"] == "monitor-export":
+        if _from_production(run.workspace, producer):
             raise UserError(
                 f"sources[{i}].usage_note: source {source.name!r} is production traffic exported by run {producer}; "
                 "say why the team may train on it (consent, terms of use) in usage_note, and check its license"

@@ -47,6 +47,27 @@ def _lineage_lines(models: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reviewer_lines(r: dict[str, Any]) -> list[str]:
+    """Per-reviewer win rates and inter-reviewer agreement of a review in the browser (none for a CSV review)."""
+    if not r.get("reviewers"):
+        return []
+    lines = [f"Both answers bad: {r['both_bad']} judgments. Per reviewer (ties and both-bad count half):"]
+    for name, v in r["reviewers"].items():
+        lines.append(f"- {name}: {v['judged']} judged, win rate {_ci(v['win_rate'])}, {v['both_bad']} both bad")
+    agreement = r["agreement"]
+    if agreement["pairs"]:
+        lines.append("Agreement between reviewers (same verdict on the pairs both judged; Cohen's kappa):")
+        for g in agreement["pairs"]:
+            kappa = "n/a" if g["kappa"] is None else f"{g['kappa']:.2f}"
+            who = " & ".join(g["reviewers"])
+            lines.append(f"- {who}: {g['pairs']} pairs, {g['agreement']:.0%} agree, kappa {kappa}")
+        if agreement["mean_kappa"] is not None:
+            lines.append(f"- mean kappa {agreement['mean_kappa']:.2f}")
+    else:
+        lines.append("No pair was judged by two reviewers, so there is no agreement to report.")
+    return [*lines, ""]
+
+
 def render_markdown(s: dict[str, Any]) -> str:
     """The Markdown report."""
     level = round(s["confidence"] * 100)
@@ -95,6 +116,7 @@ def render_markdown(s: dict[str, Any]) -> str:
             f"{r['judged']} pairs judged by reviewers ({r['ties']} ties, {r['skipped']} left blank). "
             f"Model win rate **{_ci(r['win_rate'])}** (ties count half).",
             "",
+            *_reviewer_lines(r),
         ]
     lines += ["## Lineage", "", *_lineage_lines(s["models"]), ""]
     if s["worst"]:
@@ -250,6 +272,8 @@ def render_html(s: dict[str, Any]) -> str:
             f"<p>{r['judged']} pairs judged ({r['ties']} ties, {r['skipped']} blank). "
             f"Model win rate <b>{e(_ci(r['win_rate']))}</b>.</p>",
         ]
+        if r.get("reviewers"):
+            out.append("<pre>" + e("\n".join(_reviewer_lines(r))) + "</pre>")
     out += ["<h2>Lineage</h2>", "<pre>" + e("\n".join(_lineage_lines(s["models"]))) + "</pre>"]
     if s["worst"]:
         out.append("<h2>Worst regressions against the baseline</h2>")

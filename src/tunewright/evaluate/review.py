@@ -29,7 +29,7 @@ COLUMNS = ["pair_id", "task", "question", "reference", "answer_a", "answer_b", "
 VERDICTS = {"a": "A", "b": "B", "tie": "tie", "": ""}
 
 
-def _eval_run(workspace: Path, ref: str) -> tuple[Path, dict[str, Any]]:
+def eval_run(workspace: Path, ref: str) -> tuple[Path, dict[str, Any]]:
     run_dir = find_run(workspace, ref)
     manifest = load_manifest(run_dir)
     if manifest["stage"] != "eval":
@@ -47,11 +47,10 @@ def _pairs(run_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return pairs
 
 
-def export_review(workspace: Path, ref: str, out_dir: Path, run: Run) -> int:
-    """Write the blind review files for an eval run; returns the number of pairs."""
-    run_dir, manifest = _eval_run(workspace, ref)
-    seed = int(manifest["config"].get("seed", 0))
-    rng = random.Random(seed)
+def blind_pairs(run_dir: Path, manifest: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The eval run's answer pairs in a seeded shuffle, each with a seeded coin for which answer is A: the rows a
+    reviewer sees (no model names) and the key (pair id -> task, item id, which side is the model)."""
+    rng = random.Random(int(manifest["config"].get("seed", 0)))
     pairs = _pairs(run_dir)
     rng.shuffle(pairs)
     rows, key = [], {}
@@ -72,6 +71,13 @@ def export_review(workspace: Path, ref: str, out_dir: Path, run: Run) -> int:
             }
         )
         key[pair_id] = {"task": m["task"], "id": m["id"], "model_is": "A" if model_first else "B"}
+    return rows, key
+
+
+def export_review(workspace: Path, ref: str, out_dir: Path, run: Run) -> int:
+    """Write the blind review files for an eval run; returns the number of pairs."""
+    run_dir, manifest = eval_run(workspace, ref)
+    rows, key = blind_pairs(run_dir, manifest)
     run.add_parent(manifest["run_id"])
     run.add_input(run_dir / "results.jsonl")
     csv_path, jsonl_path = run.output_file(out_dir / "review.csv"), run.output_file(out_dir / "review.jsonl")
@@ -109,7 +115,7 @@ def _judgments(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def import_review(workspace: Path, ref: str, judged: Path, preferences_out: Path, run: Run) -> dict[str, Any]:
     """Read reviewers' judgments back: win rate into the report, preference pairs out."""
-    run_dir, manifest = _eval_run(workspace, ref)
+    run_dir, manifest = eval_run(workspace, ref)
     eval_id = manifest["run_id"]
     key = _key(workspace, eval_id)["pairs"]
     results = {
@@ -155,15 +161,31 @@ def import_review(workspace: Path, ref: str, judged: Path, preferences_out: Path
     ci = confidence_interval(
         metric, resample_counts(len(wins), summary["bootstrap"], summary["seed"]), summary["confidence"]
     )
-    summary["review"] = {
+    review = {
         "judged": len(wins),
         "ties": ties,
         "skipped": skipped,
         "win_rate": {"value": ci.value, "low": ci.low, "high": ci.high},
-        "review_run": run.run_id,
     }
-    run.add_parent(eval_id)
     run.add_input(judged)
+    return publish_review(workspace, manifest, review, prefs, preferences_out, run)
+
+
+def publish_review(
+    workspace: Path,
+    manifest: dict[str, Any],
+    review: dict[str, Any],
+    prefs: list[dict[str, Any]],
+    preferences_out: Path,
+    run: Run,
+) -> dict[str, Any]:
+    """Put a review's results into the eval run's report (`review` in its eval.json, re-rendered) and write its
+    preference pairs, as outputs of the review `run`; returns the review summary."""
+    eval_id = manifest["run_id"]
+    run_dir = workspace / "runs" / eval_id
+    summary = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    summary["review"] = {**review, "review_run": run.run_id}
+    run.add_parent(eval_id)
     report = Path(manifest["config"].get("report", "reports/eval-report.md"))
     report = report if report.is_absolute() else workspace / report
     for path, text in ((report, render_markdown(summary)), (report.with_suffix(".html"), render_html(summary))):
