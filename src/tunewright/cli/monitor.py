@@ -70,16 +70,23 @@ def export_cmd(
     min_score: float = typer.Option(1.0, "--min-score", help="Feedback score that makes a conversation a good one."),
     out: str = typer.Option(None, "--out", help="File to write (default data/raw/production-WINDOW-KIND.jsonl)."),
     store: str = typer.Option("monitor/capture.sqlite", "--store", help="The capture store."),
+    judged_by: str = typer.Option(
+        None, "--judged-by", help="A replay of the window with a judge: also export answers it scored well (chat)."
+    ),
+    min_judge_score: float = typer.Option(4.0, "--min-judge-score", help="Judge score (1-5) that makes one good."),
     workspace: Path = typer.Option(None, "--workspace", "-w", help="Workspace (default: the current directory)."),
 ) -> None:
-    """Write a capture window's conversations chosen by feedback as a curation source (a `monitor-export` run)."""
+    """Write a capture window's conversations chosen by feedback, judge score or correction as a curation source
+    (a `monitor-export` run)."""
     from tunewright.core.workspace import resolve
     from tunewright.monitor.export import export_window
 
     if kind not in ("chat", "preference"):
         raise UserError(f"--kind {kind!r}: expected chat or preference")
     ws = workspace_path(workspace or ctx.obj)
-    run = export_window(ws, resolve(ws, store), window, kind, min_score, out, command_line())
+    run = export_window(
+        ws, resolve(ws, store), window, kind, min_score, out, command_line(), judged_by, min_judge_score
+    )
     r = run.results
     typer.echo(
         f"exported {r['exported']} of {r['captured']} captured conversations of window {r['window']} as {r['kind']}"
