@@ -100,7 +100,8 @@ def serve_cmd(
     import uvicorn
 
     from tunewright.core.errors import UserError
-    from tunewright.review.server import create_review_app, open_session
+    from tunewright.evaluate.judgments import open_session
+    from tunewright.evaluate.review_server import create_review_app
     from tunewright.runtimes.net import free_port
 
     ws = workspace_path(workspace)
@@ -126,7 +127,7 @@ def export_cmd(
     workspace: Path = WORKSPACE,
 ) -> None:
     """Win rates per reviewer and overall and agreement into the eval report; judgments as preference pairs."""
-    from tunewright.review.judgments import export_judgments
+    from tunewright.evaluate.judgments import export_judgments
 
     ws = workspace_path(workspace)
     eval_id = find_run(ws, run_ref).name

@@ -19,6 +19,7 @@ from tunewright.core.export_versions import export_name
 
 if TYPE_CHECKING:
     from tunewright.core.model_source import ModelSource
+    from tunewright.serve.canary import CanaryPlan, CanaryPolicy
     from tunewright.serve.config import ServeConfig
 
 
@@ -76,9 +77,10 @@ def serve_cmd(
     if cfg.canary.candidate is not None:
         from tunewright.serve.canary import plan_canary
 
-        canary, candidate = plan_canary(ws, cfg.canary.candidate, model, source)
-        adapters[canary.adapter] = str(candidate)
-        cfg.adapters[canary.adapter] = str(candidate)
+        plan, candidate = plan_canary(ws, cfg.canary.candidate, model, source)
+        adapters[plan.adapter] = str(candidate)
+        cfg.adapters[plan.adapter] = str(candidate)
+        canary = (plan, canary_policy(cfg, plan))
     name = cfg.model_name or export_name(Path(model))
     port = cfg.port or free_port(cfg.host)
     versions, parents = served_lineage(ws, name, source, cfg.adapters)
@@ -101,6 +103,24 @@ def serve_cmd(
         if capture is not None:
             typer.echo(f"capturing requests in {ws / cfg.capture.path} (window {capture.window})", err=True)
         serve_forever(cfg, source, name, {n: Path(p) for n, p in adapters.items()}, port, api_key, capture, canary)
+
+
+def canary_policy(cfg: ServeConfig, plan: CanaryPlan) -> CanaryPolicy:
+    """The canary's policy: the monitor's checks on its requests, the registry's moves on its alias."""
+    from tunewright.monitor.checks import canary_breaches
+    from tunewright.release.promote import PromoteConfig, promote_version, rollback
+    from tunewright.serve.canary import CanaryPolicy
+
+    ws = plan.workspace
+
+    def promote(alias: str, reason: str) -> None:
+        promote_version(ws, PromoteConfig(ref=plan.label, to=alias, reason=reason))
+
+    return CanaryPolicy(
+        breaches=lambda ours, theirs: [c.describe() for c in canary_breaches(ours, theirs, cfg.canary.thresholds)],
+        roll_back=lambda reason: rollback(ws, plan.export, plan.alias, reason, plan.production, "canary-rollback"),
+        promote=promote,
+    )
 
 
 def _serve_vllm(

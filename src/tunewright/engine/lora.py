@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.lora_([AB])\.weight$")
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+Rows = torch.Tensor | slice | None  # the rows of a batch one adapter applies to
 
 
 def adapter_name_for(label: str) -> str:
@@ -147,22 +148,29 @@ class LoraSet(AdapterTable):
     def _free(self, index: int) -> None:
         self.weights.pop(index, None)
 
-    def groups(self, adapter_ids: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
-        """(adapter, rows) for every adapter used in a batch; rows None means every row."""
+    def groups(self, adapter_ids: torch.Tensor) -> list[tuple[int, Rows]]:
+        """(adapter, rows) for every adapter used in a batch: rows None means every row, a slice a run of
+        consecutive rows (one request's, typically), else their indices."""
         used = [int(a) for a in torch.unique(adapter_ids).tolist() if a != 0]
         if len(used) == 1 and bool((adapter_ids == used[0]).all()):
             return [(used[0], None)]
-        return [(a, (adapter_ids == a).nonzero().squeeze(1)) for a in used]
+        out: list[tuple[int, Rows]] = []
+        for a in used:
+            rows = (adapter_ids == a).nonzero().squeeze(1)
+            first, last = int(rows[0]), int(rows[-1])
+            out.append((a, slice(first, last + 1) if last - first + 1 == rows.numel() else rows))
+        return out
 
-    def apply(
-        self, layer: int, proj: str, x: torch.Tensor, out: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]
-    ) -> None:
-        """Add each group's low-rank delta of projection `proj` to `out` (in place)."""
+    def apply(self, layer: int, proj: str, x: torch.Tensor, out: torch.Tensor, groups: list[tuple[int, Rows]]) -> None:
+        """Add each group's low-rank delta of projection `proj` to `out` (in place). Consecutive rows are updated
+        through views, without the gather and scatter (a mixed batch pays two small matmuls per projection)."""
         for adapter, rows in groups:
             w = self.weights.get(adapter, {}).get((layer, proj))
             if w is None:
                 continue
             if rows is None:
                 out.addmm_(x @ w.a.T, w.b.T)
+            elif isinstance(rows, slice):
+                out[rows].addmm_(x[rows] @ w.a.T, w.b.T)
             else:
                 out.index_add_(0, rows, (x.index_select(0, rows) @ w.a.T) @ w.b.T)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import yaml
 
-from tunewright.monitor.config import Thresholds
+from tunewright.core.thresholds import Thresholds
 
 
 def _rule(name: str, expr: str, severity: str, summary: str, hold: str | None = None) -> dict:

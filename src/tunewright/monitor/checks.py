@@ -1,4 +1,4 @@
-"""The monitor's threshold checks on a group of captured requests, shared by `monitor check` and serve's canary.
+"""The monitor's threshold checks on a group of captured requests, for `monitor check` and serve's canary.
 
 `stat_checks` compares one group's figures (`windows.window_stats`) with the absolute limits:
 error rate and p95 latency above, JSON / tool-call validity and mean feedback below.
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from tunewright.monitor.config import Thresholds
+from tunewright.core.thresholds import Thresholds
+from tunewright.monitor.windows import window_stats
 
 
 class Check(NamedTuple):
@@ -51,3 +52,18 @@ def drift_checks(length_change: float | None, refusal_rise: float | None, t: Thr
     if t.refusal_rate_increase is not None and refusal_rise is not None and refusal_rise > t.refusal_rate_increase:
         out.append(Check("refusal_rate_increase", refusal_rise, t.refusal_rate_increase, "above"))
     return out
+
+
+def canary_breaches(candidate: list[dict[str, Any]], production: list[dict[str, Any]], t: Thresholds) -> list[Check]:
+    """The thresholds a canary's candidate crosses on its captured requests: the absolute ones on its own figures,
+    answer length and refusal rate against production's answers in the same window."""
+    ours = window_stats(candidate)
+    found = stat_checks(ours, t)
+    theirs = window_stats(production) if production else None
+    if theirs is not None and theirs["answer_chars_mean"] and ours["answer_chars_mean"] is not None:
+        change = abs(ours["answer_chars_mean"] / theirs["answer_chars_mean"] - 1)
+        rise = None
+        if ours["refusal_rate"] is not None and theirs["refusal_rate"] is not None:
+            rise = ours["refusal_rate"] - theirs["refusal_rate"]
+        found += drift_checks(change, rise, t)
+    return found

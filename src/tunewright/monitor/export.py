@@ -28,7 +28,7 @@ from typing import Any
 from tunewright.core import capture_store as store
 from tunewright.core.errors import UserError
 from tunewright.core.io import iter_jsonl
-from tunewright.core.manifest import MANIFEST
+from tunewright.core.manifest import MANIFEST, load_manifest
 from tunewright.core.runs import Run, find_run, start_run
 from tunewright.core.workspace import resolve
 
@@ -59,11 +59,10 @@ def _feedback(row: dict[str, Any]) -> tuple[float | None, Any]:
 
 def judge_scores(workspace: Path, ref: str, window: str) -> dict[str, float]:
     """The judge's score of production's answer per response id, from a replay of `window` (`--judged-by`)."""
-    from tunewright.evaluate.review import eval_run
-
-    run_dir, manifest = eval_run(workspace, ref)
+    run_dir = find_run(workspace, ref)
+    manifest = load_manifest(run_dir)
     replayed = (manifest.get("results") or {}).get("replay") or {}
-    if replayed.get("window") != window:
+    if manifest["stage"] != "eval" or replayed.get("window") != window:
         raise UserError(f"--judged-by {ref}: run {run_dir.name} is not a replay of window {window} (eval --replay)")
     scores = {
         row["id"]: row["scores"]["judge_score"]

@@ -28,7 +28,7 @@ from tunewright.engine import Engine, SamplingParams
 from tunewright.engine.requests import EngineClosed, PromptTooLong, QueueFull, UnknownAdapter
 from tunewright.runtimes.net import free_port
 from tunewright.serve.adapters_dir import AdapterDirectory
-from tunewright.serve.canary import STATES, Canary, CanaryPlan
+from tunewright.serve.canary import STATES, Canary, CanarySetup
 from tunewright.serve.capture import Capture, CaptureOff
 from tunewright.serve.config import ServeConfig
 from tunewright.serve.gate import Gate
@@ -46,7 +46,7 @@ def _warm_up(engine: Engine) -> None:
     engine.generate([prompt], SamplingParams(max_tokens=2))
 
 
-def _load(app: FastAPI, load: Loader, cfg: ServeConfig, plan: CanaryPlan | None) -> None:
+def _load(app: FastAPI, load: Loader, cfg: ServeConfig, canary: CanarySetup | None) -> None:
     try:
         engine, served = load()
         _warm_up(engine)
@@ -54,11 +54,11 @@ def _load(app: FastAPI, load: Loader, cfg: ServeConfig, plan: CanaryPlan | None)
         service.capture = app.state.capture
         if cfg.shadow.candidate is not None:
             service.shadow = Shadow(cfg.shadow, served.name)
-        if plan is not None:
+        if canary is not None:
             capture = app.state.capture
             if capture is None:
                 raise ValueError("canary.candidate: the canary is judged on the capture, and capture is off")
-            service.canary = Canary(cfg.canary, plan, served.name, capture.path, capture.window)
+            service.canary = Canary(cfg.canary, *canary, served.name, capture.path, capture.window)
         if cfg.adapters_dir:
             app.state.adapter_dir = AdapterDirectory(engine, Path(cfg.adapters_dir), set(cfg.adapters) | {served.name})
             app.state.adapter_dir.sync()
@@ -112,7 +112,7 @@ def create_app(
     cfg: ServeConfig | None = None,
     api_key: str | None = None,
     capture: Capture | None = None,
-    canary: CanaryPlan | None = None,
+    canary: CanarySetup | None = None,
 ) -> FastAPI:
     """An app that loads its engine with `load` in the background and serves it (recording requests in
     `capture`, which the app starts; its owner closes it after the server has stopped), routing a canary's
@@ -235,7 +235,7 @@ def serve_forever(
     port: int,
     api_key: str | None,
     capture: Capture | None = None,
-    canary: CanaryPlan | None = None,
+    canary: CanarySetup | None = None,
 ) -> None:
     """`tunewright serve` with this engine as a library call: serve `source` as `name` (with `adapters`) on
     `port` until SIGTERM or Ctrl-C; a model that fails to load stops the server and is raised."""

@@ -7,14 +7,14 @@ Each request to the canaried name is routed at random: to the candidate with pro
 captured, whatever the sample rate, so every routing decision can be audited.
 
 Every `check_every_s` the canary reads this window's routed requests back from the capture store
-(feedback included) and, once the candidate has answered `min_requests` of them, checks them
-against the thresholds (`monitor/checks.py`): the absolute ones on the candidate's figures, and
-answer length and refusal rate against production's answers in the same window. A breach moves
-the candidate's alias back (`release.promote.rollback`, recorded as `canary-rollback` with the
-failed checks as the reason) and sends all traffic to production from then on. A clean sample
-leaves the candidate in place, or, with `promote_to`, promotes it through promote's gates and
-sends it all the traffic; a refused promotion is logged with its reasons and the candidate is
-held at its weight. A candidate that passed keeps being checked: a later breach still rolls it back.
+(feedback included) and, once the candidate has answered `min_requests` of them, asks its
+`CanaryPolicy` which thresholds they cross. A breach moves the candidate's alias back (recorded
+with the failed checks as the reason) and sends all traffic to production from then on. A clean
+sample leaves the candidate in place, or, with `promote_to`, promotes it through promote's gates
+and sends it all the traffic; a refused promotion is logged with its reasons and the candidate
+is held at its weight. A candidate that passed keeps being checked: a later breach still rolls
+it back. The policy (the monitor's checks, the registry's moves) is given by the caller, since
+serving imports neither the monitor nor the release stage.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,6 @@ from tunewright.core import capture_store as store
 from tunewright.core.errors import CheckFailed, UserError
 from tunewright.core.export_versions import parse_ref, version_number
 from tunewright.core.model_source import ModelSource, resolve_model
-from tunewright.monitor.checks import Check, drift_checks, stat_checks
-from tunewright.monitor.windows import window_stats
-from tunewright.release.promote import PromoteConfig, promote_version, rollback
 from tunewright.serve.config import CanaryConfig
 
 log = logging.getLogger("tunewright.serve")
@@ -55,22 +53,46 @@ class CanaryPlan:
     adapter: str
     """The engine adapter that answers as the candidate."""
 
+    @property
+    def label(self) -> str:
+        """The candidate as `NAME@v<N>`."""
+        return f"{self.export}@v{self.version}"
+
+
+@dataclass(frozen=True)
+class CanaryPolicy:
+    """What the canary asks of the monitor and the registry."""
+
+    breaches: Callable[[list[dict[str, Any]], list[dict[str, Any]]], list[str]]
+    """The thresholds the candidate's routed requests cross (production's given to compare), described."""
+    roll_back: Callable[[str], tuple[int, int]]
+    """Move the candidate's alias back, recording the reason; (from, to)."""
+    promote: Callable[[str, str], None]
+    """Promote the candidate to an alias through promote's gates (CheckFailed or UserError when refused)."""
+
+
+CanarySetup = tuple[CanaryPlan, CanaryPolicy]  # what `serve` is handed to run a canary
+
 
 class Canary:
     """The routing of one served name's traffic and the decisions on the candidate."""
 
-    def __init__(self, cfg: CanaryConfig, plan: CanaryPlan, served_name: str, store_path: Path, window: str) -> None:
-        self.cfg, self.plan, self.name = cfg, plan, cfg.name or served_name
+    def __init__(
+        self,
+        cfg: CanaryConfig,
+        plan: CanaryPlan,
+        policy: CanaryPolicy,
+        served_name: str,
+        store_path: Path,
+        window: str,
+    ) -> None:
+        self.cfg, self.plan, self.policy, self.name = cfg, plan, policy, cfg.name or served_name
         self.store_path, self.window = store_path, window
         self.weight = cfg.weight
         self.state = "observing"
         self.decision: str | None = None
         self.started = time.time()
         self._random = random.Random()
-
-    @property
-    def label(self) -> str:
-        return f"{self.plan.export}@v{self.plan.version}"
 
     def route(self, model: str, adapter: str | None) -> tuple[str | None, dict[str, Any] | None]:
         """The adapter that answers a request to `model` and the routing decision to capture (None: not routed)."""
@@ -79,7 +101,7 @@ class Canary:
         candidate = self._random.random() < self.weight
         decision = {
             "arm": "candidate" if candidate else "production",
-            "candidate": self.label,
+            "candidate": self.plan.label,
             "weight": self.weight,
             "state": self.state,
         }
@@ -101,20 +123,6 @@ class Canary:
         candidate = [r for r in routed if r["request"]["canary"]["arm"] == "candidate"]
         return candidate, [r for r in routed if r["request"]["canary"]["arm"] == "production"]
 
-    def breaches(self, candidate: list[dict[str, Any]], production: list[dict[str, Any]]) -> list[Check]:
-        """The thresholds the candidate's requests cross (answers compared with production's)."""
-        t = self.cfg.thresholds
-        ours = window_stats(candidate)
-        found = stat_checks(ours, t)
-        theirs = window_stats(production) if production else None
-        if theirs is not None and theirs["answer_chars_mean"] and ours["answer_chars_mean"] is not None:
-            change = abs(ours["answer_chars_mean"] / theirs["answer_chars_mean"] - 1)
-            rise = None
-            if ours["refusal_rate"] is not None and theirs["refusal_rate"] is not None:
-                rise = ours["refusal_rate"] - theirs["refusal_rate"]
-            found += drift_checks(change, rise, t)
-        return found
-
     def check(self) -> str:
         """Look at the candidate's requests so far and act on what they show; returns the state."""
         if self.state in ("promoted", "rolled_back"):
@@ -122,20 +130,20 @@ class Canary:
         candidate, production = self.rows()
         if len(candidate) < self.cfg.min_requests:
             return self.state
-        failed = self.breaches(candidate, production)
+        failed = self.policy.breaches(candidate, production)
         if failed:
             self._roll_back(len(candidate), failed)
         elif self.state == "observing":
             self._passed(len(candidate))
         return self.state
 
-    def _roll_back(self, n: int, failed: list[Check]) -> None:
+    def _roll_back(self, n: int, failed: list[str]) -> None:
         self.weight = 0.0
-        reason = f"canary: {self.label} breached after {n} requests: " + "; ".join(c.describe() for c in failed)
+        reason = f"canary: {self.plan.label} breached after {n} requests: " + "; ".join(failed)
         self.decision = reason
         plan = self.plan
         try:
-            moved = rollback(plan.workspace, plan.export, plan.alias, reason, plan.production, "canary-rollback")
+            moved = self.policy.roll_back(reason)
         except UserError as exc:
             log.error("%s; the alias was not moved: %s", reason, exc)
         else:
@@ -143,14 +151,14 @@ class Canary:
         self.state = "rolled_back"
 
     def _passed(self, n: int) -> None:
-        clean = f"canary: {self.label} clean over {n} requests"
+        clean = f"canary: {self.plan.label} clean over {n} requests"
         self.decision = clean
         if self.cfg.promote_to is None:
             log.info("%s; left in place at weight %g", clean, self.weight)
             self.state = "passed"
             return
         try:
-            promote_version(self.plan.workspace, PromoteConfig(ref=self.label, to=self.cfg.promote_to, reason=clean))
+            self.policy.promote(self.cfg.promote_to, clean)
         except (CheckFailed, UserError) as exc:
             self.decision = f"{clean}; not promoted: {exc}"
             log.warning("%s", self.decision)

@@ -16,8 +16,8 @@ from tunewright.core.model_source import ModelSource
 from tunewright.core.pii import PII_TYPES
 from tunewright.core.precision import DEVICE_PATTERN
 from tunewright.core.registry import ALIASES
+from tunewright.core.thresholds import Thresholds
 from tunewright.engine.requests import EngineConfig
-from tunewright.monitor.config import Thresholds
 from tunewright.runtimes.vllm import VllmConfig
 
 

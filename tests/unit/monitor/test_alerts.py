@@ -2,8 +2,8 @@
 
 import yaml
 
+from tunewright.core.thresholds import Thresholds
 from tunewright.monitor.alerts import alert_rules
-from tunewright.monitor.config import Thresholds
 
 
 def test_alert_rules_follow_the_thresholds():

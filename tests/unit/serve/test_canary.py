@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tunewright.cli.serve import canary_policy
 from tunewright.core import capture_store as store
 from tunewright.core.registry import open_registry
-from tunewright.monitor.config import Thresholds
+from tunewright.core.thresholds import Thresholds
+from tunewright.monitor.checks import canary_breaches
 from tunewright.serve.canary import Canary, CanaryPlan
 from tunewright.serve.config import CanaryConfig, CaptureConfig, ServeConfig
 
@@ -39,9 +41,12 @@ def _row(n: int, arm: str, answer: str, fmt: dict | None = None, status: int = 2
 
 
 def _canary(tmp_path: Path, **settings) -> Canary:
-    cfg = CanaryConfig(candidate="helper@staging", min_requests=4, **settings)
+    cfg = ServeConfig(
+        capture=CaptureConfig(enabled=True),
+        canary=CanaryConfig(candidate="helper@staging", min_requests=4, **settings),
+    )
     plan = CanaryPlan(tmp_path, "helper", "staging", 2, 1, "helper-v2")
-    canary = Canary(cfg, plan, "helper", tmp_path / "capture.sqlite", "capture-1")
+    canary = Canary(cfg.canary, plan, canary_policy(cfg, plan), "helper", tmp_path / "capture.sqlite", "capture-1")
     canary.started = 0.0
     return canary
 
@@ -62,20 +67,23 @@ def test_routing_sends_the_weight_of_one_name_to_the_candidate(tmp_path):
 
 
 def test_breaches_use_the_thresholds_and_compare_answers_with_production(tmp_path):
-    canary = _canary(tmp_path)
+    def breaches(ours: list[dict], theirs: list[dict]) -> list:
+        return canary_breaches(ours, theirs, Thresholds())
+
     production = [_row(i, "production", "Rerun the load, then check counts.") for i in range(6)]
     clean = [_row(i, "candidate", "Rerun the load, then check the counts.") for i in range(6)]
-    assert canary.breaches(clean, production) == []
+    assert breaches(clean, production) == []
     garbage = [_row(i, "candidate", '{"table": "x' * 20, JSON_FORMAT, finish="length") for i in range(6)]
-    found = {c.check: c for c in canary.breaches(garbage, production)}
+    found = {c.check: c for c in breaches(garbage, production)}
     assert found["json_validity"].value == 0.0 and found["json_validity"].rule == "below"
     assert "answer_length_change" in found  # ten times production's length
     refusing = [_row(i, "candidate", "I can't help with that.") for i in range(6)]
-    assert {c.check for c in canary.breaches(refusing, production)} == {"refusal_rate_increase"}
+    assert {c.check for c in breaches(refusing, production)} == {"refusal_rate_increase"}
     failing = [_row(i, "candidate", "", status=500, finish="error") for i in range(6)]
-    assert "error_rate" in {c.check for c in canary.breaches(failing, production)}
+    assert "error_rate" in {c.check for c in breaches(failing, production)}
     lenient = _canary(tmp_path, thresholds=Thresholds(json_validity=None, answer_length_change=None))
-    assert lenient.breaches(garbage, production) == []  # a check set to null is off
+    assert lenient.policy.breaches(garbage, production) == []  # a check set to null is off
+    assert _canary(tmp_path).policy.breaches(refusing, production) == ["refusal_rate_increase 1 above 0.1"]
 
 
 def test_no_decision_before_the_minimum_sample_then_a_breach_rolls_the_alias_back(tmp_path):

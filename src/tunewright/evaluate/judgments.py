@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tunewright.core.errors import UserError
 from tunewright.core.io import iter_jsonl
 from tunewright.core.manifest import load_manifest
 from tunewright.core.runs import Run
-from tunewright.evaluate.review import publish_review
+from tunewright.evaluate.review import blind_pairs, eval_run, publish_review
 from tunewright.evaluate.stats import confidence_interval, mean_metric, resample_counts
 
 log = logging.getLogger("tunewright.review")
@@ -71,6 +72,23 @@ class JudgmentLog:
                     continue
                 found[(j["reviewer"], j["pair_id"])] = j
         return list(found.values())
+
+
+@dataclass
+class ReviewSession:
+    """One eval run's blind pairs, their key and the judgment log."""
+
+    eval_id: str
+    rows: list[dict[str, Any]]
+    key: dict[str, dict[str, Any]]
+    log: JudgmentLog
+
+
+def open_session(workspace: Path, ref: str) -> ReviewSession:
+    """The review of the eval run `ref` (an id, a path or latest:eval)."""
+    run_dir, manifest = eval_run(workspace, ref)
+    rows, key = blind_pairs(run_dir, manifest)
+    return ReviewSession(manifest["run_id"], rows, key, JudgmentLog(judgments_path(workspace, manifest["run_id"])))
 
 
 def model_score(verdict: str, model_is: str) -> float:
@@ -206,8 +224,6 @@ def preference_pairs(
 def export_judgments(workspace: Path, ref: str, preferences_out: Path, run: Run) -> dict[str, Any]:
     """`tunewright review export`: the judgments of the eval run `ref` into its report (win rates, agreement)
     and as preference pairs at `preferences_out`, as the review `run`."""
-    from tunewright.review.server import open_session
-
     session = open_session(workspace, ref)
     judgments = session.log.latest()
     if not judgments:

@@ -1,6 +1,6 @@
 """`tunewright review serve RUN`: the blind review of an eval (or replay) run as a local web page.
 
-The page (`page.html`, at `/`) shows one prompt at a time with the two answers in the order
+The page (`review_page.html`, at `/`) shows one prompt at a time with the two answers in the order
 `evaluate.review.blind_pairs` fixed (a seeded coin per pair), under A and B, never with model
 names; the key stays in this process. Reviewers name themselves, judge by keyboard or mouse,
 and each judgment is appended to the run's judgment log before the page moves on, so a reload,
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,28 +22,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from tunewright.evaluate.review import blind_pairs, eval_run
-from tunewright.review.judgments import VERDICTS, JudgmentLog, judgments_path
+from tunewright.evaluate.judgments import VERDICTS, ReviewSession
 
 SHOWN = ("pair_id", "question", "reference", "answer_a", "answer_b")
 MAX_TEXT = 20_000
-
-
-@dataclass
-class ReviewSession:
-    """One eval run's blind pairs, their key and the judgment log."""
-
-    eval_id: str
-    rows: list[dict[str, Any]]
-    key: dict[str, dict[str, Any]]
-    log: JudgmentLog
-
-
-def open_session(workspace: Path, ref: str) -> ReviewSession:
-    """The review of the eval run `ref` (an id, a path or latest:eval)."""
-    run_dir, manifest = eval_run(workspace, ref)
-    rows, key = blind_pairs(run_dir, manifest)
-    return ReviewSession(manifest["run_id"], rows, key, JudgmentLog(judgments_path(workspace, manifest["run_id"])))
 
 
 class Judgment(BaseModel):
@@ -74,7 +54,7 @@ class _Token(BaseHTTPMiddleware):
 def create_review_app(session: ReviewSession, token: str | None = None) -> FastAPI:
     """The review page and its API over `session` (every route needs `token` when one is given)."""
     app = FastAPI(title="tunewright review", docs_url=None, redoc_url=None, openapi_url=None)
-    page = files("tunewright.review").joinpath("page.html").read_text(encoding="utf-8")
+    page = files("tunewright.evaluate").joinpath("review_page.html").read_text(encoding="utf-8")
     shown = [{k: row[k] for k in SHOWN} for row in session.rows]
     if token:
         app.add_middleware(_Token, token=token)
