@@ -6,7 +6,7 @@ base but does the adapter's work) answers a mirrored share of the requests, at m
 `--max-inflight` at once. Rounds alternate over `--repeats` so a shared machine's drift hits both
 alike; each sends `--requests` streaming chat requests of `--tokens` tokens at concurrency 32 and
 records production's output tokens/s and TTFT. Prints the ratios shadow / no shadow and how many
-shadow answers the store holds.
+shadow answers the store holds. `--pace 1` shows what an unpaced shadow costs.
 
     python benchmarks/serve_shadow.py --model smollm2 --repeats 3
 """
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--share", type=float, default=1.0, help="shadow.share")
     ap.add_argument("--max-inflight", type=int, default=1, help="shadow.max_inflight")
+    ap.add_argument("--pace", type=float, default=0.125, help="shadow.pace (1: the shadow advances every step)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: bf16 where the CPU computes it fast)")
     args = ap.parse_args()
@@ -63,6 +64,7 @@ def main() -> None:
             "shadow.candidate=candidate",
             f"shadow.share={args.share}",
             f"shadow.max_inflight={args.max_inflight}",
+            f"shadow.pace={args.pace}",
         )
         rounds: dict[bool, list[dict]] = {False: [], True: []}
         for r in range(args.repeats):
@@ -76,7 +78,7 @@ def main() -> None:
     print(
         f"\nmodel {args.model}, {args.dtype}, {args.threads} threads, CPU {cpu_name()}; concurrency 32, "
         f"{args.requests} requests x {args.tokens} tokens, {args.repeats} rounds each; shadow share {args.share}, "
-        f"max_inflight {args.max_inflight}"
+        f"max_inflight {args.max_inflight}, pace {args.pace}"
     )
     keys = ("tok_s", "ttft_p50", "ttft_p95")
     med = {on: {k: statistics.median(x[k] for x in rounds[on]) for k in keys} for on in rounds}

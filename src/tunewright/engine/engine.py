@@ -82,6 +82,7 @@ class Engine:
         caching = self.config.prefix_caching and isinstance(self.runner, LlamaRunner)
         self.prefix = PrefixIndex() if caching else None
         self.reused_tokens = 0  # prompt tokens whose keys and values came from the prefix cache
+        self._steps = 0  # steps planned, for background requests' turns
         self.default_adapter = default_adapter
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
@@ -191,8 +192,11 @@ class Engine:
         on_event: Callable[[Output], None],
         adapter: str | None = None,
         bounded: bool = True,
+        every: int = 1,
     ) -> RequestHandle:
-        """Queue one request; `on_event` gets its outputs on the engine thread (keep it quick)."""
+        """Queue one request; `on_event` gets its outputs on the engine thread (keep it quick). With `every` > 1 it
+        is background work (a shadow's): while requests of every step run it advances in one step of `every`,
+        so the cost it adds to a step is paid in that share of them; with none, it advances every step."""
         name = adapter if adapter is not None else self.default_adapter
         index = 0
         if name is not None:
@@ -207,7 +211,7 @@ class Engine:
                 "tokens of prompt and answer together"
             )
         request = Sequence(next(self._ids), list(prompt), params, index, name, on_event, time.monotonic())
-        request.tokens = list(prompt)
+        request.tokens, request.every = list(prompt), max(1, every)
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is shutting down")
@@ -385,9 +389,13 @@ class Engine:
     def _plan(self) -> tuple[StepBatch, list[tuple[Sequence, int, int]]]:
         """The step's flat batch: every decoding request, then prompt chunks within the token budget."""
         budget = self.config.max_num_batched_tokens
-        work = [(r, r.computed, r.computed + 1) for r in self._running if len(r.tokens) - r.computed == 1]
+        self._steps += 1
+        running = self._running
+        if any(r.every > 1 for r in running) and any(r.every == 1 for r in running):
+            running = [r for r in running if self._steps % r.every == 0]
+        work = [(r, r.computed, r.computed + 1) for r in running if len(r.tokens) - r.computed == 1]
         budget -= len(work)
-        for r in self._running:
+        for r in running:
             left = len(r.tokens) - r.computed
             if left > 1 and budget > 0:
                 take = min(left, budget)

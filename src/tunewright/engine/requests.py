@@ -56,6 +56,7 @@ class Sequence:
     generator: torch.Generator | None = None
     detok: Detokenizer | None = None
     matcher: Matcher | None = None  # where the answer stands in its grammar (params.grammar)
+    every: int = 1  # background work advances in one step of `every` while other requests run (Engine.submit)
 
     @property
     def deadline(self) -> float | None:

@@ -6,6 +6,8 @@ Validity is judged as an eval scorer would: a JSON-format answer must parse (and
 object either; answers that failed or were abandoned are left out); a tool call must name a
 declared tool and carry arguments that parse and match that tool's `parameters`. Refusals are
 answers that open with the phrases assistants refuse with ("I can't", "I'm sorry, but", "As an AI"...).
+Shadow answers (`shadow_of`) count for everything but latency: the engine paces them below
+production's speed on purpose.
 """
 
 from __future__ import annotations
@@ -118,8 +120,9 @@ def window_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     json_checks = [ok for r in rows for ok in json_validity(r)]
     tool_checks = [ok for r in rows for ok in tool_validity(r)]
     scores = [f["score"] for r in rows for f in r.get("feedback", []) if f.get("score") is not None]
-    totals = [r["total_s"] for r in rows if r["total_s"] is not None]
-    ttfts = [r["ttft_s"] for r in rows if r["ttft_s"] is not None]
+    timed = [r for r in rows if not (r.get("request") or {}).get("shadow_of")]  # a shadow runs at a slower pace
+    totals = [r["total_s"] for r in timed if r["total_s"] is not None]
+    ttfts = [r["ttft_s"] for r in timed if r["ttft_s"] is not None]
     pii: Counter = Counter()
     for r in rows:
         pii.update(r.get("pii") or {})

@@ -79,9 +79,13 @@ class ShadowConfig(StrictModel):
     """The served name whose traffic is mirrored (null: the model's own name)."""
     share: float = Field(0.1, ge=0, le=1)
     """Share of that name's chat requests mirrored (chosen at random per request)."""
+    pace: float = Field(0.125, gt=0, le=1)
+    """While production requests run, the share of engine steps a shadow request advances in (1: every step); its
+    adapter row makes a step dearer for the whole batch, so it is paid in this share of steps."""
     max_inflight: int = Field(1, ge=1)
-    """Shadow requests generating at once; a request that finds them all busy is not mirrored (counted), so the
-    shadow's extra load is bounded whatever production's traffic."""
+    """Shadow requests generating at once, each with a KV-cache slot of its own beyond batching.max_num_seqs; a
+    request that finds them all busy is not mirrored (counted), so the shadow's extra load is bounded whatever
+    production's traffic."""
 
 
 class CanaryConfig(StrictModel):
@@ -204,6 +208,8 @@ class ServeConfig(StrictModel):
         return self.vllm.model_copy(update={"dtype": self.dtype})
 
     def engine_config(self) -> EngineConfig:
-        """The tunewright engine's settings from `batching` (the model's context bounds max_model_len)."""
+        """The tunewright engine's settings from `batching` (the model's context bounds max_model_len), with a slot
+        more for each shadow request that may be in flight, so the shadow does not take production's slots."""
         b = self.batching
-        return EngineConfig(b.max_num_seqs, b.max_model_len, b.max_num_batched_tokens, b.max_waiting)
+        shadow = self.shadow.max_inflight if self.shadow.candidate is not None else 0
+        return EngineConfig(b.max_num_seqs + shadow, b.max_model_len, b.max_num_batched_tokens, b.max_waiting)

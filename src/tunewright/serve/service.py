@@ -249,7 +249,15 @@ def finish_reason(reason: str | None) -> str | None:
 class RequestStream:
     """One submitted engine request, read as an async stream of outputs; cancelled if the client goes away."""
 
-    def __init__(self, service: Service, prompt: list[int], params: SamplingParams, adapter: str | None, http: Request):
+    def __init__(
+        self,
+        service: Service,
+        prompt: list[int],
+        params: SamplingParams,
+        adapter: str | None,
+        http: Request,
+        every: int = 1,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Output] = asyncio.Queue()
         self.service, self.http, self.prompt = service, http, prompt
@@ -259,7 +267,7 @@ class RequestStream:
         self.queued: float | None = None
         self.total: float | None = None
         self.handle = service.engine.submit(
-            prompt, params, lambda out: loop.call_soon_threadsafe(self.queue.put_nowait, out), adapter
+            prompt, params, lambda out: loop.call_soon_threadsafe(self.queue.put_nowait, out), adapter, every=every
         )
 
     async def __aiter__(self) -> AsyncIterator[Output]:

@@ -6,7 +6,14 @@ its answer is never returned. Once it finishes, its row goes to the capture stor
 production's, with `shadow_of` naming the production response, so `monitor`, replay and review
 can compare the two. At most `max_inflight` shadow requests generate at once; a request that
 finds them all busy is simply not mirrored (`tunewright_shadow_requests_total{outcome="busy"}`),
-which bounds what the shadow takes from production however busy production is.
+which bounds what the shadow takes from production however busy production is. While production
+requests run, a shadow request advances in `pace` of the engine's steps (background work,
+`Engine.submit(every=...)`): one adapter row makes a whole batch step dearer, and this spreads that
+cost thin; with production idle it advances every step. Its captured timings are therefore not the
+candidate's speed, and the monitor leaves shadow rows out of latency. Each shadow slot
+has a KV-cache slot of its own beyond `batching.max_num_seqs` (`ServeConfig.engine_config`), so a
+shadow request does not hold back a production request waiting for a slot; a full engine queue
+refuses the shadow request, never production's.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from starlette.requests import Request
 
 from tunewright.engine import Completion
 from tunewright.engine.params import SamplingParams
+from tunewright.engine.requests import EngineClosed, QueueFull
 from tunewright.serve.config import ShadowConfig
 from tunewright.serve.protocol import ChatCompletionRequest
 from tunewright.serve.recording import Recorder
@@ -60,8 +68,19 @@ class Shadow:
         if self.inflight >= self.cfg.max_inflight:
             counter.labels("busy").inc()
             return
+        try:
+            stream = RequestStream(
+                service,
+                prompt,
+                params,
+                self.cfg.candidate,
+                _Detached(),  # type: ignore[arg-type]
+                every=max(1, round(1 / self.cfg.pace)),
+            )
+        except (QueueFull, EngineClosed):  # production's request is in; the shadow's is simply not made
+            counter.labels("busy").inc()
+            return
         self.inflight += 1
-        stream = RequestStream(service, prompt, params, self.cfg.candidate, _Detached())  # type: ignore[arg-type]
         recorder = Recorder(service.capture, http, ROUTE, f"{response_id}-shadow", body, False)
         recorder.request["shadow_of"] = response_id
         task = asyncio.create_task(self._answer(stream, recorder, choice, counter))

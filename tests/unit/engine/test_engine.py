@@ -237,3 +237,39 @@ def test_choices_constrain_the_answer_and_follow_the_models_preference(tiny_base
     out = engine.generate([prompt], SamplingParams(max_tokens=20, choices=nested))[0]
     assert out.text in ("First", "First step") and out.finish_reason == "stop"
     engine.shutdown()
+
+
+def test_background_work_advances_in_one_step_of_every_while_others_run(tiny_base, tiny_adapters, questions):
+    engine = make_engine(tiny_base, {"alpha": tiny_adapters["alpha"]}, max_num_seqs=4, max_model_len=256)
+    prompts = [engine.chat_prompt(q) for q in questions[:3]]
+    alone = engine.generate([prompts[2]], SamplingParams(max_tokens=24, min_tokens=24), adapter="alpha")[0]
+    events: dict[str, list[int]] = {"fg": [], "bg": []}
+    steps = {"fg": [], "bg": []}
+    done = threading.Semaphore(0)
+
+    def on(kind):
+        def event(out):
+            if out.token_ids:
+                events[kind] += out.token_ids
+                steps[kind].append(engine._steps)
+            if out.finish_reason is not None:
+                done.release()
+
+        return event
+
+    assert engine._claim_inline()
+    try:
+        for prompt in prompts[:2]:
+            engine.submit(prompt, SamplingParams(max_tokens=16, min_tokens=16), on("fg"))
+        engine.submit(prompts[2], SamplingParams(max_tokens=24, min_tokens=24), on("bg"), "alpha", every=4)
+        while len(events["bg"]) < 24:
+            engine._turn(wait=False)
+    finally:
+        engine._release_inline()
+    for _ in range(3):
+        done.acquire()
+    busy = [s for s in steps["bg"] if s <= max(steps["fg"])]
+    assert busy and all(s % 4 == 0 for s in busy)  # while production ran: one step in four
+    assert len(steps["bg"]) - len(busy) > len(busy)  # then every step
+    assert events["bg"] == alone.token_ids  # pacing changes nothing in the answer
+    engine.shutdown()

@@ -1,6 +1,7 @@
 """Shadow traffic through the real server: the candidate adapter answers mirrored requests unseen, its answers land
 in the capture beside production's, and its load is bounded by max_inflight."""
 
+import time
 from contextlib import closing
 
 import httpx
@@ -32,6 +33,16 @@ def _serve(tiny_base, tiny_adapters, tmp_path, shadow: ShadowConfig | None):
     return create_app(load, cfg, capture=capture), capture
 
 
+def _counts(server) -> dict[str, float]:
+    """tunewright_shadow_requests_total by outcome."""
+    metrics = httpx.get(f"{server.base_url.removesuffix('/v1')}/metrics").text
+    return {
+        line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("tunewright_shadow_requests_total{")
+    }
+
+
 def _ask(client, i):
     return client.chat.completions.create(
         model="tiny", messages=[{"role": "user", "content": f"Is table t{i} stale?"}], max_tokens=12, temperature=0
@@ -45,13 +56,19 @@ def test_the_candidate_answers_in_the_shadow_and_production_answers_unchanged(ti
         expected = [_ask(client, i).choices[0].message.content for i in range(4)]
     plain_capture.close()
 
-    app, capture = _serve(tiny_base, tiny_adapters, tmp_path, ShadowConfig(candidate="alpha", share=1.0))
+    app, capture = _serve(
+        tiny_base, tiny_adapters, tmp_path, ShadowConfig(candidate="alpha", share=1.0, max_inflight=4)
+    )
     with BackgroundServer(app) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
         replies = [_ask(client, i) for i in range(4)]
         assert [r.choices[0].message.content for r in replies] == expected  # the shadow changes no answer
         assert {r.model for r in replies} == {"tiny"}
         client.chat.completions.create(model="beta", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        deadline = time.monotonic() + 60
+        while _counts(server).get("answered", 0) < 4:  # paced behind production, shadows finish later
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     capture.close()
     with closing(store.connect(tmp_path / "capture.sqlite", readonly=True)) as conn:
         rows = list(store.read_requests(conn))
@@ -70,14 +87,11 @@ def test_shadow_load_is_bounded_by_max_inflight(tiny_base, tiny_adapters, tmp_pa
     with BackgroundServer(app) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
         concurrently(lambda i: _ask(client, i), 8)
-        metrics = httpx.get(f"{server.base_url.removesuffix('/v1')}/metrics").text
+        deadline = time.monotonic() + 60
+        while sum((counts := _counts(server)).values()) < 8:  # the last shadow may still be generating
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     capture.close()
-    counts = {
-        outcome: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("tunewright_shadow_requests_total{")
-        for outcome in [line.split('outcome="')[1].split('"')[0]]
-    }
     assert counts.get("busy", 0) >= 1  # with one shadow slot, concurrent requests found it taken
     assert counts.get("answered", 0) + counts.get("busy", 0) == 8
 
@@ -87,3 +101,15 @@ def test_shadow_config_needs_a_served_candidate_and_capture():
         ServeConfig(shadow=ShadowConfig(candidate="nope"), capture=CaptureConfig(enabled=True))
     with pytest.raises(ValueError, match=r"capture\.enabled=true"):
         ServeConfig(adapters={"alpha": "a"}, shadow=ShadowConfig(candidate="alpha"))
+
+
+def test_each_shadow_slot_gets_a_kv_slot_beyond_production_s():
+    plain = ServeConfig(batching={"max_num_seqs": 32})
+    shadowed = ServeConfig(
+        batching={"max_num_seqs": 32},
+        adapters={"alpha": "a"},
+        capture=CaptureConfig(enabled=True),
+        shadow=ShadowConfig(candidate="alpha", max_inflight=2),
+    )
+    assert plain.engine_config().max_num_seqs == 32
+    assert shadowed.engine_config().max_num_seqs == 34  # production keeps its 32 whatever the shadow does
