@@ -54,16 +54,25 @@ def drift_checks(length_change: float | None, refusal_rise: float | None, t: Thr
     return out
 
 
+def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests answered in free text: no response format, no structured output, no tools."""
+    shaped = ("response_format", "structured_outputs", "tools")
+    return [r for r in rows if not any((r.get("request") or {}).get(k) for k in shaped)]
+
+
 def canary_breaches(candidate: list[dict[str, Any]], production: list[dict[str, Any]], t: Thresholds) -> list[Check]:
-    """The thresholds a canary's candidate crosses on its captured requests: the absolute ones on its own figures,
-    answer length and refusal rate against production's answers in the same window."""
-    ours = window_stats(candidate)
-    found = stat_checks(ours, t)
-    theirs = window_stats(production) if production else None
-    if theirs is not None and theirs["answer_chars_mean"] and ours["answer_chars_mean"] is not None:
-        change = abs(ours["answer_chars_mean"] / theirs["answer_chars_mean"] - 1)
+    """The thresholds a canary's candidate crosses on its captured requests: the absolute ones on its own figures;
+    answer length and refusal rate against production's, on free-text requests only (a JSON object's length says
+    nothing of a text answer's, and random routing can give one arm more of either)."""
+    found = stat_checks(window_stats(candidate), t)
+    ours, theirs = _plain(candidate), _plain(production)
+    if not ours or not theirs:
+        return found
+    mine, base = window_stats(ours), window_stats(theirs)
+    if base["answer_chars_mean"] and mine["answer_chars_mean"] is not None:
+        change = abs(mine["answer_chars_mean"] / base["answer_chars_mean"] - 1)
         rise = None
-        if ours["refusal_rate"] is not None and theirs["refusal_rate"] is not None:
-            rise = ours["refusal_rate"] - theirs["refusal_rate"]
+        if mine["refusal_rate"] is not None and base["refusal_rate"] is not None:
+            rise = mine["refusal_rate"] - base["refusal_rate"]
         found += drift_checks(change, rise, t)
     return found

@@ -74,9 +74,13 @@ def test_breaches_use_the_thresholds_and_compare_answers_with_production(tmp_pat
     clean = [_row(i, "candidate", "Rerun the load, then check the counts.") for i in range(6)]
     assert breaches(clean, production) == []
     garbage = [_row(i, "candidate", '{"table": "x' * 20, JSON_FORMAT, finish="length") for i in range(6)]
-    found = {c.check: c for c in breaches(garbage, production)}
+    found = {c.check: c for c in breaches([*garbage, *clean], production)}
     assert found["json_validity"].value == 0.0 and found["json_validity"].rule == "below"
-    assert "answer_length_change" in found  # ten times production's length
+    assert "answer_length_change" not in found  # lengths compare free-text answers only
+    rambling = [_row(i, "candidate", "Rerun the load. " * 20) for i in range(6)]
+    assert {c.check for c in breaches(rambling, production)} == {"answer_length_change"}
+    short_json = [_row(i, "candidate", "{}", JSON_FORMAT) for i in range(6)]
+    assert breaches([*short_json, clean[0]], production) == []  # more JSON on one arm is not a length change
     refusing = [_row(i, "candidate", "I can't help with that.") for i in range(6)]
     assert {c.check for c in breaches(refusing, production)} == {"refusal_rate_increase"}
     failing = [_row(i, "candidate", "", status=500, finish="error") for i in range(6)]
