@@ -59,6 +59,14 @@ def monitor_cmd(
         raise CheckFailed(f"{len(summary['breaches'])} breach(es)")
 
 
+def _store(ws: Path) -> str:
+    """The capture store the workspace's monitor config names (its default where it has none)."""
+    from tunewright.core.config import workspace_config
+    from tunewright.monitor.config import MonitorConfig
+
+    return workspace_config(ws, "monitor.yaml", MonitorConfig).store
+
+
 export_app = typer.Typer(add_completion=False)
 
 
@@ -69,7 +77,7 @@ def export_cmd(
     kind: str = typer.Option("chat", "--kind", help="chat (conversations) | preference (corrected answers as pairs)."),
     min_score: float = typer.Option(1.0, "--min-score", help="Feedback score that makes a conversation a good one."),
     out: str = typer.Option(None, "--out", help="File to write (default data/raw/production-WINDOW-KIND.jsonl)."),
-    store: str = typer.Option("monitor/capture.sqlite", "--store", help="The capture store."),
+    store: str = typer.Option(None, "--store", help="The capture store (default: monitor.yaml's store)."),
     judged_by: str = typer.Option(
         None, "--judged-by", help="A replay of the window with a judge: also export answers it scored well (chat)."
     ),
@@ -85,7 +93,7 @@ def export_cmd(
         raise UserError(f"--kind {kind!r}: expected chat or preference")
     ws = workspace_path(workspace or ctx.obj)
     run = export_window(
-        ws, resolve(ws, store), window, kind, min_score, out, command_line(), judged_by, min_judge_score
+        ws, resolve(ws, store or _store(ws)), window, kind, min_score, out, command_line(), judged_by, min_judge_score
     )
     r = run.results
     typer.echo(
